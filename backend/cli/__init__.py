@@ -1,0 +1,1 @@
+"""The `rejuve` command-line tool."""

@@ -1,0 +1,152 @@
+"""`rejuve`: run and inspect the local platform.
+
+The entry point is the only place that reads the environment (via Settings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
+
+from backend import logs
+from backend.cli.output import console, err, print_json, services_table
+from backend.exceptions import ServiceDown, UserError
+from backend.settings import Settings
+from backend.stack import supervisor
+from backend.stack.context import StackContext
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Run and inspect the Rejuve health-data platform.")
+
+_state: dict[str, bool] = {"verbose": False}
+
+Services = Annotated[list[str] | None, typer.Argument(help="services (default: all)")]
+
+
+def _ctx() -> StackContext:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.log_json)
+    return StackContext.from_settings(settings)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                                help="show error details")] = False) -> None:
+    _state["verbose"] = verbose
+
+
+@app.command()
+def up(services: Services = None) -> None:
+    """Start the local stack (set-up on first use), apply migrations, show where it runs."""
+    ctx = _ctx()
+    with console.status("starting") as spinner:
+        rows = supervisor.up(ctx, services, progress=lambda m: spinner.update(m))
+    console.print(services_table(rows))
+    if any(r.state in ("down", "degraded") for r in rows):
+        raise ServiceDown("some services are not healthy; see their logs above")
+    console.print("Stop it with [bold]rejuve down[/] (or [bold]make down[/]).")
+
+
+@app.command()
+def down(services: Services = None) -> None:
+    """Stop the local stack's services (data is kept)."""
+    ctx = _ctx()
+    with console.status("stopping") as spinner:
+        rows = supervisor.down(ctx, services, progress=lambda m: spinner.update(m))
+    console.print(services_table(rows))
+
+
+@app.command()
+def status(
+    services: Services = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show each service: state, address, pid and log file."""
+    rows = supervisor.status(_ctx(), services)
+    if as_json:
+        print_json([r.as_dict() for r in rows])
+    else:
+        console.print(services_table(rows))
+
+
+@app.command()
+def migrate(
+    target: Annotated[str, typer.Argument(help="revision, or 'head'")] = "head",
+    downgrade: Annotated[bool, typer.Option(help="downgrade to TARGET instead")] = False,
+) -> None:
+    """Apply (or roll back) database migrations as the owner role."""
+    from backend.db import migrate as m
+
+    ctx = _ctx()
+    if downgrade:
+        m.downgrade(ctx.db, target)
+    else:
+        m.upgrade(ctx.db, target)
+    console.print(f"database {ctx.db.dbname} at revision {m.current(ctx.db) or 'base'}")
+
+
+@app.command()
+def psql(
+    role: Annotated[str, typer.Option(help="super, owner, ingest, refiner, query or prefect")]
+    = "owner",
+    command: Annotated[str | None, typer.Option("-c", help="run one SQL command")] = None,
+    dbname: Annotated[str | None, typer.Option("--db", help="database (default: zones)")] = None,
+) -> None:
+    """Open psql on the stack's database over verified TLS (for operators)."""
+    from psycopg.conninfo import make_conninfo
+
+    from backend.stack.timescaledb import find_bindir
+
+    ctx = _ctx()
+    if role not in ("super", "owner", *ctx.db.roles.app, "prefect"):
+        raise UserError(f"unknown role '{role}'")
+    if role == "prefect" and dbname is None:
+        dbname = "prefect"
+    bindir = find_bindir(ctx.settings.pg_tree)
+    exe = str(bindir / "psql") if bindir else "psql"
+    dsn = make_conninfo(ctx.db.conninfo(role, dbname), password=None)
+    # The password goes through the environment, never the command line (visible in ps).
+    env = {**os.environ, "PGPASSWORD": ctx.db.passwords[role]}
+    args = [exe, dsn, "-v", "ON_ERROR_STOP=1", *(["-c", command] if command else [])]
+    raise typer.Exit(subprocess.run(args, env=env, check=False).returncode)
+
+
+@app.command()
+def demo() -> None:
+    """Bring the stack up, land sample records in the raw zone and show where everything runs."""
+    from backend.demo import run_demo
+
+    ctx = _ctx()
+    run_demo(ctx, console)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        err.print(f"[red]error:[/] {e}")
+        if e.detail and _state["verbose"]:
+            err.print(e.detail)
+        elif e.detail:
+            err.print("[dim](run with -v for details)[/]")
+        sys.exit(e.exit_code)
+    except (typer.Exit, SystemExit) as e:
+        code = getattr(e, "exit_code", getattr(e, "code", 0))
+        sys.exit(code or 0)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as e:  # the last line of defence: one line, traceback on request
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        err.print(f"[red]internal error:[/] {type(e).__name__}: {e}")
+        if _state["verbose"]:
+            err.print_exception()
+        else:
+            err.print("[dim](run with -v for the traceback)[/]")
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Database access: role names, connection strings, migrations."""

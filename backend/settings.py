@@ -1,0 +1,50 @@
+"""Typed settings, read from the environment (prefix ``REJUVE_``) at entry points only.
+
+Library code never reads ``os.environ``: entry points build a :class:`Settings`
+and pass it (or what is derived from it) down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    # State lives outside the checkout because PostgreSQL runs as an unprivileged user
+    # and must traverse every parent directory; a clone in `mktemp -d` (mode 0700)
+    # would lock it out. One home per checkout keeps clones from sharing clusters.
+    checkout = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:10]
+    return Path("/var/lib/rejuve/stacks") / checkout
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REJUVE_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    home: Path = Field(default_factory=_default_home)
+    region: str = "local"
+
+    # Point the platform at existing servers instead of provisioning local ones.
+    # The database URL is the migration owner's; application roles get their own
+    # generated passwords, set by the owner during migration.
+    database_url: SecretStr | None = None
+    prefect_database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    ca_file: Path | None = None
+
+    db_name: str = "rejuve"
+    pg_port: int = 54329
+    redis_port: int = 6380
+    prefect_port: int = 4200
+    pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
+    service_user: str = "rejuve-svc"
+
+    log_level: str = "INFO"
+    log_json: bool = False

@@ -1,0 +1,122 @@
+"""The composition root of the local stack: settings -> paths, secrets, access, services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend.db.access import DatabaseAccess
+from backend.db.roles import PREFECT_DB, PREFECT_ROLE
+from backend.exceptions import SetupError
+from backend.settings import Settings
+from backend.stack import secrets_store
+from backend.stack.layout import Layout
+from backend.stack.prefect_server import PrefectAccess, PrefectServer
+from backend.stack.redis_server import REDIS_USER, RedisAccess, RedisServer
+from backend.stack.service import Service, ServiceStatus
+from backend.stack.timescaledb import TimescaleDB
+
+
+@dataclass(frozen=True)
+class ExternalService:
+    """A server someone else runs (REJUVE_DATABASE_URL / REJUVE_REDIS_URL): we only probe it."""
+
+    name: str
+    url: str
+    probe: object
+
+    def start(self) -> None:
+        if not self.healthy():
+            raise SetupError(f"external {self.name} at {self.url} does not answer")
+
+    def stop(self) -> None:
+        return None
+
+    def healthy(self) -> bool:
+        return bool(self.probe())  # type: ignore[operator]
+
+    def status(self) -> ServiceStatus:
+        return ServiceStatus(self.name, "external" if self.healthy() else "down", self.url,
+                             None, None)
+
+
+@dataclass(frozen=True)
+class StackContext:
+    settings: Settings
+    layout: Layout
+    secrets: dict[str, str]
+    db: DatabaseAccess
+    redis: RedisAccess
+    prefect: PrefectAccess
+
+    @classmethod
+    def from_env(cls) -> StackContext:
+        return cls.from_settings(Settings())
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> StackContext:
+        layout = Layout(s.home)
+        layout.ensure()
+        secrets = secrets_store.load_or_create(layout.secrets_file)
+        pw = {k.removeprefix("pg_"): v for k, v in secrets.items() if k.startswith("pg_")}
+        if s.database_url is not None:
+            db = DatabaseAccess.from_owner_url(s.database_url.get_secret_value(), s.ca_file, pw)
+        else:
+            db = DatabaseAccess("127.0.0.1", s.pg_port, s.db_name, layout.ca_cert, pw)
+        if s.redis_url is not None:
+            redis = RedisAccess.from_url(s.redis_url.get_secret_value(), s.ca_file)
+        else:
+            redis = RedisAccess("127.0.0.1", s.redis_port, layout.ca_cert, REDIS_USER,
+                                secrets["redis"])
+        if s.prefect_database_url is not None:
+            prefect_db = s.prefect_database_url.get_secret_value()
+        else:
+            prefect_db = (
+                f"postgresql+asyncpg://{PREFECT_ROLE}:{secrets['pg_prefect']}"
+                f"@{db.host}:{db.port}/{PREFECT_DB}"
+            )
+        prefect = PrefectAccess(s.prefect_port, layout.ca_cert, layout.service_dir("prefect"),
+                                prefect_db)
+        return cls(s, layout, secrets, db, redis, prefect)
+
+    @property
+    def external_db(self) -> bool:
+        return self.settings.database_url is not None
+
+    @property
+    def external_redis(self) -> bool:
+        return self.settings.redis_url is not None
+
+    def services(self) -> list[Service]:
+        """In start order; stopped in reverse."""
+        s = self.settings
+        tsdb: Service
+        if self.external_db:
+            tsdb = ExternalService("timescaledb", f"postgresql://{self.db.host}:{self.db.port}/"
+                                   f"{self.db.dbname}", lambda: _db_answers(self.db))
+        else:
+            tsdb = TimescaleDB(self.layout, self.db, s.pg_tree, s.service_user)
+        red: Service
+        if self.external_redis:
+            red = ExternalService("redis", self.redis.display_url, lambda: _redis_answers(self.redis))
+        else:
+            red = RedisServer(self.layout, self.redis, s.service_user)
+        return [tsdb, red, PrefectServer(self.layout, self.prefect)]
+
+
+def _db_answers(db: DatabaseAccess) -> bool:
+    import psycopg
+
+    try:
+        with db.connect("owner", connect_timeout=3) as conn:
+            return conn.execute("select 1").fetchone() == (1,)
+    except psycopg.Error:
+        return False
+
+
+def _redis_answers(access: RedisAccess) -> bool:
+    import redis
+
+    try:
+        return bool(access.client(socket_timeout=2).ping())
+    except (redis.RedisError, OSError):
+        return False

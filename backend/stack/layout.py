@@ -1,0 +1,59 @@
+"""Where the local stack keeps its state: one home directory per checkout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    home: Path
+
+    @property
+    def tls(self) -> Path:
+        return self.home / "tls"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.tls / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.tls / "ca.key"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.tls / "server.crt"
+
+    @property
+    def server_key(self) -> Path:
+        return self.tls / "server.key"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    def service_dir(self, name: str) -> Path:
+        return self.home / name
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def ensure(self) -> None:
+        for d in (self.home, self.logs, self.run):
+            d.mkdir(parents=True, exist_ok=True)
+        # Others need to traverse the home (the service user), not list or read it.
+        self.home.chmod(0o711)
+        self.tls.mkdir(mode=0o711, exist_ok=True)

@@ -1,0 +1,147 @@
+"""The local Redis: Debian's redis-server on 127.0.0.1, TLS only, one ACL user."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from backend.exceptions import SetupError
+from backend.stack import system
+from backend.stack.layout import Layout
+from backend.stack.service import ServiceStatus
+
+REDIS_USER = "rejuve"
+
+
+@dataclass(frozen=True)
+class RedisAccess:
+    host: str
+    port: int
+    ca_file: Path
+    username: str
+    password: str = field(repr=False)
+    db: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"rediss://{self.username}:{self.password}@{self.host}:{self.port}/{self.db}"
+
+    @property
+    def display_url(self) -> str:
+        return f"rediss://{self.host}:{self.port}/{self.db}"
+
+    def client(self, **kw: object) -> redis.Redis:
+        return redis.Redis.from_url(self.url, ssl_ca_certs=str(self.ca_file), **kw)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_url(cls, url: str, ca_file: Path | None) -> RedisAccess:
+        parsed = redis.connection.parse_url(url)
+        if not url.startswith("rediss://"):
+            raise SetupError("REJUVE_REDIS_URL must use TLS (rediss://)")
+        if ca_file is None:
+            raise SetupError("REJUVE_REDIS_URL needs REJUVE_CA_FILE to verify the server")
+        return cls(
+            host=str(parsed.get("host", "localhost")),
+            port=int(parsed.get("port", 6379)),
+            ca_file=ca_file,
+            username=str(parsed.get("username") or "default"),
+            password=str(parsed.get("password") or ""),
+            db=int(parsed.get("db", 0)),
+        )
+
+
+class RedisServer:
+    name = "redis"
+
+    def __init__(self, layout: Layout, access: RedisAccess, service_user: str) -> None:
+        self.layout = layout
+        self.access = access
+        self.user = service_user
+        self.dir = layout.service_dir("redis")
+        self.log = layout.log_file("redis")
+        self.pid_file = self.dir / "redis.pid"
+
+    def _write_config(self) -> Path:
+        system.ensure_service_user(self.user)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        system.chown_to(self.dir, self.user)
+        for src, dst in ((self.layout.server_cert, "server.crt"),
+                         (self.layout.server_key, "server.key")):
+            shutil.copyfile(src, self.dir / dst)
+            (self.dir / dst).chmod(0o600)
+            system.chown_to(self.dir / dst, self.user)
+        # The ACL file holds a SHA-256 of the password, never the password itself.
+        digest = hashlib.sha256(self.access.password.encode()).hexdigest()
+        acl = self.dir / "users.acl"
+        acl.write_text(f"user default off\nuser {self.access.username} on #{digest} ~* &* +@all\n")
+        conf = self.dir / "redis.conf"
+        conf.write_text(
+            "# Written by rejuve on every start.\n"
+            "bind 127.0.0.1\n"
+            "protected-mode yes\n"
+            "port 0\n"
+            f"tls-port {self.access.port}\n"
+            f"tls-cert-file {self.dir / 'server.crt'}\n"
+            f"tls-key-file {self.dir / 'server.key'}\n"
+            f"tls-ca-cert-file {self.layout.ca_cert}\n"
+            # Clients authenticate with the ACL password, not certificates.
+            "tls-auth-clients no\n"
+            f"aclfile {acl}\n"
+            "daemonize yes\n"
+            f"pidfile {self.pid_file}\n"
+            f"logfile {self.log}\n"
+            f"dir {self.dir}\n"
+            # Streams carry member events: an append-only file makes acknowledged writes durable.
+            "appendonly yes\n"
+            "appendfsync everysec\n"
+            "maxmemory-policy noeviction\n"
+        )
+        for f in (acl, conf):
+            f.chmod(0o600)
+            system.chown_to(f, self.user)
+        self.log.touch(exist_ok=True)
+        system.chown_to(self.log, self.user)
+        return conf
+
+    def pid(self) -> int | None:
+        return system.read_pid(self.pid_file)
+
+    def start(self) -> None:
+        if self.pid() is not None:
+            return
+        if system.port_in_use(self.access.port):
+            raise SetupError(f"port {self.access.port} is taken by another program",
+                             "set REJUVE_REDIS_PORT to a free port")
+        server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not Path(server).exists():
+            raise SetupError("redis-server is not installed", "run `make setup` (apt: redis-server)")
+        conf = self._write_config()
+        res = subprocess.run([server, str(conf)], check=False, capture_output=True, text=True,
+                             cwd="/", **system.run_as(self.user))
+        if res.returncode != 0:
+            raise SetupError("Redis did not start", f"see {self.log}\n{res.stderr}")
+        system.wait_until(self.healthy, 20, "Redis", self.log)
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            system.terminate(pid)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self.access.client(socket_timeout=2).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        url = self.access.display_url
+        if pid is None:
+            return ServiceStatus(self.name, "down", url, None, str(self.log))
+        return ServiceStatus(self.name, "up" if self.healthy() else "degraded", url, pid,
+                             str(self.log))

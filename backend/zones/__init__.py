@@ -1,0 +1,1 @@
+"""The data zones: raw (landed payloads), processed, analytics, governance."""
