@@ -125,7 +125,9 @@ def demo() -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except UserError as e:
         err.print(f"[red]error:[/] {e}")
         if e.detail and _state["verbose"]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from backend.db import migrate
 from backend.exceptions import UserError
 from backend.stack import certs
 from backend.stack.context import StackContext
@@ -39,6 +38,9 @@ def up(ctx: StackContext, names: Iterable[str] | None = None,
                 progress("creating roles and databases")
                 service.bootstrap()
             progress("applying migrations")
+            # Imported here: Alembic + SQLAlchemy cost a second of start-up to every command.
+            from backend.db import migrate
+
             migrate.upgrade(ctx.db)
     return status(ctx, names)
 

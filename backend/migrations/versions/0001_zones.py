@@ -174,11 +174,12 @@ def downgrade() -> None:
     for schema in ("governance", "analytics", "processed", "raw"):
         op.execute(f"DROP SCHEMA {schema} CASCADE")
     for role in r.app.values():
-        # DROP OWNED removes this database's grants; the roles belong to this database alone.
+        # The schemas took their grants with them; CONNECT is the last thing they hold.
+        # (DROP OWNED would need membership in the role, which the owner does not have.)
         op.execute(
             f"""DO $$ BEGIN
                   IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
-                    DROP OWNED BY {q(role)};
+                    REVOKE ALL ON DATABASE {q(r.db)} FROM {q(role)};
                     DROP ROLE {q(role)};
                   END IF;
                 END $$"""

@@ -1,0 +1,99 @@
+"""`rejuve up/down/status/psql` on a second stack of its own (own home, own ports), so the
+shared test stack is never disturbed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REJUVE = str(Path(sys.executable).parent / "rejuve")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def stack_env() -> Iterator[dict[str, str]]:
+    home = Path("/var/lib/rejuve/stacks") / f"test-{secrets.token_hex(4)}"
+    env = {
+        **os.environ,
+        "REJUVE_HOME": str(home),
+        "REJUVE_PG_PORT": str(_free_port()),
+        "REJUVE_REDIS_PORT": str(_free_port()),
+        "REJUVE_PREFECT_PORT": str(_free_port()),
+    }
+    try:
+        yield env
+    finally:
+        subprocess.run([REJUVE, "down"], env=env, capture_output=True, check=False, timeout=120)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def rejuve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([REJUVE, *args], env=env, capture_output=True, text=True,
+                          check=False, timeout=300)
+
+
+def states(env: dict[str, str]) -> dict[str, tuple[str, int | None]]:
+    res = rejuve(env, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    return {s["name"]: (s["state"], s["pid"]) for s in json.loads(res.stdout)}
+
+
+def test_lifecycle(stack_env: dict[str, str]) -> None:
+    assert states(stack_env) == {
+        "timescaledb": ("down", None), "redis": ("down", None), "prefect": ("down", None)}
+
+    first = rejuve(stack_env, "up", "timescaledb", "redis")
+    assert first.returncode == 0, first.stderr + first.stdout
+    after_first = states(stack_env)
+    assert after_first["timescaledb"][0] == "up"
+    assert after_first["redis"][0] == "up"
+    assert after_first["prefect"] == ("down", None)
+
+    # Twice is harmless: same processes, migrations already at head, exit 0.
+    second = rejuve(stack_env, "up", "timescaledb", "redis")
+    assert second.returncode == 0, second.stderr + second.stdout
+    assert states(stack_env) == after_first
+
+    # psql over verified TLS, as the query role: it sees the processed zone and not raw.
+    ok = rejuve(stack_env, "psql", "--role", "query", "-c",
+                "select count(*) from processed.observations")
+    assert ok.returncode == 0, ok.stderr
+    assert "0" in ok.stdout
+    refused = rejuve(stack_env, "psql", "--role", "query", "-c", "select * from raw.records")
+    assert refused.returncode != 0
+    assert "permission denied" in refused.stderr
+
+    # A service that dies is reported as down, the others stay up.
+    redis_pid = after_first["redis"][1]
+    assert redis_pid is not None
+    os.kill(redis_pid, signal.SIGKILL)
+    now = states(stack_env)
+    assert now["redis"] == ("down", None)
+    assert now["timescaledb"] == after_first["timescaledb"]
+
+    down = rejuve(stack_env, "down")
+    assert down.returncode == 0, down.stderr
+    assert states(stack_env) == {
+        "timescaledb": ("down", None), "redis": ("down", None), "prefect": ("down", None)}
+
+
+def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
+    res = rejuve(stack_env, "status", "nosuch")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: unknown service nosuch; known: prefect, redis, timescaledb"]
