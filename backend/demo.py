@@ -23,13 +23,20 @@ def sample_payloads(region: str) -> list[raw.Payload]:
         batch = {
             "device": "demo-watch",
             "samples": [
-                {"type": "heart_rate", "value": 60 + i + k, "unit": "count/min",
-                 "time": f"2026-11-25T08:{k:02d}:00+01:00"}
+                {
+                    "type": "heart_rate",
+                    "value": 60 + i + k,
+                    "unit": "count/min",
+                    "time": f"2026-11-25T08:{k:02d}:00+01:00",
+                }
                 for k in range(5)
             ],
         }
-        out.append(raw.Payload("demo-device", "application/json",
-                               json.dumps(batch).encode(), region, member))
+        out.append(
+            raw.Payload(
+                "demo-device", "application/json", json.dumps(batch).encode(), region, member
+            )
+        )
     return out
 
 
@@ -46,6 +53,8 @@ def run_demo(ctx: StackContext, console: Console) -> None:
     summary.add_row(str(len(ids)), str(total[0] if total else 0))
     console.print(summary)
     console.print(services_table(rows))
-    console.print(f"Prefect UI: [bold]{ctx.prefect.ui_url}[/] (certificate from the local CA "
-                  f"{ctx.layout.ca_cert})")
+    console.print(
+        f"Prefect UI: [bold]{ctx.prefect.ui_url}[/] (certificate from the local CA "
+        f"{ctx.layout.ca_cert})"
+    )
     console.print("Stop everything with [bold]make down[/] or [bold].venv/bin/rejuve down[/].")

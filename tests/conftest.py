@@ -24,8 +24,10 @@ def ctx() -> StackContext:
     context = StackContext.from_env()
     down = [s.name for s in supervisor.status(context) if s.state not in ("up", "external")]
     if down:
-        pytest.exit(f"the local stack is not running ({', '.join(down)} down): run `make test`",
-                    returncode=3)
+        pytest.exit(
+            f"the local stack is not running ({', '.join(down)} down): run `make test`",
+            returncode=3,
+        )
     return context
 
 
@@ -40,10 +42,16 @@ def create_scratch_database(ctx: StackContext) -> DatabaseAccess:
     passwords = {"owner": _password(), **{k: _password() for k in roles.app}}
     with ctx.db.connect("super", "postgres", autocommit=True) as conn:
         verifier = scram_verifier(conn, roles.owner, passwords["owner"])
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
-            sql.Identifier(roles.owner), sql.Literal(verifier)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(name), sql.Identifier(roles.owner)))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD {}").format(
+                sql.Identifier(roles.owner), sql.Literal(verifier)
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(name), sql.Identifier(roles.owner)
+            )
+        )
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
     return ctx.db.for_database(name, {**passwords, "super": ctx.db.passwords["super"]})
 
@@ -51,8 +59,9 @@ def create_scratch_database(ctx: StackContext) -> DatabaseAccess:
 def drop_scratch_database(ctx: StackContext, access: DatabaseAccess) -> None:
     roles = access.roles
     with ctx.db.connect("super", "postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(access.dbname)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(access.dbname))
+        )
         for role in (*roles.app.values(), roles.owner):
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 

@@ -27,8 +27,10 @@ def _hypertables(access: DatabaseAccess) -> dict[str, str]:
 
 def _roles(access: DatabaseAccess) -> set[str]:
     with access.connect("owner") as conn:
-        rows = conn.execute("select rolname from pg_roles where rolname = any(%s)",
-                            (list(access.roles.app.values()),)).fetchall()
+        rows = conn.execute(
+            "select rolname from pg_roles where rolname = any(%s)",
+            (list(access.roles.app.values()),),
+        ).fetchall()
     return {r[0] for r in rows}
 
 

@@ -83,16 +83,10 @@ def seeded(migrated_db: DatabaseAccess) -> Iterator[DatabaseAccess]:
     yield migrated_db
 
 
-CASES = [
-    (role, table, op)
-    for role in ALLOWED
-    for table in INSERT
-    for op in OPS
-]
+CASES = [(role, table, op) for role in ALLOWED for table in INSERT for op in OPS]
 
 
-@pytest.mark.parametrize(("role", "table", "op"), CASES,
-                         ids=[f"{r}-{t}-{o}" for r, t, o in CASES])
+@pytest.mark.parametrize(("role", "table", "op"), CASES, ids=[f"{r}-{t}-{o}" for r, t, o in CASES])
 def test_role_matrix(seeded: DatabaseAccess, role: str, table: str, op: str) -> None:
     allowed = op in ALLOWED[role].get(table, set())
     with seeded.connect(role) as conn:

@@ -43,8 +43,9 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 
 def rejuve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([REJUVE, *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=300)
+    return subprocess.run(
+        [REJUVE, *args], env=env, capture_output=True, text=True, check=False, timeout=300
+    )
 
 
 def states(env: dict[str, str]) -> dict[str, tuple[str, int | None]]:
@@ -55,7 +56,10 @@ def states(env: dict[str, str]) -> dict[str, tuple[str, int | None]]:
 
 def test_lifecycle(stack_env: dict[str, str]) -> None:
     assert states(stack_env) == {
-        "timescaledb": ("down", None), "redis": ("down", None), "prefect": ("down", None)}
+        "timescaledb": ("down", None),
+        "redis": ("down", None),
+        "prefect": ("down", None),
+    }
 
     first = rejuve(stack_env, "up", "timescaledb", "redis")
     assert first.returncode == 0, first.stderr + first.stdout
@@ -70,8 +74,9 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
     assert states(stack_env) == after_first
 
     # psql over verified TLS, as the query role: it sees the processed zone and not raw.
-    ok = rejuve(stack_env, "psql", "--role", "query", "-c",
-                "select count(*) from processed.observations")
+    ok = rejuve(
+        stack_env, "psql", "--role", "query", "-c", "select count(*) from processed.observations"
+    )
     assert ok.returncode == 0, ok.stderr
     assert "0" in ok.stdout
     refused = rejuve(stack_env, "psql", "--role", "query", "-c", "select * from raw.records")
@@ -89,11 +94,15 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
     down = rejuve(stack_env, "down")
     assert down.returncode == 0, down.stderr
     assert states(stack_env) == {
-        "timescaledb": ("down", None), "redis": ("down", None), "prefect": ("down", None)}
+        "timescaledb": ("down", None),
+        "redis": ("down", None),
+        "prefect": ("down", None),
+    }
 
 
 def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: prefect, redis, timescaledb"]
+        "error: unknown service nosuch; known: prefect, redis, timescaledb"
+    ]

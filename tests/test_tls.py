@@ -11,9 +11,9 @@ import httpx
 import psycopg
 import pytest
 import redis
+from psycopg.conninfo import make_conninfo
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from psycopg.conninfo import make_conninfo
 
 from backend.stack import certs
 from backend.stack.context import StackContext
@@ -51,7 +51,8 @@ def test_database_certificate_from_another_ca_fails(ctx: StackContext, foreign_c
 def test_database_session_is_encrypted_and_verified(ctx: StackContext) -> None:
     with ctx.db.connect("query") as conn:
         row = conn.execute(
-            "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()").fetchone()
+            "select ssl, version from pg_stat_ssl where pid = pg_backend_pid()"
+        ).fetchone()
     assert row is not None and row[0] is True and row[1] in ("TLSv1.2", "TLSv1.3")
 
 
@@ -64,31 +65,57 @@ def test_database_has_no_unix_socket(ctx: StackContext) -> None:
 
 
 def test_redis_refuses_plain_tcp(ctx: StackContext) -> None:
-    plain = redis.Redis(host=ctx.redis.host, port=ctx.redis.port, username=ctx.redis.username,
-                        password=ctx.redis.password, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    plain = redis.Redis(
+        host=ctx.redis.host,
+        port=ctx.redis.port,
+        username=ctx.redis.username,
+        password=ctx.redis.password,
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
     with pytest.raises(redis.ConnectionError):
         plain.ping()
 
 
 def test_redis_refuses_wrong_password(ctx: StackContext) -> None:
-    client = redis.Redis(host=ctx.redis.host, port=ctx.redis.port, username=ctx.redis.username,
-                         password="wrong", ssl=True, ssl_ca_certs=str(ctx.redis.ca_file),
-                         socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host=ctx.redis.host,
+        port=ctx.redis.port,
+        username=ctx.redis.username,
+        password="wrong",
+        ssl=True,
+        ssl_ca_certs=str(ctx.redis.ca_file),
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
     with pytest.raises(redis.AuthenticationError):
         client.ping()
 
 
 def test_redis_refuses_the_default_user(ctx: StackContext) -> None:
-    client = redis.Redis(host=ctx.redis.host, port=ctx.redis.port, ssl=True,
-                         ssl_ca_certs=str(ctx.redis.ca_file), socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host=ctx.redis.host,
+        port=ctx.redis.port,
+        ssl=True,
+        ssl_ca_certs=str(ctx.redis.ca_file),
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
     with pytest.raises(redis.AuthenticationError):
         client.ping()
 
 
 def test_redis_certificate_from_another_ca_fails(ctx: StackContext, foreign_ca: Path) -> None:
-    client = redis.Redis(host=ctx.redis.host, port=ctx.redis.port, username=ctx.redis.username,
-                         password=ctx.redis.password, ssl=True, ssl_ca_certs=str(foreign_ca),
-                         socket_timeout=2, retry=Retry(NoBackoff(), 0))
+    client = redis.Redis(
+        host=ctx.redis.host,
+        port=ctx.redis.port,
+        username=ctx.redis.username,
+        password=ctx.redis.password,
+        ssl=True,
+        ssl_ca_certs=str(foreign_ca),
+        socket_timeout=2,
+        retry=Retry(NoBackoff(), 0),
+    )
     with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
         client.ping()
 
@@ -100,12 +127,16 @@ def test_redis_works_with_the_right_everything(ctx: StackContext) -> None:
 
 
 def test_prefect_api_is_https_and_verified(ctx: StackContext, foreign_ca: Path) -> None:
-    ok = httpx.get(f"{ctx.prefect.api_url}/health",
-                   verify=ssl.create_default_context(cafile=str(ctx.layout.ca_cert)))
+    ok = httpx.get(
+        f"{ctx.prefect.api_url}/health",
+        verify=ssl.create_default_context(cafile=str(ctx.layout.ca_cert)),
+    )
     assert ok.status_code == 200
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-        httpx.get(f"{ctx.prefect.api_url}/health",
-                  verify=ssl.create_default_context(cafile=str(foreign_ca)))
+        httpx.get(
+            f"{ctx.prefect.api_url}/health",
+            verify=ssl.create_default_context(cafile=str(foreign_ca)),
+        )
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{ctx.prefect.port}/api/health", timeout=3)
 

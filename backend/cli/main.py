@@ -18,8 +18,11 @@ from backend.settings import Settings
 from backend.stack import supervisor
 from backend.stack.context import StackContext
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Run and inspect the Rejuve health-data platform.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Run and inspect the Rejuve health-data platform.",
+)
 
 _state: dict[str, bool] = {"verbose": False}
 
@@ -33,8 +36,9 @@ def _ctx() -> StackContext:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                                help="show error details")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show error details")] = False,
+) -> None:
     _state["verbose"] = verbose
 
 
@@ -90,8 +94,9 @@ def migrate(
 
 @app.command()
 def psql(
-    role: Annotated[str, typer.Option(help="super, owner, ingest, refiner, query or prefect")]
-    = "owner",
+    role: Annotated[
+        str, typer.Option(help="super, owner, ingest, refiner, query or prefect")
+    ] = "owner",
     command: Annotated[str | None, typer.Option("-c", help="run one SQL command")] = None,
     dbname: Annotated[str | None, typer.Option("--db", help="database (default: zones)")] = None,
 ) -> None:

@@ -30,7 +30,7 @@ class DatabaseAccess:
         special = {"super": SUPERUSER, "prefect": PREFECT_ROLE}
         return special.get(key) or self.roles.by_key(key)
 
-    def conninfo(self, key: str, dbname: str | None = None, **extra: str | int) -> str:
+    def conninfo(self, key: str, dbname: str | None = None) -> str:
         try:
             password = self.passwords[key]
         except KeyError:
@@ -45,7 +45,6 @@ class DatabaseAccess:
             sslrootcert=str(self.ca_file),
             connect_timeout=10,
             application_name=f"rejuve-{key}",
-            **extra,
         )
 
     def connect(self, key: str, dbname: str | None = None, **kw: object) -> psycopg.Connection:
@@ -92,7 +91,7 @@ class DatabaseAccess:
             host=str(parts.get("host") or "localhost"),
             port=int(parts.get("port") or 5432),
             dbname=dbname,
-            ca_file=Path(ca),
+            ca_file=Path(str(ca)),
             passwords={**app_passwords, "owner": str(parts.get("password") or "")},
         )
 

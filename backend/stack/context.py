@@ -35,8 +35,9 @@ class ExternalService:
         return bool(self.probe())  # type: ignore[operator]
 
     def status(self) -> ServiceStatus:
-        return ServiceStatus(self.name, "external" if self.healthy() else "down", self.url,
-                             None, None)
+        return ServiceStatus(
+            self.name, "external" if self.healthy() else "down", self.url, None, None
+        )
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class StackContext:
         if s.redis_url is not None:
             redis = RedisAccess.from_url(s.redis_url.get_secret_value(), s.ca_file)
         else:
-            redis = RedisAccess("127.0.0.1", s.redis_port, layout.ca_cert, REDIS_USER,
-                                secrets["redis"])
+            redis = RedisAccess(
+                "127.0.0.1", s.redis_port, layout.ca_cert, REDIS_USER, secrets["redis"]
+            )
         if s.prefect_database_url is not None:
             prefect_db = s.prefect_database_url.get_secret_value()
         else:
@@ -74,8 +76,9 @@ class StackContext:
                 f"postgresql+asyncpg://{PREFECT_ROLE}:{secrets['pg_prefect']}"
                 f"@{db.host}:{db.port}/{PREFECT_DB}"
             )
-        prefect = PrefectAccess(s.prefect_port, layout.ca_cert, layout.service_dir("prefect"),
-                                prefect_db)
+        prefect = PrefectAccess(
+            s.prefect_port, layout.ca_cert, layout.service_dir("prefect"), prefect_db
+        )
         return cls(s, layout, secrets, db, redis, prefect)
 
     @property
@@ -91,13 +94,18 @@ class StackContext:
         s = self.settings
         tsdb: Service
         if self.external_db:
-            tsdb = ExternalService("timescaledb", f"postgresql://{self.db.host}:{self.db.port}/"
-                                   f"{self.db.dbname}", lambda: _db_answers(self.db))
+            tsdb = ExternalService(
+                "timescaledb",
+                f"postgresql://{self.db.host}:{self.db.port}/{self.db.dbname}",
+                lambda: _db_answers(self.db),
+            )
         else:
             tsdb = TimescaleDB(self.layout, self.db, s.pg_tree, s.service_user)
         red: Service
         if self.external_redis:
-            red = ExternalService("redis", self.redis.display_url, lambda: _redis_answers(self.redis))
+            red = ExternalService(
+                "redis", self.redis.display_url, lambda: _redis_answers(self.redis)
+            )
         else:
             red = RedisServer(self.layout, self.redis, s.service_user)
         return [tsdb, red, PrefectServer(self.layout, self.prefect)]

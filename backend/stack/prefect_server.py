@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import ssl
 
 import httpx
 
@@ -84,25 +83,45 @@ class PrefectServer:
         if self.pid() is not None:
             return
         if system.port_in_use(self.access.port):
-            raise SetupError(f"port {self.access.port} is taken by another program",
-                             "set REJUVE_PREFECT_PORT to a free port")
+            raise SetupError(
+                f"port {self.access.port} is taken by another program",
+                "set REJUVE_PREFECT_PORT to a free port",
+            )
         self.access.home.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "uvicorn", "--factory", self._marker,
-            "--host", "127.0.0.1", "--port", str(self.access.port),
-            "--ssl-certfile", str(self.layout.server_cert),
-            "--ssl-keyfile", str(self.layout.server_key),
-            "--timeout-keep-alive", "5", "--log-level", "warning", "--no-access-log",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            self._marker,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.access.port),
+            "--ssl-certfile",
+            str(self.layout.server_cert),
+            "--ssl-keyfile",
+            str(self.layout.server_key),
+            "--timeout-keep-alive",
+            "5",
+            "--log-level",
+            "warning",
+            "--no-access-log",
         ]
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
-                cmd, env={**os.environ, **self.access.server_env()},
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=str(self.access.home),
+                cmd,
+                env={**os.environ, **self.access.server_env()},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=str(self.access.home),
             )
         self.pid_file.write_text(f"{proc.pid}\n")
-        system.wait_until(lambda: self.healthy() or proc.poll() is not None, 90,
-                          "Prefect server", self.log)
+        system.wait_until(
+            lambda: self.healthy() or proc.poll() is not None, 90, "Prefect server", self.log
+        )
         if proc.poll() is not None:
             raise SetupError("Prefect server exited during start", f"see {self.log}")
 
@@ -114,8 +133,11 @@ class PrefectServer:
 
     def healthy(self) -> bool:
         try:
-            r = httpx.get(f"{self.access.api_url}/health", verify=ssl.create_default_context(cafile=str(self.access.ca_file)),
-                          timeout=3)
+            r = httpx.get(
+                f"{self.access.api_url}/health",
+                verify=ssl.create_default_context(cafile=str(self.access.ca_file)),
+                timeout=3,
+            )
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -124,5 +146,10 @@ class PrefectServer:
         pid = self.pid()
         if pid is None:
             return ServiceStatus(self.name, "down", self.access.ui_url, None, str(self.log))
-        return ServiceStatus(self.name, "up" if self.healthy() else "degraded",
-                             self.access.ui_url, pid, str(self.log))
+        return ServiceStatus(
+            self.name,
+            "up" if self.healthy() else "degraded",
+            self.access.ui_url,
+            pid,
+            str(self.log),
+        )

@@ -36,11 +36,11 @@ class RedisAccess:
         return f"rediss://{self.host}:{self.port}/{self.db}"
 
     def client(self, **kw: object) -> redis.Redis:
-        return redis.Redis.from_url(self.url, ssl_ca_certs=str(self.ca_file), **kw)  # type: ignore[arg-type]
+        return redis.Redis.from_url(self.url, ssl_ca_certs=str(self.ca_file), **kw)
 
     @classmethod
     def from_url(cls, url: str, ca_file: Path | None) -> RedisAccess:
-        parsed = redis.connection.parse_url(url)
+        parsed = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
         if not url.startswith("rediss://"):
             raise SetupError("REJUVE_REDIS_URL must use TLS (rediss://)")
         if ca_file is None:
@@ -70,8 +70,10 @@ class RedisServer:
         system.ensure_service_user(self.user)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         system.chown_to(self.dir, self.user)
-        for src, dst in ((self.layout.server_cert, "server.crt"),
-                         (self.layout.server_key, "server.key")):
+        for src, dst in (
+            (self.layout.server_cert, "server.crt"),
+            (self.layout.server_key, "server.key"),
+        ):
             shutil.copyfile(src, self.dir / dst)
             (self.dir / dst).chmod(0o600)
             system.chown_to(self.dir / dst, self.user)
@@ -115,14 +117,24 @@ class RedisServer:
         if self.pid() is not None:
             return
         if system.port_in_use(self.access.port):
-            raise SetupError(f"port {self.access.port} is taken by another program",
-                             "set REJUVE_REDIS_PORT to a free port")
+            raise SetupError(
+                f"port {self.access.port} is taken by another program",
+                "set REJUVE_REDIS_PORT to a free port",
+            )
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(server).exists():
-            raise SetupError("redis-server is not installed", "run `make setup` (apt: redis-server)")
+            raise SetupError(
+                "redis-server is not installed", "run `make setup` (apt: redis-server)"
+            )
         conf = self._write_config()
-        res = subprocess.run([server, str(conf)], check=False, capture_output=True, text=True,
-                             cwd="/", **system.run_as(self.user))
+        res = subprocess.run(
+            [server, str(conf)],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd="/",
+            **system.run_as(self.user),
+        )
         if res.returncode != 0:
             raise SetupError("Redis did not start", f"see {self.log}\n{res.stderr}")
         system.wait_until(self.healthy, 20, "Redis", self.log)
@@ -143,5 +155,6 @@ class RedisServer:
         url = self.access.display_url
         if pid is None:
             return ServiceStatus(self.name, "down", url, None, str(self.log))
-        return ServiceStatus(self.name, "up" if self.healthy() else "degraded", url, pid,
-                             str(self.log))
+        return ServiceStatus(
+            self.name, "up" if self.healthy() else "degraded", url, pid, str(self.log)
+        )

@@ -22,7 +22,8 @@ class ServiceStatus:
 
 
 class Service(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def start(self) -> None:
         """Start the service (idempotent) and return once it is healthy."""

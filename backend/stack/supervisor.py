@@ -25,8 +25,9 @@ def _select(ctx: StackContext, names: Iterable[str] | None) -> list[Service]:
     return [s for s in services if s.name in wanted]
 
 
-def up(ctx: StackContext, names: Iterable[str] | None = None,
-       progress: Progress = lambda _: None) -> list[ServiceStatus]:
+def up(
+    ctx: StackContext, names: Iterable[str] | None = None, progress: Progress = lambda _: None
+) -> list[ServiceStatus]:
     """Idempotent: starts what is down, prepares the database, leaves the rest alone."""
     if certs.ensure(ctx.layout):
         progress("created the local CA and server certificate")
@@ -45,8 +46,9 @@ def up(ctx: StackContext, names: Iterable[str] | None = None,
     return status(ctx, names)
 
 
-def down(ctx: StackContext, names: Iterable[str] | None = None,
-         progress: Progress = lambda _: None) -> list[ServiceStatus]:
+def down(
+    ctx: StackContext, names: Iterable[str] | None = None, progress: Progress = lambda _: None
+) -> list[ServiceStatus]:
     for service in reversed(_select(ctx, names)):
         progress(f"stopping {service.name}")
         service.stop()

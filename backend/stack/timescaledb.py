@@ -41,11 +41,16 @@ def find_bindir(tree: Path) -> Path | None:
 def install(tree: Path) -> Path:
     """Run the installer (apt on Debian 13, an unpacked Debian 13 tree on Debian 12)."""
     if not system.is_root():
-        raise SetupError("TimescaleDB is not installed and installing it needs root",
-                         f"run as root: {INSTALL_SCRIPT}")
+        raise SetupError(
+            "TimescaleDB is not installed and installing it needs root",
+            f"run as root: {INSTALL_SCRIPT}",
+        )
     out = subprocess.run(
-        ["bash", str(INSTALL_SCRIPT)], env={"REJUVE_PG_TREE": str(tree), "PATH": _path()},
-        check=False, capture_output=True, text=True,
+        ["bash", str(INSTALL_SCRIPT)],
+        env={"REJUVE_PG_TREE": str(tree), "PATH": _path()},
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         raise SetupError("installing PostgreSQL 17 + TimescaleDB failed", out.stderr[-2000:])
@@ -82,7 +87,10 @@ class TimescaleDB:
     def _pg(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self._bindir() / tool), *args],
-            check=check, capture_output=True, text=True, cwd="/",
+            check=check,
+            capture_output=True,
+            text=True,
+            cwd="/",
             **system.run_as(self.user),
         )
 
@@ -98,9 +106,17 @@ class TimescaleDB:
         system.chown_to(pwfile, self.user)
         try:
             res = self._pg(
-                "initdb", "-D", str(self.data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                "--auth=scram-sha-256", "--locale=C.UTF-8", "--encoding=UTF8",
-                "--data-checksums", check=False,
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--locale=C.UTF-8",
+                "--encoding=UTF8",
+                "--data-checksums",
+                check=False,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -109,8 +125,10 @@ class TimescaleDB:
 
     def _configure(self) -> None:
         # TLS material the server reads must belong to its user; copy, don't share.
-        for src, dst in ((self.layout.server_cert, "server.crt"),
-                         (self.layout.server_key, "server.key")):
+        for src, dst in (
+            (self.layout.server_cert, "server.crt"),
+            (self.layout.server_key, "server.key"),
+        ):
             target = self.dir / dst
             shutil.copyfile(src, target)
             target.chmod(0o600)
@@ -154,13 +172,25 @@ class TimescaleDB:
         if self.pid() is not None:
             return
         if system.port_in_use(self.access.port):
-            raise SetupError(f"port {self.access.port} is taken by another program",
-                             "set REJUVE_PG_PORT to a free port")
+            raise SetupError(
+                f"port {self.access.port} is taken by another program",
+                "set REJUVE_PG_PORT to a free port",
+            )
         self._configure()
         self.log.touch(exist_ok=True)
         system.chown_to(self.log, self.user)
-        res = self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
-                       "start", check=False)
+        res = self._pg(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+            check=False,
+        )
         if res.returncode != 0:
             raise SetupError("TimescaleDB did not start", f"see {self.log}\n{res.stdout}")
         system.wait_until(self.healthy, 30, "TimescaleDB", self.log)
@@ -168,8 +198,9 @@ class TimescaleDB:
     def stop(self) -> None:
         if self.pid() is None:
             return
-        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop",
-                 check=False)
+        self._pg(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False
+        )
 
     def healthy(self) -> bool:
         try:
@@ -182,8 +213,9 @@ class TimescaleDB:
         pid = self.pid()
         if pid is None:
             return ServiceStatus(self.name, "down", self.url, None, str(self.log))
-        state = "up" if self.healthy() else "degraded"
-        return ServiceStatus(self.name, state, self.url, pid, str(self.log))
+        return ServiceStatus(
+            self.name, "up" if self.healthy() else "degraded", self.url, pid, str(self.log)
+        )
 
     # -- bootstrap: what only a superuser may do, once per cluster ----------------------------
 
@@ -213,7 +245,8 @@ def _ensure_login_role(
 def _ensure_database(conn: psycopg.Connection, db: str, owner: str) -> None:
     exists = conn.execute("select 1 from pg_database where datname = %s", (db,)).fetchone()
     if not exists:
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-            sql.Identifier(db), sql.Identifier(owner)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(owner))
+        )
     # Connecting is a privilege granted per role, not something every role gets.
     conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))

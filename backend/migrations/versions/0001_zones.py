@@ -142,8 +142,10 @@ def upgrade() -> None:
         """
     )
     op.execute("CREATE INDEX quarantine_raw_idx ON processed.quarantine (raw_record_id)")
-    op.execute("CREATE INDEX quarantine_open_idx ON processed.quarantine (quarantined_at) "
-               "WHERE status = 'open'")
+    op.execute(
+        "CREATE INDEX quarantine_open_idx ON processed.quarantine (quarantined_at) "
+        "WHERE status = 'open'"
+    )
 
     # GOVERNANCE zone: members are known by an internal pseudonymous id only.
     op.execute(
@@ -170,7 +172,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     r = current_roles()
-    op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA analytics REVOKE SELECT ON TABLES FROM {q(r.query)}")
+    op.execute(
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA analytics REVOKE SELECT ON TABLES FROM {q(r.query)}"
+    )
     for schema in ("governance", "analytics", "processed", "raw"):
         op.execute(f"DROP SCHEMA {schema} CASCADE")
     for role in r.app.values():

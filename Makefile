@@ -1,0 +1,47 @@
+# One way to do each thing, used by people and CI alike. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null || echo /opt/rejuve/tools/bin/uv)
+REJUVE := .venv/bin/rejuve
+# Never let uv fetch a Python of its own (no such download on these machines).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON_PREFERENCE := only-system
+
+.PHONY: help setup venv up down status demo test lint bench clean-stack
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## install system packages, TimescaleDB and the locked Python environment
+	@bash deploy/local/install-system.sh
+	@$(MAKE) --no-print-directory venv
+
+venv:
+	@$(UV) sync --frozen --quiet
+
+up: setup ## start the local stack (TimescaleDB, Redis, Prefect) and apply migrations
+	@$(REJUVE) up
+
+down: ## stop the local stack (data is kept)
+	@if [ -x $(REJUVE) ]; then $(REJUVE) down; fi
+
+status: ## show each service, its address, pid and log
+	@$(REJUVE) status
+
+demo: setup ## set everything up and run the demo job on the local stack
+	@$(REJUVE) demo
+
+lint: venv ## ruff and mypy
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
+
+test: setup ## set everything up, then lint and run the test suite against the real stack
+	@$(MAKE) --no-print-directory lint
+	@$(REJUVE) up
+	@.venv/bin/pytest
+
+bench: setup ## run the benchmarks in bench/ (tables printed, JSON in bench/results/)
+	@$(REJUVE) up
+	@shopt -s nullglob; for b in bench/*.py; do .venv/bin/python $$b || exit $$?; done
