@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import make_conninfo
+
+from backend.stack.context import StackContext
+from tests.conftest import create_scratch_database, drop_scratch_database
 
 REJUVE = str(Path(sys.executable).parent / "rejuve")
 
@@ -106,3 +110,52 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     assert res.stderr.strip().splitlines() == [
         "error: unknown service nosuch; known: prefect, redis, timescaledb"
     ]
+
+
+def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
+    """REJUVE_DATABASE_URL / REJUVE_REDIS_URL: nothing local is started; migrations run there."""
+    access = create_scratch_database(ctx)
+    home = Path("/var/lib/rejuve/stacks") / f"test-ext-{secrets.token_hex(4)}"
+    owner_url = make_conninfo(access.conninfo("owner"))
+    env = {
+        **os.environ,
+        "REJUVE_HOME": str(home),
+        "REJUVE_DATABASE_URL": owner_url,
+        "REJUVE_REDIS_URL": ctx.redis.url,
+        "REJUVE_CA_FILE": str(ctx.layout.ca_cert),
+        "REJUVE_PREFECT_PORT": str(_free_port()),
+    }
+    try:
+        res = rejuve(env, "up", "timescaledb", "redis")
+        assert res.returncode == 0, res.stderr + res.stdout
+        assert states(env) == {
+            "timescaledb": ("external", None),
+            "redis": ("external", None),
+            "prefect": ("down", None),
+        }
+        assert not (home / "timescaledb").exists()
+        assert not (home / "redis").exists()
+        # the migrations ran on the existing server, and its app roles can log in there
+        app_passwords = json.loads((home / "secrets.json").read_text())
+        external = access.for_database(
+            access.dbname, {**access.passwords, "query": app_passwords["pg_query"]}
+        )
+        with external.connect("query") as conn:
+            assert conn.execute("select count(*) from processed.observations").fetchone() == (0,)
+    finally:
+        drop_scratch_database(ctx, access)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_external_database_url_must_name_the_owner(ctx: StackContext) -> None:
+    env = {
+        **os.environ,
+        "REJUVE_HOME": f"/var/lib/rejuve/stacks/test-bad-{secrets.token_hex(4)}",
+        "REJUVE_DATABASE_URL": "postgresql://someone@localhost/rejuve?sslrootcert=/x",
+    }
+    try:
+        res = rejuve(env, "status")
+        assert res.returncode == 3
+        assert "must use the role 'rejuve_owner', not 'someone'" in res.stderr
+    finally:
+        shutil.rmtree(env["REJUVE_HOME"], ignore_errors=True)
