@@ -128,6 +128,21 @@ def demo() -> None:
     run_demo(ctx, console)
 
 
+@app.command("refiner-run", hidden=True)
+def refiner_run() -> None:
+    """Run the refiner in the foreground (the supervisor starts it as a service)."""
+    import signal
+    import threading
+
+    from backend.refine.runner import run
+
+    ctx = _ctx()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(ctx.db, ctx.keystore(), stop, heartbeat=ctx.layout.run / "refiner.heartbeat")
+
+
 def main() -> None:
     try:
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
@@ -157,3 +172,7 @@ def main() -> None:
         else:
             err.print("[dim](run with -v for the traceback)[/]")
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,10 @@ from backend.exceptions import SetupError
 from backend.settings import Settings
 from backend.stack import secrets_store
 from backend.stack.layout import Layout
+from backend.keys.keystore import KeyStore
+from backend.keys.kms import LocalKms
 from backend.stack.prefect_server import PrefectAccess, PrefectServer
+from backend.stack.python_service import PythonService
 from backend.stack.redis_server import REDIS_USER, RedisAccess, RedisServer
 from backend.stack.service import Service, ServiceStatus
 from backend.stack.timescaledb import TimescaleDB
@@ -89,6 +92,9 @@ class StackContext:
     def external_redis(self) -> bool:
         return self.settings.redis_url is not None
 
+    def keystore(self) -> KeyStore:
+        return KeyStore(self.layout.keys, LocalKms.from_file(self.layout.master_key))
+
     def services(self) -> list[Service]:
         """In start order; stopped in reverse."""
         s = self.settings
@@ -108,7 +114,9 @@ class StackContext:
             )
         else:
             red = RedisServer(self.layout, self.redis, s.service_user)
-        return [tsdb, red, PrefectServer(self.layout, self.prefect)]
+        refiner = PythonService("refiner", self.layout, ["refiner-run"],
+                                url="LISTEN raw_landed")
+        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner]
 
 
 def _db_answers(db: DatabaseAccess) -> bool:

@@ -35,6 +35,16 @@ class Layout:
         return self.home / "secrets.json"
 
     @property
+    def keys(self) -> Path:
+        """Wrapped per-member data keys: outside the database and its backups."""
+        return self.home / "keys"
+
+    @property
+    def master_key(self) -> Path:
+        """The local KMS's master key, in a directory of its own."""
+        return self.home / "kms" / "master.key"
+
+    @property
     def logs(self) -> Path:
         return self.home / "logs"
 

@@ -1,0 +1,1 @@
+"""Ingestion: parse health formats, land payloads in the raw zone."""

@@ -1,0 +1,2 @@
+"""One parser per input format. Each turns bytes into `Sample`s plus counts of what it
+could not map; none of them touches the database."""

@@ -1,0 +1,76 @@
+"""The formats the platform accepts, by the name users give (`--format`)."""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+from backend.exceptions import UserError
+from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+
+Parsed = Iterator[Sample | Rejected]
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    content_type: str
+    module: str  # imported on first use: parsers pull in large libraries (fhir.resources)
+    description: str
+
+    def parse(self, data: BinaryIO, report: ParseReport, *, name: str,
+              options: Mapping[str, Any] | None = None) -> Parsed:
+        mod = importlib.import_module(self.module)
+        if self.name == "apple-health" and _is_zip(data):
+            return _apple_zip(mod, data, report, name)
+        if self.name == "csv-lab":
+            mapping_cls = mod.CsvMapping
+            mapping = (mapping_cls.from_dict(dict(options)) if options
+                       else mapping_cls.default())
+            return cast(Parsed, mod.parse(data, report, name=name, mapping=mapping))
+        return cast(Parsed, mod.parse(data, report, name=name))
+
+
+def _is_zip(data: BinaryIO) -> bool:
+    pos = data.tell()
+    magic = data.read(4)
+    data.seek(pos)
+    return magic == b"PK\x03\x04"
+
+
+def _apple_zip(mod: Any, data: BinaryIO, report: ParseReport, name: str) -> Parsed:
+    with zipfile.ZipFile(data) as zf:
+        inner = [n for n in zf.namelist() if n.endswith("/export.xml") or n == "export.xml"]
+        if not inner:
+            raise FormatError("the zip holds no export.xml (is it an Apple Health export?)", name)
+        with zf.open(inner[0]) as xml:
+            yield from mod.parse(xml, report, name=f"{name}:{inner[0]}")
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("apple-health", "application/xml", "backend.ingest.formats.apple_health",
+               "Apple Health export.xml or export.zip"),
+        Format("fhir", "application/fhir+json", "backend.ingest.formats.fhir",
+               "FHIR R4 Observation or Bundle (JSON)"),
+        Format("omh", "application/json", "backend.ingest.formats.omh",
+               "Open mHealth / IEEE 1752 data points (JSON, array or NDJSON)"),
+        Format("csv-lab", "text/csv", "backend.ingest.formats.csv_lab",
+               "lab results as CSV, with a column mapping"),
+        Format("device-batch", "application/vnd.rejuve.device-batch+json",
+               "backend.ingest.formats.device_batch", "the ingestion API's JSON batch"),
+    )
+}
+
+
+def get(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise UserError(f"unknown format '{name}'; known: {', '.join(FORMATS)}") from None
+
+

@@ -1,0 +1,108 @@
+"""Landing a batch in the raw zone: encrypted parts + manifest, committed together.
+
+The commit is the acknowledgement: once `land` returns, the batch is durable (PostgreSQL
+fsyncs the commit) and the refiner has been notified. A client batch id seen before
+returns the earlier batch and lands nothing new."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import psycopg
+from psycopg import errors
+
+from backend.ingest.formats.registry import get as get_format
+from backend.keys import envelope
+from backend.keys.keystore import KeyStore
+
+PART_SIZE = 4 * 1024 * 1024
+NOTIFY_CHANNEL = "raw_landed"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    batch_id: uuid.UUID
+    records: int
+    bytes: int
+    replayed: bool  # the client batch id was already landed: nothing new was written
+
+
+def _existing(conn: psycopg.Connection, source: str, client_batch_id: str | None,
+              ) -> Receipt | None:
+    if client_batch_id is None:
+        return None
+    row = conn.execute(
+        "select batch_id, record_count, byte_count from raw.batches"
+        " where source = %s and client_batch_id = %s", (source, client_batch_id)).fetchone()
+    return Receipt(row[0], row[1], row[2], replayed=True) if row else None
+
+
+def land(
+    conn: psycopg.Connection,
+    keys: KeyStore,
+    *,
+    source: str,
+    fmt: str,
+    member_id: uuid.UUID,
+    region: str,
+    data: BinaryIO,
+    file_name: str | None = None,
+    client_batch_id: str | None = None,
+    parse_options: Mapping[str, Any] | None = None,
+    progress: Callable[[int], None] = lambda _: None,
+) -> Receipt:
+    """Land `data` (streamed in parts) as one batch. Commits; returns the receipt."""
+    content_type = get_format(fmt).content_type
+    earlier = _existing(conn, source, client_batch_id)
+    if earlier:
+        conn.rollback()
+        return earlier
+    key = keys.get_or_create(member_id)
+    batch_id = uuid.uuid4()
+    whole = hashlib.sha256()
+    parts = total = 0
+    try:
+        with conn.transaction():
+            with conn.cursor().copy(
+                "COPY raw.records (record_id, source, content_type, payload, digest, member_id,"
+                " region, batch_id, part_no, key_id) FROM STDIN"
+            ) as copy:
+                while chunk := data.read(PART_SIZE):
+                    whole.update(chunk)
+                    rid = uuid.uuid4()
+                    copy.write_row((
+                        rid, source, content_type,
+                        envelope.seal(key.key, chunk, rid, member_id),
+                        hashlib.sha256(chunk).digest(), member_id, region, batch_id, parts,
+                        key.key_id,
+                    ))
+                    parts += 1
+                    total += len(chunk)
+                    progress(len(chunk))
+            conn.execute(
+                "insert into raw.batches (batch_id, source, client_batch_id, format, file_name,"
+                " member_id, parse_options, record_count, byte_count, digest)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (batch_id, source, client_batch_id, fmt, file_name, member_id,
+                 json.dumps(dict(parse_options or {})), parts, total, whole.digest()),
+            )
+            conn.execute("select pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(batch_id)))
+    except errors.UniqueViolation:
+        # A concurrent request with the same client batch id committed first.
+        conn.rollback()
+        again = _existing(conn, source, client_batch_id)
+        if again is None:
+            raise
+        return again
+    return Receipt(batch_id, parts, total, replayed=False)
+
+
+def land_bytes(conn: psycopg.Connection, keys: KeyStore, *, body: bytes,
+               **kw: Any) -> Receipt:
+    return land(conn, keys, data=io.BytesIO(body), **kw)

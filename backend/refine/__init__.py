@@ -1,0 +1,1 @@
+"""Refinement: raw records -> normalised, validated observations (or quarantine)."""

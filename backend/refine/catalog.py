@@ -1,0 +1,74 @@
+"""The measurements the platform knows: LOINC code, canonical UCUM unit, plausible range.
+
+Codes without a LOINC term of their own use the `x-rejuve:` prefix, so nobody mistakes
+them for LOINC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Measure:
+    code: str
+    name: str
+    unit: str  # canonical UCUM unit
+    low: float  # plausible range, inclusive, in the canonical unit
+    high: float
+    category: str  # consent data category: "wearables", "labs", "vitals", "sleep", "activity"
+    # Molar mass (g/mol) for analytes reported both by mass and by amount of substance.
+    molar_mass: float | None = None
+
+
+_MEASURES = [
+    Measure("8867-4", "heart rate", "/min", 20, 250, "wearables"),
+    Measure("40443-4", "resting heart rate", "/min", 20, 200, "wearables"),
+    Measure("x-rejuve:walking-heart-rate-average", "walking heart rate average", "/min", 30, 220,
+            "wearables"),
+    Measure("80404-7", "heart rate variability (SDNN)", "ms", 1, 500, "wearables"),
+    Measure("55423-8", "step count", "{steps}", 0, 100_000, "activity"),
+    Measure("41950-7", "steps in 24 hours", "{steps}", 0, 150_000, "activity"),
+    Measure("x-rejuve:distance", "walking + running distance", "km", 0, 300, "activity"),
+    Measure("41981-2", "active energy burned", "kcal", 0, 10_000, "activity"),
+    Measure("x-rejuve:basal-energy", "basal energy burned", "kcal", 0, 5_000, "activity"),
+    Measure("29463-7", "body weight", "kg", 2, 400, "vitals"),
+    Measure("8302-2", "body height", "cm", 40, 250, "vitals"),
+    Measure("41982-0", "body fat percentage", "%", 2, 75, "vitals"),
+    Measure("39156-5", "body mass index", "kg/m2", 10, 80, "vitals"),
+    Measure("8480-6", "systolic blood pressure", "mm[Hg]", 50, 260, "vitals"),
+    Measure("8462-4", "diastolic blood pressure", "mm[Hg]", 25, 160, "vitals"),
+    Measure("2339-0", "glucose in blood", "mg/dL", 10, 1000, "labs", molar_mass=180.156),
+    Measure("59408-5", "oxygen saturation (pulse oximetry)", "%", 50, 100, "wearables"),
+    Measure("9279-1", "respiratory rate", "/min", 3, 80, "wearables"),
+    Measure("8310-5", "body temperature", "Cel", 30, 45, "vitals"),
+    Measure("93832-4", "sleep duration", "h", 0, 24, "sleep"),
+    Measure("x-rejuve:sleep-stage", "sleep episode (stage in qualifier)", "min", 0, 1440, "sleep"),
+    Measure("x-rejuve:workout", "workout duration (type in qualifier)", "min", 0, 1440,
+            "activity"),
+    # Labs commonly seen in CSV and FHIR lab feeds.
+    Measure("4548-4", "hemoglobin A1c", "%", 2, 20, "labs"),
+    Measure("2093-3", "cholesterol total", "mg/dL", 50, 500, "labs"),
+    Measure("2085-9", "HDL cholesterol", "mg/dL", 5, 200, "labs"),
+    Measure("13457-7", "LDL cholesterol (calculated)", "mg/dL", 5, 400, "labs"),
+    Measure("2571-8", "triglycerides", "mg/dL", 10, 5000, "labs"),
+    Measure("2160-0", "creatinine", "mg/dL", 0.1, 20, "labs"),
+    Measure("1988-5", "C reactive protein", "mg/L", 0, 500, "labs"),
+    Measure("718-7", "hemoglobin", "g/dL", 2, 25, "labs"),
+]
+
+CATALOG: dict[str, Measure] = {m.code: m for m in _MEASURES}
+
+# Codes that mean the same thing in another unit family: folded onto the catalog code
+# above before conversion (e.g. glucose reported in mmol/L under its own LOINC code).
+ALIASES: dict[str, str] = {
+    "15074-8": "2339-0",  # Glucose [Moles/volume] in Blood
+    "2345-7": "2339-0",  # Glucose [Mass/volume] in Serum or Plasma
+    "14749-6": "2339-0",  # Glucose [Moles/volume] in Serum or Plasma
+    "2708-6": "59408-5",  # Oxygen saturation in Arterial blood
+    "3141-9": "29463-7",  # Body weight Measured
+    "8331-1": "8310-5",  # Oral temperature
+}
+
+
+def lookup(code: str) -> Measure | None:
+    return CATALOG.get(ALIASES.get(code, code))

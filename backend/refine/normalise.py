@@ -1,0 +1,99 @@
+"""One parsed sample -> one observation in canonical units, or a reason to quarantine it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+import uuid
+from dataclasses import dataclass, field
+
+from backend.ingest.model import Sample
+from backend.refine.catalog import lookup
+from backend.refine.units import UnitError, conversion
+
+# Device clocks drift; a sample a little ahead of ours is not "from the future".
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    member_id: uuid.UUID
+    observed_at: dt.datetime
+    ended_at: dt.datetime | None
+    code: str
+    value: float
+    unit: str
+    source: str
+    qualifier: str | None
+    tz_offset_minutes: int | None
+    quality_flags: list[str]
+    dedup_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    reason: str
+    field: str | None
+    detail: str
+    locator: str
+    record: dict[str, object] = field(repr=False)
+
+
+def sample_record(s: Sample) -> dict[str, object]:
+    """The sample as the steward sees it in the quarantine."""
+    return {
+        "code": s.code, "value": s.value, "unit": s.unit, "start": s.start.isoformat(),
+        "end": s.end.isoformat() if s.end else None, "source": s.source,
+        "qualifier": s.qualifier, "tz_offset_minutes": s.tz_offset_minutes,
+    }
+
+
+def dedup_key(member: uuid.UUID, code: str, start: dt.datetime, end: dt.datetime | None,
+              qualifier: str | None, value: float) -> bytes:
+    # Rounded, so the same measurement converted along two paths (lb vs kg) still matches.
+    text = f"{member}|{code}|{start.timestamp():.3f}|{end.timestamp() if end else ''}|" \
+           f"{qualifier or ''}|{value:.6g}"
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _quarantine(s: Sample, reason: str, fld: str, detail: str) -> Quarantined:
+    return Quarantined(reason, fld, detail, s.locator, sample_record(s))
+
+
+def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Quarantined:
+    measure = lookup(s.code)
+    if measure is None:
+        return _quarantine(s, "unknown_code", "code", f"code '{s.code}' is not in the catalog")
+    if not math.isfinite(s.value):
+        return _quarantine(s, "bad_value", "value", f"value {s.value!r} is not a finite number")
+    if s.start.tzinfo is None:
+        return _quarantine(s, "bad_timestamp", "start", "timestamp has no time zone")
+    if s.start > now + CLOCK_SKEW:
+        return _quarantine(s, "future_timestamp", "start",
+                           f"{s.start.isoformat()} is later than the time of refinement")
+    if s.end is not None and s.end < s.start:
+        return _quarantine(s, "bad_interval", "end", "interval ends before it starts")
+    try:
+        conv = conversion(s.unit, measure)
+    except UnitError as e:
+        return _quarantine(s, "unit_not_convertible", "unit", str(e))
+    value = conv.apply(s.value)
+    if not measure.low <= value <= measure.high:
+        return _quarantine(
+            s, "implausible", "value",
+            f"{measure.name} {value:.6g} {measure.unit} is outside "
+            f"{measure.low:g}-{measure.high:g} {measure.unit}",
+        )
+    code = measure.code
+    start = s.start.astimezone(dt.UTC)
+    end = s.end.astimezone(dt.UTC) if s.end else None
+    flags = [] if (conv.factor == 1 and conv.offset == 0) else ["unit_converted"]
+    if code != s.code:
+        flags.append(f"code_from:{s.code}")
+    return Observation(
+        member_id=member, observed_at=start, ended_at=end, code=code, value=value,
+        unit=measure.unit, source=s.source, qualifier=s.qualifier,
+        tz_offset_minutes=s.tz_offset_minutes, quality_flags=flags,
+        dedup_key=dedup_key(member, code, start, end, s.qualifier, value),
+    )

@@ -1,0 +1,112 @@
+"""Unit conversion to each measure's canonical UCUM unit.
+
+UCUM codes are parsed by ucumvert into pint quantities; the spellings Apple Health and
+Open mHealth use instead of UCUM are translated first. A conversion is worked out once
+per (unit, code) and then applied as `value * factor + offset`: pint per sample would
+cost more than the whole rest of refinement."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import pint
+from ucumvert import PintUcumRegistry
+
+from backend.refine.catalog import Measure
+
+# Non-UCUM spellings seen in real sources -> UCUM.
+SPELLINGS: dict[str, str] = {
+    "count/min": "/min",
+    "beats/min": "/min",
+    "bpm": "/min",
+    "breaths/min": "/min",
+    "count": "1",
+    "steps": "1",
+    "mmHg": "mm[Hg]",
+    "lb": "[lb_av]",
+    "lbs": "[lb_av]",
+    "oz": "[oz_av]",
+    "in": "[in_i]",
+    "ft": "[ft_i]",
+    "mi": "[mi_i]",
+    "degC": "Cel",
+    "degF": "[degF]",
+    "C": "Cel",
+    "F": "[degF]",
+    "Cal": "kcal",
+    "kCal": "kcal",
+    "sec": "s",
+    "hr": "h",
+    "mg/dl": "mg/dL",
+    "mmol/l": "mmol/L",
+}
+# Apple writes glucose in mmol with the molar mass inline: "mmol<180.1558800000541>/L".
+_APPLE_MOLAR = re.compile(r"<[0-9.]+>")
+# A unit that is only a UCUM annotation ("{steps}", "{beats}") is the unity "1".
+_ANNOTATION_ONLY = re.compile(r"^\{[^}]*\}$")
+
+
+class UnitError(ValueError):
+    """The unit is unknown, or cannot be converted to the measure's unit."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    factor: float
+    offset: float
+
+    def apply(self, value: float) -> float:
+        return value * self.factor + self.offset
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> PintUcumRegistry:
+    return PintUcumRegistry()
+
+
+def to_ucum(unit: str) -> str:
+    u = unit.strip()
+    u = SPELLINGS.get(u, u)
+    u = _APPLE_MOLAR.sub("", u)
+    if _ANNOTATION_ONLY.match(u) or u == "":
+        return "1"
+    return u
+
+
+def _quantity(ucum: str) -> pint.Quantity:
+    reg = _registry()
+    if ucum == "1":
+        return reg.Quantity(1, "dimensionless")
+    try:
+        q = reg.from_ucum(ucum)
+    except Exception as e:  # ucumvert raises lark and pint errors alike
+        raise UnitError(f"unknown unit '{ucum}'") from e
+    if not isinstance(q, pint.Quantity):
+        raise UnitError(f"unknown unit '{ucum}'")
+    return q
+
+
+@functools.lru_cache(maxsize=4096)
+def conversion(unit: str, measure: Measure) -> Conversion:
+    """How to turn a value in `unit` into the measure's canonical unit."""
+    src = _quantity(to_ucum(unit))
+    dst = _quantity(to_ucum(measure.unit))
+    reg = _registry()
+    try:
+        if src.dimensionality == dst.dimensionality:
+            # Two points give factor and offset, which affine units (temperatures) need.
+            a = reg.Quantity(0 * src.magnitude, src.units).to(dst.units).magnitude
+            b = reg.Quantity(1 * src.magnitude, src.units).to(dst.units).magnitude
+            return Conversion(float(b - a) / dst.magnitude, float(a) / dst.magnitude)
+        if measure.molar_mass:
+            # mmol/L <-> mg/dL and the like: through the analyte's molar mass.
+            molar = _quantity("g/mol") * measure.molar_mass
+            for scaled in (src * molar, src / molar):
+                if scaled.dimensionality == dst.dimensionality:
+                    factor = scaled.to(dst.units).magnitude / dst.magnitude
+                    return Conversion(float(factor), 0.0)
+    except pint.DimensionalityError:
+        pass
+    raise UnitError(f"'{unit}' cannot be converted to {measure.unit} ({measure.name})")
