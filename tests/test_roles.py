@@ -33,34 +33,70 @@ INSERT = {
         " values (%(r)s, now(), 'implausible', '{}')"
     ),
     "governance.members": "insert into governance.members (home_region) values ('local')",
+    "raw.batches": (
+        "insert into raw.batches (batch_id, source, format, member_id, record_count, byte_count,"
+        " digest) values (gen_random_uuid(), 't', 'omh', %(m)s, 1, 2, sha256('x'))"
+    ),
+    "governance.sources": (
+        "insert into governance.sources (source, key_hash, key_prefix)"
+        " values (gen_random_uuid()::text, sha256('k'), 'rk_')"
+    ),
+    "processed.batch_ledger": (
+        "insert into processed.batch_ledger (batch_id, parsed, processed, quarantined,"
+        " duplicate, records_read) values (gen_random_uuid(), 1, 1, 0, 0, 1)"
+    ),
+    "analytics.batch_quality": (
+        "insert into analytics.batch_quality (batch_id, source, format, received_at,"
+        " completeness, validity_rate, duplicate_rate, refine_lag_s)"
+        " values (gen_random_uuid(), 't', 'omh', now(), 1, 1, 0, 0.1)"
+    ),
 }
 UPDATE_COLUMN = {
     "raw.records": "source",
     "processed.observations": "source",
-    "processed.quarantine": "reason",
+    "processed.quarantine": "status",
     "governance.members": "home_region",
+    "raw.batches": "source",
+    "governance.sources": "key_prefix",
+    "processed.batch_ledger": "parsed",
+    "analytics.batch_quality": "completeness",
 }
 OPS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
 ALL = set(OPS)
 
 # What each role may do; everything else must be refused.
 ALLOWED: dict[str, dict[str, set[str]]] = {
-    "ingest": {"raw.records": {"INSERT"}},
+    # Ingest lands payloads; it reads batch manifests (idempotency) and source keys only.
+    "ingest": {
+        "raw.records": {"INSERT"},
+        "raw.batches": {"SELECT", "INSERT"},
+        "governance.sources": {"SELECT"},
+    },
     "refiner": {
         "raw.records": {"SELECT"},
+        "raw.batches": {"SELECT"},
         "processed.observations": {"SELECT", "INSERT"},
-        "processed.quarantine": {"SELECT", "INSERT"},
+        # UPDATE of the resolution columns only (status here): see the test below
+        "processed.quarantine": {"SELECT", "INSERT", "UPDATE"},
+        "processed.batch_ledger": {"SELECT", "INSERT"},
+        "analytics.batch_quality": {"SELECT", "INSERT"},
     },
     "query": {
         "processed.observations": {"SELECT"},
         "processed.quarantine": {"SELECT"},
+        "processed.batch_ledger": {"SELECT"},
+        "analytics.batch_quality": {"SELECT"},
     },
     # The owner owns everything, but the raw zone refuses change even to it.
     "owner": {
         "raw.records": {"SELECT", "INSERT"},
+        "raw.batches": {"SELECT", "INSERT"},
         "processed.observations": ALL,
         "processed.quarantine": ALL,
         "governance.members": ALL,
+        "governance.sources": ALL,
+        "processed.batch_ledger": ALL,
+        "analytics.batch_quality": ALL,
     },
 }
 
@@ -106,11 +142,23 @@ def test_role_matrix(seeded: DatabaseAccess, role: str, table: str, op: str) -> 
         assert "raw zone is immutable" in message
 
 
+def test_refiner_may_resolve_but_not_rewrite_quarantine(seeded: DatabaseAccess) -> None:
+    with seeded.connect("refiner") as conn:
+        conn.execute("update processed.quarantine set resolution_note = 'checked'")
+        conn.rollback()
+        for column in ("reason", "record", "member_id"):
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute(f"update processed.quarantine set {column} = {column}")
+            conn.rollback()
+
+
 def test_raw_rows_survive_every_attempt(seeded: DatabaseAccess) -> None:
     """After the whole matrix, the seeded raw row is still there, unchanged."""
     with seeded.connect("owner") as conn:
         rows = conn.execute("select source, payload from raw.records").fetchall()
     assert rows == [("t", b"{}")]
+    with seeded.connect("owner") as conn:
+        assert conn.execute("select count(*) from raw.batches").fetchone() == (1,)
 
 
 def test_erasure_hook_allows_delete_only_inside_the_procedure_flag(

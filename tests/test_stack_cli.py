@@ -63,6 +63,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "timescaledb": ("down", None),
         "redis": ("down", None),
         "prefect": ("down", None),
+        "refiner": ("down", None),
     }
 
     first = rejuve(stack_env, "up", "timescaledb", "redis")
@@ -71,6 +72,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
     assert after_first["timescaledb"][0] == "up"
     assert after_first["redis"][0] == "up"
     assert after_first["prefect"] == ("down", None)
+    assert after_first["refiner"] == ("down", None)
 
     # Twice is harmless: same processes, migrations already at head, exit 0.
     second = rejuve(stack_env, "up", "timescaledb", "redis")
@@ -101,6 +103,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "timescaledb": ("down", None),
         "redis": ("down", None),
         "prefect": ("down", None),
+        "refiner": ("down", None),
     }
 
 
@@ -108,7 +111,7 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: prefect, redis, timescaledb"
+        "error: unknown service nosuch; known: prefect, redis, refiner, timescaledb"
     ]
 
 
@@ -132,6 +135,7 @@ def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
             "timescaledb": ("external", None),
             "redis": ("external", None),
             "prefect": ("down", None),
+            "refiner": ("down", None),
         }
         assert not (home / "timescaledb").exists()
         assert not (home / "redis").exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,6 +34,9 @@ def _ctx() -> StackContext:
     settings = Settings()
     logs.configure(settings.log_level, settings.log_json)
     return StackContext.from_settings(settings)
+
+
+context = _ctx  # for the sub-command modules
 
 
 @app.callback()
@@ -128,6 +132,60 @@ def demo() -> None:
     run_demo(ctx, console)
 
 
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="the file to ingest")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="apple-health, fhir, omh, csv-lab or device-batch")
+    ],
+    member: Annotated[str, typer.Option(help="the member the file belongs to (UUID)")],
+    source: Annotated[str | None, typer.Option(help="source name (default cli:FORMAT)")] = None,
+    batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for refinement")] = 600,
+) -> None:
+    """Land a file in the raw zone (encrypted), refine it and show what became of it."""
+    from backend.cli.data_cmds import ingest as run_ingest
+
+    run_ingest(_ctx(), path, fmt, member, source, batch_id, mapping, timeout)
+
+
+@app.command()
+def reconcile(
+    batch: Annotated[str | None, typer.Option(help="one batch")] = None,
+    since: Annotated[str | None, typer.Option(help="batches received since (ISO time)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="seconds a landed batch may wait for the refiner before it counts as missing"
+        ),
+    ] = 300,
+) -> None:
+    """Prove nothing was lost: parsed = processed + quarantined + duplicate, per batch."""
+    from backend.cli.data_cmds import reconcile_cmd
+
+    if not reconcile_cmd(_ctx(), batch, since, as_json, grace):
+        raise typer.Exit(1)
+
+
+@app.command()
+def quality(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Data-quality metrics per batch: completeness, validity, duplicates, lateness."""
+    from backend.cli.data_cmds import quality_cmd
+
+    quality_cmd(_ctx(), limit, as_json)
+
+
+def _register_subcommands() -> None:
+    from backend.cli.data_cmds import quarantine_app
+
+    app.add_typer(quarantine_app, name="quarantine")
+
+
 @app.command("refiner-run", hidden=True)
 def refiner_run() -> None:
     """Run the refiner in the foreground (the supervisor starts it as a service)."""
@@ -144,6 +202,7 @@ def refiner_run() -> None:
 
 
 def main() -> None:
+    _register_subcommands()
     try:
         # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
         code = app(standalone_mode=False)

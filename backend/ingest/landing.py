@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import psycopg
 from psycopg import errors
+from psycopg.pq import TransactionStatus
 
 from backend.ingest.formats.registry import get as get_format
 from backend.keys import envelope
@@ -33,13 +34,18 @@ class Receipt:
     replayed: bool  # the client batch id was already landed: nothing new was written
 
 
-def _existing(conn: psycopg.Connection, source: str, client_batch_id: str | None,
-              ) -> Receipt | None:
+def _existing(
+    conn: psycopg.Connection,
+    source: str,
+    client_batch_id: str | None,
+) -> Receipt | None:
     if client_batch_id is None:
         return None
     row = conn.execute(
         "select batch_id, record_count, byte_count from raw.batches"
-        " where source = %s and client_batch_id = %s", (source, client_batch_id)).fetchone()
+        " where source = %s and client_batch_id = %s",
+        (source, client_batch_id),
+    ).fetchone()
     return Receipt(row[0], row[1], row[2], replayed=True) if row else None
 
 
@@ -57,11 +63,16 @@ def land(
     parse_options: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] = lambda _: None,
 ) -> Receipt:
-    """Land `data` (streamed in parts) as one batch. Commits; returns the receipt."""
+    """Land `data` (streamed in parts) as one batch. Commits; returns the receipt.
+
+    The connection must have no transaction open: the commit here is the acknowledgement,
+    and must not be folded into (or rolled back with) a caller's transaction."""
+    if conn.info.transaction_status != TransactionStatus.IDLE:
+        raise RuntimeError("land() needs a connection with no transaction open")
     content_type = get_format(fmt).content_type
     earlier = _existing(conn, source, client_batch_id)
+    conn.rollback()  # end the read-only check; the landing below is its own transaction
     if earlier:
-        conn.rollback()
         return earlier
     key = keys.get_or_create(member_id)
     batch_id = uuid.uuid4()
@@ -76,12 +87,20 @@ def land(
                 while chunk := data.read(PART_SIZE):
                     whole.update(chunk)
                     rid = uuid.uuid4()
-                    copy.write_row((
-                        rid, source, content_type,
-                        envelope.seal(key.key, chunk, rid, member_id),
-                        hashlib.sha256(chunk).digest(), member_id, region, batch_id, parts,
-                        key.key_id,
-                    ))
+                    copy.write_row(
+                        (
+                            rid,
+                            source,
+                            content_type,
+                            envelope.seal(key.key, chunk, rid, member_id),
+                            hashlib.sha256(chunk).digest(),
+                            member_id,
+                            region,
+                            batch_id,
+                            parts,
+                            key.key_id,
+                        )
+                    )
                     parts += 1
                     total += len(chunk)
                     progress(len(chunk))
@@ -89,20 +108,29 @@ def land(
                 "insert into raw.batches (batch_id, source, client_batch_id, format, file_name,"
                 " member_id, parse_options, record_count, byte_count, digest)"
                 " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (batch_id, source, client_batch_id, fmt, file_name, member_id,
-                 json.dumps(dict(parse_options or {})), parts, total, whole.digest()),
+                (
+                    batch_id,
+                    source,
+                    client_batch_id,
+                    fmt,
+                    file_name,
+                    member_id,
+                    json.dumps(dict(parse_options or {})),
+                    parts,
+                    total,
+                    whole.digest(),
+                ),
             )
             conn.execute("select pg_notify(%s, %s)", (NOTIFY_CHANNEL, str(batch_id)))
     except errors.UniqueViolation:
         # A concurrent request with the same client batch id committed first.
-        conn.rollback()
         again = _existing(conn, source, client_batch_id)
+        conn.rollback()
         if again is None:
             raise
         return again
     return Receipt(batch_id, parts, total, replayed=False)
 
 
-def land_bytes(conn: psycopg.Connection, keys: KeyStore, *, body: bytes,
-               **kw: Any) -> Receipt:
+def land_bytes(conn: psycopg.Connection, keys: KeyStore, *, body: bytes, **kw: Any) -> Receipt:
     return land(conn, keys, data=io.BytesIO(body), **kw)

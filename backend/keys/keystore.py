@@ -71,8 +71,11 @@ class KeyStore:
             if self.is_erased(member):
                 raise
         key = secrets.token_bytes(32)
-        entry = {"version": 1, "kms": self.kms.key_version,
-                 "wrapped": self.kms.wrap(key, member.bytes).hex()}
+        entry = {
+            "version": 1,
+            "kms": self.kms.key_version,
+            "wrapped": self.kms.wrap(key, member.bytes).hex(),
+        }
         tmp = self.root / f".{member}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -23,8 +23,14 @@ class Measure:
 _MEASURES = [
     Measure("8867-4", "heart rate", "/min", 20, 250, "wearables"),
     Measure("40443-4", "resting heart rate", "/min", 20, 200, "wearables"),
-    Measure("x-rejuve:walking-heart-rate-average", "walking heart rate average", "/min", 30, 220,
-            "wearables"),
+    Measure(
+        "x-rejuve:walking-heart-rate-average",
+        "walking heart rate average",
+        "/min",
+        30,
+        220,
+        "wearables",
+    ),
     Measure("80404-7", "heart rate variability (SDNN)", "ms", 1, 500, "wearables"),
     Measure("55423-8", "step count", "{steps}", 0, 100_000, "activity"),
     Measure("41950-7", "steps in 24 hours", "{steps}", 0, 150_000, "activity"),
@@ -43,8 +49,7 @@ _MEASURES = [
     Measure("8310-5", "body temperature", "Cel", 30, 45, "vitals"),
     Measure("93832-4", "sleep duration", "h", 0, 24, "sleep"),
     Measure("x-rejuve:sleep-stage", "sleep episode (stage in qualifier)", "min", 0, 1440, "sleep"),
-    Measure("x-rejuve:workout", "workout duration (type in qualifier)", "min", 0, 1440,
-            "activity"),
+    Measure("x-rejuve:workout", "workout duration (type in qualifier)", "min", 0, 1440, "activity"),
     # Labs commonly seen in CSV and FHIR lab feeds.
     Measure("4548-4", "hemoglobin A1c", "%", 2, 20, "labs"),
     Measure("2093-3", "cholesterol total", "mg/dL", 50, 500, "labs"),

@@ -6,7 +6,8 @@ import datetime as dt
 import hashlib
 import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from backend.ingest.model import Sample
 from backend.refine.catalog import lookup
@@ -37,23 +38,36 @@ class Quarantined:
     field: str | None
     detail: str
     locator: str
-    record: dict[str, object] = field(repr=False)
+    record: dict[str, object] = dc_field(repr=False)
 
 
 def sample_record(s: Sample) -> dict[str, object]:
     """The sample as the steward sees it in the quarantine."""
     return {
-        "code": s.code, "value": s.value, "unit": s.unit, "start": s.start.isoformat(),
-        "end": s.end.isoformat() if s.end else None, "source": s.source,
-        "qualifier": s.qualifier, "tz_offset_minutes": s.tz_offset_minutes,
+        "code": s.code,
+        "value": s.value,
+        "unit": s.unit,
+        "start": s.start.isoformat(),
+        "end": s.end.isoformat() if s.end else None,
+        "source": s.source,
+        "qualifier": s.qualifier,
+        "tz_offset_minutes": s.tz_offset_minutes,
     }
 
 
-def dedup_key(member: uuid.UUID, code: str, start: dt.datetime, end: dt.datetime | None,
-              qualifier: str | None, value: float) -> bytes:
+def dedup_key(
+    member: uuid.UUID,
+    code: str,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    qualifier: str | None,
+    value: float,
+) -> bytes:
     # Rounded, so the same measurement converted along two paths (lb vs kg) still matches.
-    text = f"{member}|{code}|{start.timestamp():.3f}|{end.timestamp() if end else ''}|" \
-           f"{qualifier or ''}|{value:.6g}"
+    text = (
+        f"{member}|{code}|{start.timestamp():.3f}|{end.timestamp() if end else ''}|"
+        f"{qualifier or ''}|{value:.6g}"
+    )
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
@@ -70,8 +84,12 @@ def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Q
     if s.start.tzinfo is None:
         return _quarantine(s, "bad_timestamp", "start", "timestamp has no time zone")
     if s.start > now + CLOCK_SKEW:
-        return _quarantine(s, "future_timestamp", "start",
-                           f"{s.start.isoformat()} is later than the time of refinement")
+        return _quarantine(
+            s,
+            "future_timestamp",
+            "start",
+            f"{s.start.isoformat()} is later than the time of refinement",
+        )
     if s.end is not None and s.end < s.start:
         return _quarantine(s, "bad_interval", "end", "interval ends before it starts")
     try:
@@ -81,7 +99,9 @@ def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Q
     value = conv.apply(s.value)
     if not measure.low <= value <= measure.high:
         return _quarantine(
-            s, "implausible", "value",
+            s,
+            "implausible",
+            "value",
             f"{measure.name} {value:.6g} {measure.unit} is outside "
             f"{measure.low:g}-{measure.high:g} {measure.unit}",
         )
@@ -92,8 +112,15 @@ def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Q
     if code != s.code:
         flags.append(f"code_from:{s.code}")
     return Observation(
-        member_id=member, observed_at=start, ended_at=end, code=code, value=value,
-        unit=measure.unit, source=s.source, qualifier=s.qualifier,
-        tz_offset_minutes=s.tz_offset_minutes, quality_flags=flags,
+        member_id=member,
+        observed_at=start,
+        ended_at=end,
+        code=code,
+        value=value,
+        unit=measure.unit,
+        source=s.source,
+        qualifier=s.qualifier,
+        tz_offset_minutes=s.tz_offset_minutes,
+        quality_flags=flags,
         dedup_key=dedup_key(member, code, start, end, s.qualifier, value),
     )

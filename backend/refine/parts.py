@@ -17,8 +17,9 @@ PartFetcher = Callable[[int], tuple[uuid.UUID, bytes]]  # part_no -> (record id,
 
 
 class PartsReader(io.RawIOBase):
-    def __init__(self, fetch: PartFetcher, part_size: int, total: int, member: uuid.UUID,
-                 keys: KeyStore) -> None:
+    def __init__(
+        self, fetch: PartFetcher, part_size: int, total: int, member: uuid.UUID, keys: KeyStore
+    ) -> None:
         self._fetch = fetch
         self._part_size = part_size
         self._total = total
@@ -54,7 +55,7 @@ class PartsReader(io.RawIOBase):
         if self._pos >= self._total:
             return 0
         n, within = divmod(self._pos, self._part_size)
-        chunk = self._part(n)[within:within + len(buffer)]
-        buffer[:len(chunk)] = chunk
+        chunk = self._part(n)[within : within + len(buffer)]
+        buffer[: len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)

@@ -44,11 +44,18 @@ def drain(conn: psycopg.Connection, keys: KeyStore) -> int:
     return done
 
 
-def run(access: DatabaseAccess, keys: KeyStore, stop: threading.Event,
-        heartbeat: Path | None = None, poll_seconds: float = 2.0,
-        on_idle: Callable[[], None] = lambda: None) -> None:
-    with access.connect("refiner", autocommit=True) as listener, \
-            access.connect("refiner") as worker:
+def run(
+    access: DatabaseAccess,
+    keys: KeyStore,
+    stop: threading.Event,
+    heartbeat: Path | None = None,
+    poll_seconds: float = 2.0,
+    on_idle: Callable[[], None] = lambda: None,
+) -> None:
+    with (
+        access.connect("refiner", autocommit=True) as listener,
+        access.connect("refiner") as worker,
+    ):
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         log.info("refiner listening", channel=NOTIFY_CHANNEL)
         while not stop.is_set():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pint
 from ucumvert import PintUcumRegistry
@@ -75,10 +76,10 @@ def to_ucum(unit: str) -> str:
     return u
 
 
-def _quantity(ucum: str) -> pint.Quantity:
+def _quantity(ucum: str) -> pint.Quantity[Any]:
     reg = _registry()
     if ucum == "1":
-        return reg.Quantity(1, "dimensionless")
+        return cast(pint.Quantity[Any], reg.Quantity(1, "dimensionless"))
     try:
         q = reg.from_ucum(ucum)
     except Exception as e:  # ucumvert raises lark and pint errors alike

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from backend.db.access import DatabaseAccess
 from backend.db.roles import PREFECT_DB, PREFECT_ROLE
 from backend.exceptions import SetupError
+from backend.keys.keystore import KeyStore
+from backend.keys.kms import LocalKms
 from backend.settings import Settings
 from backend.stack import secrets_store
 from backend.stack.layout import Layout
-from backend.keys.keystore import KeyStore
-from backend.keys.kms import LocalKms
 from backend.stack.prefect_server import PrefectAccess, PrefectServer
 from backend.stack.python_service import PythonService
 from backend.stack.redis_server import REDIS_USER, RedisAccess, RedisServer
@@ -114,8 +114,7 @@ class StackContext:
             )
         else:
             red = RedisServer(self.layout, self.redis, s.service_user)
-        refiner = PythonService("refiner", self.layout, ["refiner-run"],
-                                url="LISTEN raw_landed")
+        refiner = PythonService("refiner", self.layout, ["refiner-run"], url="LISTEN raw_landed")
         return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner]
 
 

@@ -17,10 +17,16 @@ from backend.stack.service import ServiceStatus
 
 
 class PythonService:
-    def __init__(self, name: str, layout: Layout, argv: Sequence[str], url: str,
-                 env: dict[str, str] | None = None,
-                 healthy: Callable[[], bool] | None = None,
-                 heartbeat_max_age: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        layout: Layout,
+        argv: Sequence[str],
+        url: str,
+        env: dict[str, str] | None = None,
+        healthy: Callable[[], bool] | None = None,
+        heartbeat_max_age: float = 30.0,
+    ) -> None:
         self.name = name
         self.layout = layout
         self.argv = list(argv)
@@ -58,12 +64,17 @@ class PythonService:
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "backend.cli.main", *self.argv],
-                env={**os.environ, **self.env}, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd="/",
             )
         self.pid_file.write_text(f"{proc.pid}\n")
-        system.wait_until(lambda: self.healthy() or proc.poll() is not None, 60,
-                          self.name, self.log)
+        system.wait_until(
+            lambda: self.healthy() or proc.poll() is not None, 60, self.name, self.log
+        )
         if proc.poll() is not None:
             raise SetupError(f"{self.name} exited during start", f"see {self.log}")
 
@@ -78,5 +89,6 @@ class PythonService:
         pid = self.pid()
         if pid is None:
             return ServiceStatus(self.name, "down", self.url, None, str(self.log))
-        return ServiceStatus(self.name, "up" if self.healthy() else "degraded", self.url, pid,
-                             str(self.log))
+        return ServiceStatus(
+            self.name, "up" if self.healthy() else "degraded", self.url, pid, str(self.log)
+        )

@@ -18,8 +18,9 @@ MAX_SAMPLES = 10_000
 class DeviceSample(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: Annotated[str, Field(min_length=1, max_length=64,
-                               description="catalog code (LOINC), e.g. 8867-4")]
+    code: Annotated[
+        str, Field(min_length=1, max_length=64, description="catalog code (LOINC), e.g. 8867-4")
+    ]
     value: float
     unit: Annotated[str, Field(min_length=1, max_length=64, description="UCUM or source unit")]
     start: AwareDatetime
@@ -30,16 +31,24 @@ class DeviceSample(BaseModel):
 class DeviceBatch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_id: Annotated[str, Field(min_length=1, max_length=128,
-                                   pattern=r"^[A-Za-z0-9._:-]+$",
-                                   description="the client's id for this batch: resending "
-                                   "the same id is safe and lands the batch once")]
+    batch_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            pattern=r"^[A-Za-z0-9._:-]+$",
+            description="the client's id for this batch: resending "
+            "the same id is safe and lands the batch once",
+        ),
+    ]
     member_id: uuid.UUID
     device: Annotated[str, Field(min_length=1, max_length=200)]
     samples: Annotated[list[DeviceSample], Field(min_length=1, max_length=MAX_SAMPLES)]
 
 
-def parse(data: BinaryIO, report: ParseReport, *, name: str = "batch") -> Iterator[Sample | Rejected]:
+def parse(
+    data: BinaryIO, report: ParseReport, *, name: str = "batch"
+) -> Iterator[Sample | Rejected]:
     raw = data.read()
     try:
         batch = DeviceBatch.model_validate(json.loads(raw))
@@ -53,7 +62,13 @@ def parse(data: BinaryIO, report: ParseReport, *, name: str = "batch") -> Iterat
         report.read += 1
         offset = s.start.utcoffset()
         yield Sample(
-            code=s.code, value=s.value, unit=s.unit, start=s.start, end=s.end,
-            source=batch.device, locator=f"samples[{i}]", qualifier=s.qualifier,
+            code=s.code,
+            value=s.value,
+            unit=s.unit,
+            start=s.start,
+            end=s.end,
+            source=batch.device,
+            locator=f"samples[{i}]",
+            qualifier=s.qualifier,
             tz_offset_minutes=int(offset.total_seconds() // 60) if offset is not None else None,
         )

@@ -21,15 +21,20 @@ class Format:
     module: str  # imported on first use: parsers pull in large libraries (fhir.resources)
     description: str
 
-    def parse(self, data: BinaryIO, report: ParseReport, *, name: str,
-              options: Mapping[str, Any] | None = None) -> Parsed:
+    def parse(
+        self,
+        data: BinaryIO,
+        report: ParseReport,
+        *,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+    ) -> Parsed:
         mod = importlib.import_module(self.module)
         if self.name == "apple-health" and _is_zip(data):
             return _apple_zip(mod, data, report, name)
         if self.name == "csv-lab":
             mapping_cls = mod.CsvMapping
-            mapping = (mapping_cls.from_dict(dict(options)) if options
-                       else mapping_cls.default())
+            mapping = mapping_cls.from_dict(dict(options)) if options else mapping_cls.default()
             return cast(Parsed, mod.parse(data, report, name=name, mapping=mapping))
         return cast(Parsed, mod.parse(data, report, name=name))
 
@@ -53,16 +58,36 @@ def _apple_zip(mod: Any, data: BinaryIO, report: ParseReport, name: str) -> Pars
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("apple-health", "application/xml", "backend.ingest.formats.apple_health",
-               "Apple Health export.xml or export.zip"),
-        Format("fhir", "application/fhir+json", "backend.ingest.formats.fhir",
-               "FHIR R4 Observation or Bundle (JSON)"),
-        Format("omh", "application/json", "backend.ingest.formats.omh",
-               "Open mHealth / IEEE 1752 data points (JSON, array or NDJSON)"),
-        Format("csv-lab", "text/csv", "backend.ingest.formats.csv_lab",
-               "lab results as CSV, with a column mapping"),
-        Format("device-batch", "application/vnd.rejuve.device-batch+json",
-               "backend.ingest.formats.device_batch", "the ingestion API's JSON batch"),
+        Format(
+            "apple-health",
+            "application/xml",
+            "backend.ingest.formats.apple_health",
+            "Apple Health export.xml or export.zip",
+        ),
+        Format(
+            "fhir",
+            "application/fhir+json",
+            "backend.ingest.formats.fhir",
+            "FHIR R4 Observation or Bundle (JSON)",
+        ),
+        Format(
+            "omh",
+            "application/json",
+            "backend.ingest.formats.omh",
+            "Open mHealth / IEEE 1752 data points (JSON, array or NDJSON)",
+        ),
+        Format(
+            "csv-lab",
+            "text/csv",
+            "backend.ingest.formats.csv_lab",
+            "lab results as CSV, with a column mapping",
+        ),
+        Format(
+            "device-batch",
+            "application/vnd.rejuve.device-batch+json",
+            "backend.ingest.formats.device_batch",
+            "the ingestion API's JSON batch",
+        ),
     )
 }
 
@@ -72,5 +97,3 @@ def get(name: str) -> Format:
         return FORMATS[name]
     except KeyError:
         raise UserError(f"unknown format '{name}'; known: {', '.join(FORMATS)}") from None
-
-

@@ -97,6 +97,8 @@ def upgrade() -> None:
             duplicate    integer     NOT NULL,
             unmapped     jsonb       NOT NULL DEFAULT '{}',
             records_read integer     NOT NULL,
+            -- set when the whole batch could not be read (not the format it claims)
+            error        text,
             refined_at   timestamptz NOT NULL DEFAULT now()
         )
         """

@@ -1,0 +1,383 @@
+"""`rejuve ingest | reconcile | quarantine | quality`: the data steward's commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from backend.cli.output import console, print_json
+from backend.exceptions import UserError
+from backend.stack.context import StackContext
+
+quarantine_app = typer.Typer(no_args_is_help=True, help="Review quarantined records.")
+
+
+def _uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise UserError(f"{what} '{value}' is not a UUID") from None
+
+
+def ingest(
+    ctx: StackContext,
+    path: Path,
+    fmt: str,
+    member: str,
+    source: str | None,
+    batch_id: str | None,
+    mapping: Path | None,
+    timeout: float,
+) -> None:
+    from backend.ingest.formats.registry import get as get_format
+    from backend.ingest.landing import land
+    from backend.refine.refiner import refine_batch
+
+    get_format(fmt)
+    member_id = _uuid(member, "member")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    options = _mapping_options(mapping) if mapping else None
+    keys = ctx.keystore()
+    size = path.stat().st_size
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"landing {path.name}", total=size)
+        with path.open("rb") as fh, ctx.db.connect("ingest") as conn:
+            receipt = land(
+                conn,
+                keys,
+                source=source or f"cli:{fmt}",
+                fmt=fmt,
+                member_id=member_id,
+                region=ctx.settings.region,
+                data=fh,
+                file_name=path.name,
+                client_batch_id=batch_id,
+                parse_options=options,
+                progress=lambda n: bar.advance(task, n),
+            )
+    verb = "already landed as" if receipt.replayed else "landed as"
+    console.print(
+        f"{path.name}: {receipt.bytes:,} bytes {verb} batch {receipt.batch_id} "
+        f"({receipt.records} raw records, encrypted)"
+    )
+    with console.status("refining"), ctx.db.connect("refiner") as conn:
+        # The refiner service may take the batch first; either way it is refined once.
+        refine_batch(conn, keys, receipt.batch_id)
+        _wait_for_ledger(conn, receipt.batch_id, timeout)
+        from backend.refine.reconcile import reconcile
+
+        result = reconcile(conn, batch=receipt.batch_id)
+    line = result.batches[0]
+    if line.error:
+        raise UserError(
+            f"{line.error}", f"the file is kept in the raw zone as batch {receipt.batch_id}"
+        )
+    console.print(_reconcile_table(result.batches, title=f"batch {receipt.batch_id}"))
+    if not result.ok:
+        raise UserError("the batch does not reconcile", "; ".join(line.problems))
+
+
+def _mapping_options(path: Path) -> dict[str, object]:
+    import tomllib
+
+    try:
+        return dict(tomllib.loads(path.read_text()))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UserError(f"{path}: not a readable TOML mapping ({e})") from None
+
+
+def _wait_for_ledger(conn: object, batch_id: uuid.UUID, timeout: float) -> None:
+    import psycopg
+
+    assert isinstance(conn, psycopg.Connection)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select 1 from processed.batch_ledger where batch_id = %s", (batch_id,)
+        ).fetchone()
+        conn.rollback()
+        if row:
+            return
+        time.sleep(0.2)
+    raise UserError(
+        f"batch {batch_id} was not refined within {timeout:.0f} s",
+        "is the refiner running? see `rejuve status`",
+    )
+
+
+def _reconcile_table(lines: list, title: str) -> Table:  # type: ignore[type-arg]
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "batch",
+        "format",
+        "parsed",
+        "processed",
+        "quarantined",
+        "duplicate",
+        "unmapped",
+        "check",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("batch", "format", "check") else "left"
+        )
+    for b in lines:
+        unmapped = sum(b.unmapped.values())
+        check = "[green]ok[/]" if b.ok else f"[red]{'; '.join(b.problems)}[/]"
+        if b.error:
+            check = f"[yellow]unreadable: {b.error}[/]"
+        table.add_row(
+            str(b.batch_id)[:8],
+            b.fmt,
+            f"{b.parsed:,}",
+            f"{b.processed:,}",
+            f"{b.quarantined:,}",
+            f"{b.duplicate:,}",
+            f"{unmapped:,}",
+            check,
+        )
+    return table
+
+
+def reconcile_cmd(
+    ctx: StackContext, batch: str | None, since: str | None, as_json: bool, grace: float
+) -> bool:
+    from backend.refine.reconcile import reconcile
+
+    since_dt = None
+    if since:
+        try:
+            since_dt = dt.datetime.fromisoformat(since)
+        except ValueError:
+            raise UserError(f"--since '{since}' is not an ISO date or time") from None
+        if since_dt.tzinfo is None:
+            since_dt = since_dt.replace(tzinfo=dt.UTC)
+    with ctx.db.connect("refiner") as conn:
+        result = reconcile(
+            conn,
+            batch=_uuid(batch, "batch") if batch else None,
+            since=since_dt,
+            grace=dt.timedelta(seconds=grace),
+        )
+    if as_json:
+        print_json(result.as_dict())
+        return result.ok
+    console.print(_reconcile_table(result.batches[-50:], title="Reconciliation (last 50 batches)"))
+    totals = result.totals()
+    summary = Table(title="Totals", title_justify="left")
+    for key in (
+        "batches",
+        "parsed",
+        "processed",
+        "quarantined",
+        "duplicate",
+        "pending",
+        "failed_batches",
+        "problems",
+    ):
+        summary.add_column(key, justify="right")
+    summary.add_row(
+        *(
+            f"{totals[k]:,}"
+            for k in (
+                "batches",
+                "parsed",
+                "processed",
+                "quarantined",
+                "duplicate",
+                "pending",
+                "failed_batches",
+                "problems",
+            )
+        )
+    )
+    console.print(summary)
+    if totals["unmapped"]:
+        unm = Table(title="Unmapped record types (counted, not processed)", title_justify="left")
+        unm.add_column("type")
+        unm.add_column("count", justify="right")
+        for k, v in list(totals["unmapped"].items())[:20]:
+            unm.add_row(k, f"{v:,}")
+        console.print(unm)
+    console.print(
+        "[green]reconciled: nothing lost[/]" if result.ok else "[red]does NOT reconcile[/]"
+    )
+    return result.ok
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    status: Annotated[str, typer.Option(help="open, released, rejected or all")] = "open",
+    batch: Annotated[str | None, typer.Option(help="only this batch")] = None,
+    reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List quarantined records (newest first)."""
+    from backend.cli.main import context
+    from backend.refine import quarantine as q
+
+    ctx = context()
+    with ctx.db.connect("refiner") as conn:
+        entries = q.list_entries(
+            conn,
+            status=None if status == "all" else status,
+            batch=_uuid(batch, "batch") if batch else None,
+            reason=reason,
+            limit=limit,
+        )
+    if as_json:
+        print_json([e.__dict__ for e in entries])
+        return
+    table = Table(title=f"Quarantine ({status})", title_justify="left")
+    for col in ("id", "reason", "field", "where", "detail", "status"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            str(e.quarantine_id),
+            e.reason,
+            e.field or "-",
+            e.locator or "-",
+            e.detail or "-",
+            e.status,
+        )
+    console.print(table)
+
+
+@quarantine_app.command("show")
+def quarantine_show(quarantine_id: str) -> None:
+    """Show one quarantined record in full."""
+    from backend.cli.main import context
+    from backend.refine import quarantine as q
+
+    with context().db.connect("refiner") as conn:
+        e = q.get(conn, _uuid(quarantine_id, "quarantine id"))
+    print_json({**e.__dict__})
+
+
+@quarantine_app.command("release")
+def quarantine_release(
+    quarantine_id: str,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE correction")] = None,
+    note: Annotated[str | None, typer.Option(help="why")] = None,
+) -> None:
+    """Correct a record (--set unit=kg) and release it into the processed zone."""
+    from backend.cli.main import context
+    from backend.refine import quarantine as q
+
+    corrections: dict[str, str] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set '{item}' is not FIELD=VALUE")
+        corrections[key.strip()] = value.strip()
+    with context().db.connect("refiner") as conn:
+        q.release(conn, _uuid(quarantine_id, "quarantine id"), corrections, note)
+    console.print(f"released {quarantine_id}")
+
+
+@quarantine_app.command("reject")
+def quarantine_reject(
+    quarantine_id: str, note: Annotated[str | None, typer.Option(help="why")] = None
+) -> None:
+    """Reject a record for good (it stays in quarantine, marked rejected)."""
+    from backend.cli.main import context
+    from backend.refine import quarantine as q
+
+    with context().db.connect("refiner") as conn:
+        q.reject(conn, _uuid(quarantine_id, "quarantine id"), note)
+    console.print(f"rejected {quarantine_id}")
+
+
+def quality_cmd(ctx: StackContext, limit: int, as_json: bool) -> None:
+    with ctx.db.connect("refiner") as conn:
+        rows = conn.execute(
+            "select batch_id, format, received_at, completeness, validity_rate, duplicate_rate,"
+            " lateness_p50_s, lateness_p95_s, refine_lag_s from analytics.batch_quality"
+            " order by received_at desc limit %s",
+            (limit,),
+        ).fetchall()
+    if as_json:
+        print_json(
+            [
+                dict(
+                    zip(
+                        (
+                            "batch_id",
+                            "format",
+                            "received_at",
+                            "completeness",
+                            "validity_rate",
+                            "duplicate_rate",
+                            "lateness_p50_s",
+                            "lateness_p95_s",
+                            "refine_lag_s",
+                        ),
+                        r,
+                        strict=True,
+                    )
+                )
+                for r in rows
+            ]
+        )
+        return
+    table = Table(title=f"Data quality (last {limit} batches)", title_justify="left")
+    for col in (
+        "batch",
+        "format",
+        "received",
+        "complete",
+        "valid",
+        "duplicate",
+        "late p50",
+        "late p95",
+        "refine lag",
+    ):
+        table.add_column(col, justify="left" if col in ("batch", "format", "received") else "right")
+    for r in rows:
+        table.add_row(
+            str(r[0])[:8],
+            r[1],
+            r[2].strftime("%Y-%m-%d %H:%M:%S"),
+            f"{r[3]:.1%}",
+            f"{r[4]:.1%}",
+            f"{r[5]:.1%}",
+            _duration(r[6]),
+            _duration(r[7]),
+            f"{r[8]:.2f} s",
+        )
+    console.print(table)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if abs(seconds) >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+__all__ = ["ingest", "json", "quality_cmd", "quarantine_app", "reconcile_cmd"]

@@ -1,0 +1,556 @@
+"""Apple Health export ("Export All Health Data": `export.zip`, `export.xml`), streamed.
+
+The export is one `<HealthData>` element whose children are `ExportDate`, `Me`, then the
+data: `Record`, `Correlation`, `Workout`, `ActivitySummary` (and, from some phones,
+`ClinicalRecord`, `Audiogram`, `VisionPrescription`). Exports reach several GB, so the
+parser holds one child of `<HealthData>` at a time, never the tree.
+
+`report.read` counts the data children of `<HealthData>` (every child but `ExportDate` and
+`Me`). Each one becomes a `Sample`, a `Rejected`, an `unmapped` count, or nothing when it is
+a blood-pressure correlation or a second copy of a blood-pressure reading (see
+`_State.first_sighting`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import re
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, NamedTuple, Protocol
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
+from xml.parsers import expat
+
+from defusedxml import DefusedXmlException  # type: ignore[import-untyped, unused-ignore]
+from defusedxml.ElementTree import (  # type: ignore[import-untyped, unused-ignore]
+    DefusedXMLParser,
+    iterparse,
+)
+
+from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+
+_QUANTITY_CODES: dict[str, str] = {
+    "HKQuantityTypeIdentifierHeartRate": "8867-4",
+    "HKQuantityTypeIdentifierRestingHeartRate": "40443-4",
+    "HKQuantityTypeIdentifierWalkingHeartRateAverage": "x-rejuve:walking-heart-rate-average",
+    "HKQuantityTypeIdentifierHeartRateVariabilitySDNN": "80404-7",
+    "HKQuantityTypeIdentifierStepCount": "55423-8",
+    "HKQuantityTypeIdentifierDistanceWalkingRunning": "x-rejuve:distance",
+    "HKQuantityTypeIdentifierActiveEnergyBurned": "41981-2",
+    "HKQuantityTypeIdentifierBasalEnergyBurned": "x-rejuve:basal-energy",
+    "HKQuantityTypeIdentifierBodyMass": "29463-7",
+    "HKQuantityTypeIdentifierHeight": "8302-2",
+    "HKQuantityTypeIdentifierBodyFatPercentage": "41982-0",
+    "HKQuantityTypeIdentifierBodyMassIndex": "39156-5",
+    "HKQuantityTypeIdentifierBloodPressureSystolic": "8480-6",
+    "HKQuantityTypeIdentifierBloodPressureDiastolic": "8462-4",
+    "HKQuantityTypeIdentifierBloodGlucose": "2339-0",
+    "HKQuantityTypeIdentifierOxygenSaturation": "59408-5",
+    "HKQuantityTypeIdentifierRespiratoryRate": "9279-1",
+    "HKQuantityTypeIdentifierBodyTemperature": "8310-5",
+}
+
+# HealthKit stores percentages as fractions and the export writes the fraction with unit
+# "%" (body fat 25.3 % is value="0.253"). Downstream "%" means percent, so these are scaled
+# by 100 here, where we still know the number is Apple's fraction.
+_FRACTIONS = frozenset(
+    {"HKQuantityTypeIdentifierBodyFatPercentage", "HKQuantityTypeIdentifierOxygenSaturation"}
+)
+
+_BLOOD_PRESSURE = frozenset(
+    {
+        "HKQuantityTypeIdentifierBloodPressureSystolic",
+        "HKQuantityTypeIdentifierBloodPressureDiastolic",
+    }
+)
+_BLOOD_PRESSURE_CORRELATION = "HKCorrelationTypeIdentifierBloodPressure"
+
+_SLEEP = "HKCategoryTypeIdentifierSleepAnalysis"
+_SLEEP_STAGES: dict[str, str] = {
+    "HKCategoryValueSleepAnalysisInBed": "in_bed",
+    # Before iOS 16 a watch could only tell "asleep"; iOS 16 renamed that value
+    # AsleepUnspecified and added the stages.
+    "HKCategoryValueSleepAnalysisAsleep": "asleep",
+    "HKCategoryValueSleepAnalysisAsleepUnspecified": "asleep",
+    "HKCategoryValueSleepAnalysisAsleepCore": "asleep_core",
+    "HKCategoryValueSleepAnalysisAsleepDeep": "asleep_deep",
+    "HKCategoryValueSleepAnalysisAsleepREM": "asleep_rem",
+    "HKCategoryValueSleepAnalysisAwake": "awake",
+}
+
+_WORKOUT_PREFIX = "HKWorkoutActivityType"
+_SECONDS_PER_UNIT: dict[str, float] = {"ms": 0.001, "s": 1, "min": 60, "hr": 3600, "d": 86400}
+
+_NOT_DATA = frozenset({"ExportDate", "Me"})
+
+_STAMP_LENGTH = len("2024-03-02 07:15:00 +0100")
+_MINUTE = dt.timedelta(minutes=1)
+# Exports write numbers with a "." whatever the phone's locale. "72,5" is therefore not a
+# number Apple wrote, and neither are "nan", "1_000" or " 72", which float() would take.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DEVICE_NAME = re.compile(r"[<,]\s*name:([^,>]+)")
+
+_HEAD_BYTES = 64 * 1024  # Apple's DTD is ~10 KB; the internal subset must end within this
+_DECLARATIONS_ONLY = re.compile(rb"<!DOCTYPE\s+HealthData\s*\[(.*?)\]\s*>", re.DOTALL)
+# XML 1.0 forbids C0 controls other than tab, LF and CR. In UTF-8 (all Apple writes) these
+# bytes never occur inside another character, so mapping them to spaces changes nothing else.
+_CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+_CONTROLS_TO_SPACE = bytes.maketrans(_CONTROLS, b" " * len(_CONTROLS))
+
+_TRUNCATED = frozenset(
+    expat.errors.codes[message]
+    for message in (
+        expat.errors.XML_ERROR_NO_ELEMENTS,
+        expat.errors.XML_ERROR_UNCLOSED_TOKEN,
+        expat.errors.XML_ERROR_PARTIAL_CHAR,
+    )
+)
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def parse(
+    data: BinaryIO, report: ParseReport, *, name: str = "export.xml"
+) -> Iterator[Sample | Rejected]:
+    """Stream the samples of one `export.xml`; `name` goes into locators and errors.
+
+    Raises `FormatError` when the input turns out not to be an Apple Health export, which
+    may happen after samples were yielded (a truncated file is only found out at its end).
+    """
+    yield from _parse_stream(data, report, name)
+
+
+def parse_path(path: Path, report: ParseReport) -> Iterator[Sample | Rejected]:
+    """Stream an `export.xml`, or the export inside an `export.zip` (read in place)."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        yield from _parse_zip(path, report)
+    elif suffix == ".xml":
+        with path.open("rb") as data:
+            yield from _parse_stream(data, report, path.name)
+    else:
+        raise FormatError("expected an Apple Health export.zip or export.xml", path.name)
+
+
+def _parse_zip(path: Path, report: ParseReport) -> Iterator[Sample | Rejected]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        raise FormatError(f"not a zip archive ({err})", path.name) from err
+    with archive:
+        member = _export_member(archive, path.name)
+        name = f"{path.name}/{member.filename}"
+        try:
+            with archive.open(member) as data:
+                yield from _parse_stream(data, report, name)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            raise FormatError(f"damaged zip archive ({err})", name) from err
+
+
+def _export_member(archive: zipfile.ZipFile, where: str) -> zipfile.ZipInfo:
+    candidates = [info for info in archive.infolist() if _is_export_xml(info)]
+    if len(candidates) != 1:
+        found = ", ".join(info.filename for info in candidates) or "none"
+        raise FormatError(f"expected one apple_health_export/export.xml, found: {found}", where)
+    return candidates[0]
+
+
+def _is_export_xml(info: zipfile.ZipInfo) -> bool:
+    """The export's main document: the XML file at the top of the archive or its folder.
+
+    Its name is localised (a German phone writes `Exportieren.xml`); the one other XML file
+    there is the clinical document, `export_cda.xml`. Routes and ECGs sit in subfolders;
+    `._*` files are macOS resource forks, added when the archive is re-zipped on a Mac.
+    """
+    member = PurePosixPath(info.filename)
+    return (
+        not info.is_dir()
+        and len(member.parts) <= 2
+        and member.suffix.lower() == ".xml"
+        and not member.name.lower().endswith("_cda.xml")
+        and not member.name.startswith("._")
+    )
+
+
+def _parse_stream(source: _Readable, report: ParseReport, name: str) -> Iterator[Sample | Rejected]:
+    tracker = _LineTracker(name)
+    parser = DefusedXMLParser(target=tracker)
+    tracker.follow(parser.parser)
+    state = _State(name, report)
+    try:
+        for _event, element in iterparse(_Sanitised(source), events=("end",), parser=parser):
+            child = tracker.finished(element)
+            if child is not None:
+                yield from _data_element(child, state)
+                tracker.release(child)
+    except ParseError as err:
+        raise _not_well_formed(err, name) from err
+    except DefusedXmlException as err:
+        message = f"not an Apple Health export: it declares XML entities ({err})"
+        raise FormatError(message, tracker.where()) from err
+
+
+def _not_well_formed(err: ParseError, name: str) -> FormatError:
+    line, column = err.position
+    hint = " (the file ends early: truncated?)" if err.code in _TRUNCATED else ""
+    reason = expat.ErrorString(err.code)
+    return FormatError(
+        f"not readable as XML: {reason} at column {column}{hint}", f"{name} line {line}"
+    )
+
+
+@dataclass(slots=True)
+class _Child:
+    """A child of `<HealthData>` and the lines where it and its `<Record>`s start."""
+
+    element: Element
+    line: int
+    record_lines: tuple[int, ...] = ()  # grows only inside correlations, so no list each
+
+
+class _LineTracker:
+    """Parser target: builds elements as TreeBuilder does and notes where children start.
+
+    iterparse hands out an element once it has parsed the whole 16 KiB block around it,
+    when the parser's position is already further on; the target is called while the
+    parser stands on the tag, so this is where lines can be read cheaply.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._builder = TreeBuilder()
+        self._expat: expat.XMLParserType | None = None
+        self._depth = 0
+        self._root: Element | None = None
+        self._open: deque[_Child] = deque()
+
+    def follow(self, parser: expat.XMLParserType) -> None:
+        self._expat = parser
+
+    def where(self) -> str:
+        return f"{self._name} line {self._line()}"
+
+    def _line(self) -> int:
+        return self._expat.CurrentLineNumber if self._expat is not None else 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Element:
+        element = self._builder.start(tag, attrs)
+        if self._depth == 0:
+            self._check_root(element)
+        elif self._depth == 1:
+            self._open.append(_Child(element, self._line()))
+        elif self._depth == 2 and tag == "Record":
+            self._open[-1].record_lines += (self._line(),)
+        self._depth += 1
+        return element
+
+    def end(self, tag: str) -> Element:
+        self._depth -= 1
+        return self._builder.end(tag)
+
+    def close(self) -> Element:
+        return self._builder.close()
+
+    def _check_root(self, root: Element) -> None:
+        if root.tag != "HealthData":
+            raise FormatError(
+                f"not an Apple Health export: the root element is <{root.tag}>, "
+                "expected <HealthData>",
+                self.where(),
+            )
+        self._root = root
+
+    def finished(self, element: Element) -> _Child | None:
+        """The child of the root that `element` is, or None for any other element.
+
+        Children of the root do not nest, so they end in the order they started."""
+        if self._open and self._open[0].element is element:
+            return self._open.popleft()
+        return None
+
+    def release(self, child: _Child) -> None:
+        # Later siblings already parsed go too: the event queue still holds them.
+        child.element.clear()
+        if self._root is not None:
+            del self._root[:]
+
+
+class _Sanitised:
+    """The export as the parser should see it: two defects of real exports removed.
+
+    - iOS 16 (HealthKit export version 12) writes an internal DTD subset with unterminated
+      `<!ATTLIST` declarations, which no XML parser accepts. Nothing needs the declarations
+      (the parser does not validate, Apple declares no attribute defaults), so a subset of
+      declarations only is replaced by the newlines it spanned: line numbers stay true. A
+      subset that declares entities is left alone for the parser to refuse.
+    - Some apps write control characters (U+000B) into names and metadata; see _CONTROLS.
+
+    The first read returns the whole head of the file, whatever size was asked for.
+    """
+
+    def __init__(self, raw: _Readable) -> None:
+        self._raw = raw
+        self._started = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._started:
+            return self._raw.read(size).translate(_CONTROLS_TO_SPACE)
+        self._started = True
+        return _blank_declarations(_read_head(self._raw)).translate(_CONTROLS_TO_SPACE)
+
+
+def _read_head(raw: _Readable) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < _HEAD_BYTES:
+        part = raw.read(_HEAD_BYTES - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _blank_declarations(head: bytes) -> bytes:
+    match = _DECLARATIONS_ONLY.search(head)
+    if match is None:
+        return head
+    subset = match.group(1)
+    if b"<!ENTITY" in subset or b"<HealthData" in subset:
+        return head
+    return head[: match.start(1)] + b"\n" * subset.count(b"\n") + head[match.end(1) :]
+
+
+@dataclass(slots=True)
+class _State:
+    name: str
+    report: ParseReport
+    blood_pressure_seen: set[tuple[str | None, ...]] = field(default_factory=set)
+
+    def locator(self, line: int) -> str:
+        return f"{self.name} line {line}"
+
+    def first_sighting(self, attrs: Mapping[str, str]) -> bool:
+        """False for a blood-pressure reading already taken.
+
+        Each reading comes twice: as a top-level `<Record>` and inside its
+        `<Correlation>` (Apple's DTD says so). We take whichever copy comes first rather
+        than trust that the top-level copy is always there: a reading is never lost and
+        never doubled. Only blood-pressure keys are kept, a few a day, so this stays small.
+        """
+        key = tuple(
+            attrs.get(name)
+            for name in ("type", "sourceName", "startDate", "endDate", "value", "unit")
+        )
+        if key in self.blood_pressure_seen:
+            return False
+        self.blood_pressure_seen.add(key)
+        return True
+
+
+def _data_element(child: _Child, state: _State) -> Iterator[Sample | Rejected]:
+    tag = child.element.tag
+    if tag in _NOT_DATA:
+        return
+    state.report.read += 1
+    attrs = child.element.attrib
+    locator = state.locator(child.line)
+    if tag == "Record":
+        outcome = _record_once(attrs, locator, state)
+        if outcome is not None:
+            yield outcome
+    elif tag == "Workout":
+        yield _read(_workout, attrs, locator)
+    elif tag == "Correlation":
+        yield from _correlation(child, state)
+    else:
+        state.report.unmapped[tag] += 1
+
+
+def _correlation(child: _Child, state: _State) -> Iterator[Sample | Rejected]:
+    kind = child.element.get("type", "Correlation")
+    if kind != _BLOOD_PRESSURE_CORRELATION:
+        state.report.unmapped[kind] += 1
+        return
+    records = child.element.iterfind("Record")
+    for record, line in zip(records, child.record_lines, strict=True):
+        if record.get("type") in _BLOOD_PRESSURE:
+            outcome = _record_once(record.attrib, state.locator(line), state)
+            if outcome is not None:
+                yield outcome
+
+
+def _record_once(attrs: Mapping[str, str], locator: str, state: _State) -> Sample | Rejected | None:
+    kind = attrs.get("type")
+    if kind in _BLOOD_PRESSURE and not state.first_sighting(attrs):
+        return None
+    if kind in _QUANTITY_CODES:
+        return _read(_quantity, attrs, locator)
+    if kind == _SLEEP:
+        return _read(_sleep, attrs, locator)
+    if kind is None:
+        return Rejected("missing_value", "type", "Record without a type", locator, dict(attrs))
+    state.report.unmapped[kind] += 1
+    return None
+
+
+class _Unreadable(Exception):
+    """One field of a record we map cannot be read; becomes a `Rejected`."""
+
+    def __init__(self, reason: str, attribute: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.attribute = attribute
+        self.detail = detail
+
+
+class _Span(NamedTuple):
+    start: dt.datetime
+    end: dt.datetime
+    offset_minutes: int
+
+
+def _read(
+    reader: Callable[[Mapping[str, str], str], Sample], attrs: Mapping[str, str], locator: str
+) -> Sample | Rejected:
+    try:
+        return reader(attrs, locator)
+    except _Unreadable as err:
+        return Rejected(err.reason, err.attribute, err.detail, locator, dict(attrs))
+
+
+def _quantity(attrs: Mapping[str, str], locator: str) -> Sample:
+    kind = attrs["type"]
+    span = _span(attrs)
+    value = _number(attrs, "value", percent_from_fraction=kind in _FRACTIONS)
+    unit = _required(attrs, "unit")
+    return _sample(_QUANTITY_CODES[kind], value, unit, span, attrs, locator)
+
+
+def _sleep(attrs: Mapping[str, str], locator: str) -> Sample:
+    span = _span(attrs)
+    category = _required(attrs, "value")
+    stage = _SLEEP_STAGES.get(category)
+    if stage is None:
+        raise _Unreadable("bad_value", "value", f"unknown sleep analysis value {category!r}")
+    minutes = (span.end - span.start).total_seconds() / 60
+    return _sample("x-rejuve:sleep-stage", minutes, "min", span, attrs, locator, stage)
+
+
+def _workout(attrs: Mapping[str, str], locator: str) -> Sample:
+    span = _span(attrs)
+    activity = _required(attrs, "workoutActivityType")
+    duration = _number(attrs, "duration")
+    unit = _required(attrs, "durationUnit")
+    seconds = _SECONDS_PER_UNIT.get(unit)
+    if seconds is None:
+        raise _Unreadable("bad_value", "durationUnit", f"unknown duration unit {unit!r}")
+    minutes = duration * seconds / 60
+    qualifier = _activity_name(activity)
+    return _sample("x-rejuve:workout", minutes, "min", span, attrs, locator, qualifier)
+
+
+def _activity_name(activity: str) -> str:
+    # Snake case, like the sleep stages: "TraditionalStrengthTraining" would otherwise
+    # read as one word.
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", activity.removeprefix(_WORKOUT_PREFIX))
+    return words.lower()
+
+
+def _sample(
+    code: str,
+    value: float,
+    unit: str,
+    span: _Span,
+    attrs: Mapping[str, str],
+    locator: str,
+    qualifier: str | None = None,
+) -> Sample:
+    return Sample(
+        code=code,
+        value=value,
+        unit=unit,
+        start=span.start,
+        end=span.end,
+        tz_offset_minutes=span.offset_minutes,
+        source=_source(attrs.get("sourceName"), attrs.get("sourceVersion"), attrs.get("device")),
+        locator=locator,
+        qualifier=qualifier,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _source(name: str | None, version: str | None, device: str | None) -> str:
+    """ "Anna's Apple Watch (10.1) [Apple Watch]": app or device, its version, hardware."""
+    parts = [name or "unknown source"]
+    if version:
+        parts.append(f"({version})")
+    hardware = _DEVICE_NAME.search(device) if device else None
+    if hardware is not None:
+        parts.append(f"[{hardware.group(1).strip()}]")
+    return " ".join(parts)
+
+
+def _required(attrs: Mapping[str, str], key: str) -> str:
+    text = attrs.get(key)
+    if text is None or not text.strip():
+        raise _Unreadable("missing_value", key, f"no {key}")
+    return text
+
+
+def _number(attrs: Mapping[str, str], key: str, *, percent_from_fraction: bool = False) -> float:
+    text = _required(attrs, key)
+    if _NUMBER.fullmatch(text) is None:
+        raise _Unreadable("bad_value", key, f"{key} {text!r} is not a number")
+    # Decimal keeps 0.253 -> 25.3 exact, where 0.253 * 100 gives 25.299999999999997.
+    number = float(Decimal(text).scaleb(2)) if percent_from_fraction else float(text)
+    if not math.isfinite(number):
+        raise _Unreadable("bad_value", key, f"{key} {text!r} is out of range")
+    return number
+
+
+def _span(attrs: Mapping[str, str]) -> _Span:
+    start = _timestamp(attrs, "startDate")
+    end = _timestamp(attrs, "endDate")
+    if end < start:
+        raise _Unreadable(
+            "bad_interval",
+            "endDate",
+            f"endDate {attrs['endDate']!r} is before startDate {attrs['startDate']!r}",
+        )
+    offset = start.utcoffset() or dt.timedelta()
+    return _Span(start, end, offset // _MINUTE)
+
+
+def _timestamp(attrs: Mapping[str, str], key: str) -> dt.datetime:
+    text = _required(attrs, key)
+    stamp = _parse_timestamp(text)
+    if stamp is None:
+        raise _Unreadable(
+            "bad_timestamp", key, f"{key} {text!r} is not 'YYYY-MM-DD hh:mm:ss +hhmm'"
+        )
+    return stamp
+
+
+# Most records repeat a date they or their neighbour just had (heart-rate samples start
+# and end at the same second; step intervals follow each other), so a small cache saves
+# a good share of the parsing and of the allocations.
+@functools.lru_cache(maxsize=64)
+def _parse_timestamp(text: str) -> dt.datetime | None:
+    # Apple writes "2024-03-02 07:15:00 +0100"; without the space before the offset that
+    # is ISO 8601, which fromisoformat reads several times faster than strptime.
+    if len(text) != _STAMP_LENGTH or text[10] != " " or text[19] != " ":
+        return None
+    try:
+        return dt.datetime.fromisoformat(text[:19] + text[20:])
+    except ValueError:  # 2024-02-30, 25:00, an offset of a day or more
+        return None

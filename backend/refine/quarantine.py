@@ -1,0 +1,157 @@
+"""The data steward's side of the quarantine: list, inspect, release after correction,
+reject. A release re-runs normalisation on the corrected record; it is refused if the
+record would still fail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from backend.exceptions import UserError
+from backend.ingest.model import Sample
+from backend.refine.normalise import Quarantined, normalise
+
+
+@dataclass(frozen=True)
+class Entry:
+    quarantine_id: uuid.UUID
+    batch_id: uuid.UUID | None
+    member_id: uuid.UUID | None
+    reason: str
+    field: str | None
+    detail: str | None
+    locator: str | None
+    status: str
+    quarantined_at: dt.datetime
+    record: dict[str, Any]
+
+
+_COLUMNS = (
+    "quarantine_id, batch_id, member_id, reason, field, detail, locator, status,"
+    " quarantined_at, record"
+)
+
+
+def list_entries(
+    conn: psycopg.Connection,
+    *,
+    status: str | None = "open",
+    batch: uuid.UUID | None = None,
+    reason: str | None = None,
+    limit: int = 50,
+) -> list[Entry]:
+    rows = conn.execute(
+        sql.SQL(
+            "select {} from processed.quarantine"
+            " where (%(s)s::text is null or status = %(s)s)"
+            "   and (%(b)s::uuid is null or batch_id = %(b)s)"
+            "   and (%(r)s::text is null or reason = %(r)s)"
+            " order by quarantined_at desc limit %(n)s"
+        ).format(_COLUMNS),
+        {"s": status, "b": batch, "r": reason, "n": limit},
+    ).fetchall()
+    return [Entry(*r) for r in rows]
+
+
+def get(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:
+    row = conn.execute(
+        sql.SQL("select {} from processed.quarantine where quarantine_id = %s").format(_COLUMNS),
+        (quarantine_id,),
+    ).fetchone()
+    if row is None:
+        raise UserError(f"no quarantined record {quarantine_id}")
+    return Entry(*row)
+
+
+def _open(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:
+    entry = get(conn, quarantine_id)
+    if entry.status != "open":
+        raise UserError(f"quarantined record {quarantine_id} is already {entry.status}")
+    return entry
+
+
+def _as_sample(record: dict[str, Any], locator: str) -> Sample:
+    try:
+        return Sample(
+            code=str(record["code"]),
+            value=float(record["value"]),
+            unit=str(record["unit"]),
+            start=dt.datetime.fromisoformat(str(record["start"])),
+            end=dt.datetime.fromisoformat(str(record["end"])) if record.get("end") else None,
+            source=str(record.get("source") or "unknown"),
+            locator=locator,
+            qualifier=record.get("qualifier"),
+            tz_offset_minutes=record.get("tz_offset_minutes"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"the corrected record is incomplete or malformed: {e}") from None
+
+
+def release(
+    conn: psycopg.Connection,
+    quarantine_id: uuid.UUID,
+    corrections: dict[str, str],
+    note: str | None = None,
+) -> uuid.UUID:
+    """Correct, re-validate and release a record into the processed zone."""
+    with conn.transaction():
+        entry = _open(conn, quarantine_id)
+        if entry.member_id is None or entry.batch_id is None:
+            raise UserError("this record has no member or batch and cannot be released")
+        record = {**entry.record, **corrections}
+        sample = _as_sample(record, entry.locator or "")
+        result = normalise(sample, entry.member_id, dt.datetime.now(dt.UTC))
+        if isinstance(result, Quarantined):
+            raise UserError(f"still invalid: {result.reason} ({result.field}): {result.detail}")
+        raw = conn.execute(
+            "select raw_record_id, raw_received_at from processed.quarantine"
+            " where quarantine_id = %s",
+            (quarantine_id,),
+        ).fetchone()
+        assert raw is not None
+        inserted = conn.execute(
+            "insert into processed.observations (member_id, observed_at, ended_at, code, value,"
+            " unit, source, qualifier, tz_offset_minutes, quality_flags, dedup_key,"
+            " raw_record_id, raw_received_at, batch_id)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (dedup_key, observed_at) do nothing",
+            (
+                entry.member_id,
+                result.observed_at,
+                result.ended_at,
+                result.code,
+                result.value,
+                result.unit,
+                result.source,
+                result.qualifier,
+                result.tz_offset_minutes,
+                [*result.quality_flags, "released_from_quarantine"],
+                result.dedup_key,
+                raw[0],
+                raw[1],
+                entry.batch_id,
+            ),
+        ).rowcount
+        if inserted == 0:
+            raise UserError("the corrected record duplicates an existing observation: reject it")
+        conn.execute(
+            "update processed.quarantine set status = 'released', resolved_at = now(),"
+            " resolution_note = %s where quarantine_id = %s",
+            (note, quarantine_id),
+        )
+    return quarantine_id
+
+
+def reject(conn: psycopg.Connection, quarantine_id: uuid.UUID, note: str | None = None) -> None:
+    with conn.transaction():
+        _open(conn, quarantine_id)
+        conn.execute(
+            "update processed.quarantine set status = 'rejected', resolved_at = now(),"
+            " resolution_note = %s where quarantine_id = %s",
+            (note, quarantine_id),
+        )
