@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     pg_port: int = 54329
     redis_port: int = 6380
     prefect_port: int = 4200
+    backend_port: int = 8443
+    max_batch_bytes: int = 8 * 1024 * 1024
     pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
     service_user: str = "rejuve-svc"
 

@@ -180,7 +180,49 @@ def quality(
     quality_cmd(_ctx(), limit, as_json)
 
 
+@app.command("backend-run", hidden=True)
+def backend_run() -> None:
+    """Serve the backend API over HTTPS in the foreground (the supervisor runs it)."""
+    import uvicorn
+
+    from backend.api.app import create_app
+
+    ctx = _ctx()
+    s = ctx.settings
+    api = create_app(db=ctx.db, keys=ctx.keystore(), region=s.region,
+                     max_batch_bytes=s.max_batch_bytes)
+    uvicorn.run(api, host="127.0.0.1", port=s.backend_port, log_level="warning",
+                ssl_certfile=str(ctx.layout.server_cert), ssl_keyfile=str(ctx.layout.server_key),
+                access_log=False, timeout_graceful_shutdown=10)
+
+
+sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and their API keys.")
+
+
+@sources_app.command("add")
+def sources_add(name: Annotated[str, typer.Argument(help="source name, e.g. acme-watch")]) -> None:
+    """Register a source; prints its API key once (it is stored hashed)."""
+    from backend.api.api_keys import register
+
+    with _ctx().db.connect("owner") as conn:
+        key = register(conn, name)
+    console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
+    console.print(key, soft_wrap=True, highlight=False)
+
+
+@sources_app.command("revoke")
+def sources_revoke(name: str) -> None:
+    """Revoke a source's API key: its requests are refused from now on."""
+    from backend.api.api_keys import revoke
+
+    with _ctx().db.connect("owner") as conn:
+        if not revoke(conn, name):
+            raise UserError(f"no active source '{name}'")
+    console.print(f"revoked {name}")
+
+
 def _register_subcommands() -> None:
+    app.add_typer(sources_app, name="sources")
     from backend.cli.data_cmds import quarantine_app
 
     app.add_typer(quarantine_app, name="quarantine")

@@ -115,7 +115,29 @@ class StackContext:
         else:
             red = RedisServer(self.layout, self.redis, s.service_user)
         refiner = PythonService("refiner", self.layout, ["refiner-run"], url="LISTEN raw_landed")
-        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner]
+        backend = PythonService(
+            "backend", self.layout, ["backend-run"], url=self.backend_url,
+            healthy=self._backend_answers,
+        )
+        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend]
+
+    @property
+    def backend_url(self) -> str:
+        return f"https://127.0.0.1:{self.settings.backend_port}"
+
+    def _backend_answers(self) -> bool:
+        import ssl
+
+        import httpx
+
+        try:
+            r = httpx.get(
+                f"{self.backend_url}/healthz", timeout=2,
+                verify=ssl.create_default_context(cafile=str(self.layout.ca_cert)),
+            )
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
 
 
 def _db_answers(db: DatabaseAccess) -> bool:

@@ -94,7 +94,7 @@ _STAMP_LENGTH = len("2024-03-02 07:15:00 +0100")
 _MINUTE = dt.timedelta(minutes=1)
 # Exports write numbers with a "." whatever the phone's locale. "72,5" is therefore not a
 # number Apple wrote, and neither are "nan", "1_000" or " 72", which float() would take.
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_NUMBER_CHARACTERS = frozenset("0123456789.+-eE")
 _DEVICE_NAME = re.compile(r"[<,]\s*name:([^,>]+)")
 
 _HEAD_BYTES = 64 * 1024  # Apple's DTD is ~10 KB; the internal subset must end within this
@@ -189,9 +189,15 @@ def _parse_stream(source: _Readable, report: ParseReport, name: str) -> Iterator
     try:
         for _event, element in iterparse(_Sanitised(source), events=("end",), parser=parser):
             child = tracker.finished(element)
-            if child is not None:
-                yield from _data_element(child, state)
-                tracker.release(child)
+            if child is None:
+                continue
+            if child.element.tag == "Correlation":
+                yield from _correlation(child, state)
+            else:
+                outcome = _data_element(child, state)
+                if outcome is not None:
+                    yield outcome
+            tracker.release(child)
     except ParseError as err:
         raise _not_well_formed(err, name) from err
     except DefusedXmlException as err:
@@ -357,26 +363,22 @@ class _State:
         return True
 
 
-def _data_element(child: _Child, state: _State) -> Iterator[Sample | Rejected]:
+def _data_element(child: _Child, state: _State) -> Sample | Rejected | None:
+    """What a child of the root other than a correlation comes to."""
     tag = child.element.tag
     if tag in _NOT_DATA:
-        return
+        return None
     state.report.read += 1
-    attrs = child.element.attrib
-    locator = state.locator(child.line)
     if tag == "Record":
-        outcome = _record_once(attrs, locator, state)
-        if outcome is not None:
-            yield outcome
-    elif tag == "Workout":
-        yield _read(_workout, attrs, locator)
-    elif tag == "Correlation":
-        yield from _correlation(child, state)
-    else:
-        state.report.unmapped[tag] += 1
+        return _record_once(child.element.attrib, state.locator(child.line), state)
+    if tag == "Workout":
+        return _read(_workout, child.element.attrib, state.locator(child.line))
+    state.report.unmapped[tag] += 1
+    return None
 
 
 def _correlation(child: _Child, state: _State) -> Iterator[Sample | Rejected]:
+    state.report.read += 1
     kind = child.element.get("type", "Correlation")
     if kind != _BLOOD_PRESSURE_CORRELATION:
         state.report.unmapped[kind] += 1
@@ -509,10 +511,15 @@ def _required(attrs: Mapping[str, str], key: str) -> str:
 
 def _number(attrs: Mapping[str, str], key: str, *, percent_from_fraction: bool = False) -> float:
     text = _required(attrs, key)
-    if _NUMBER.fullmatch(text) is None:
-        raise _Unreadable("bad_value", key, f"{key} {text!r} is not a number")
-    # Decimal keeps 0.253 -> 25.3 exact, where 0.253 * 100 gives 25.299999999999997.
-    number = float(Decimal(text).scaleb(2)) if percent_from_fraction else float(text)
+    try:
+        if not _NUMBER_CHARACTERS.issuperset(text):
+            raise ValueError(text)
+        number = float(text)
+    except ValueError:
+        raise _Unreadable("bad_value", key, f"{key} {text!r} is not a number") from None
+    if percent_from_fraction:
+        # Decimal keeps 0.253 -> 25.3 exact, where 0.253 * 100 gives 25.299999999999997.
+        number = float(Decimal(text).scaleb(2))
     if not math.isfinite(number):
         raise _Unreadable("bad_value", key, f"{key} {text!r} is out of range")
     return number

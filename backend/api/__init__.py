@@ -1,0 +1,1 @@
+"""The backend's HTTP API (FastAPI), served over HTTPS."""

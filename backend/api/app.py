@@ -1,0 +1,44 @@
+"""The backend application: routes, error shapes, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from backend.api import ingest_routes
+from backend.api.state import AppState
+from backend.logs import get as get_logger
+
+log = get_logger(__name__)
+
+
+def create_app(**state_kw: object) -> FastAPI:
+    """`state_kw` are AppState.open's arguments; the entry point builds them from Settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState.open(**state_kw)  # type: ignore[arg-type]
+        app.state.rejuve = state
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(title="Rejuve backend", version="0.1.0", lifespan=lifespan,
+                  description="Governed access to the Rejuve health-data platform.")
+    app.include_router(ingest_routes.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # Never a stack trace or SQL in a response; the log gets the type, not the data.
+        log.error("unhandled error", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app
