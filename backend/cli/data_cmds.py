@@ -101,12 +101,17 @@ def ingest(
 
 
 def _mapping_options(path: Path) -> dict[str, object]:
+    """Check the mapping now (a bad one is refused before anything lands), keep it as a dict
+    in the batch manifest so the refiner reads the file the same way."""
     import tomllib
 
+    from backend.ingest.formats.csv_lab import CsvMapping, MappingError
+
     try:
+        CsvMapping.from_toml(path)
         return dict(tomllib.loads(path.read_text()))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise UserError(f"{path}: not a readable TOML mapping ({e})") from None
+    except (OSError, MappingError) as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def _wait_for_ledger(conn: object, batch_id: uuid.UUID, timeout: float) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,21 +107,11 @@ class PrefectServer:
             "warning",
             "--no-access-log",
         ]
-        with self.log.open("ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                env={**os.environ, **self.access.server_env()},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd=str(self.access.home),
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        system.wait_until(
-            lambda: self.healthy() or proc.poll() is not None, 90, "Prefect server", self.log
-        )
-        if proc.poll() is not None:
+        pid = system.spawn_detached(cmd, {**os.environ, **self.access.server_env()}, self.log)
+        self.pid_file.write_text(f"{pid}\n")
+        system.wait_until(lambda: self.healthy() or not system.pid_alive(pid), 90,
+                          "Prefect server", self.log)
+        if not system.pid_alive(pid):
             raise SetupError("Prefect server exited during start", f"see {self.log}")
 
     def stop(self) -> None:

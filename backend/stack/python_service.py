@@ -4,7 +4,6 @@ a log file and a heartbeat file it touches while it is healthy."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,21 +60,12 @@ class PythonService:
         if self.pid() is not None:
             return
         self.heartbeat.unlink(missing_ok=True)
-        with self.log.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "backend.cli.main", *self.argv],
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                cwd="/",
-            )
-        self.pid_file.write_text(f"{proc.pid}\n")
-        system.wait_until(
-            lambda: self.healthy() or proc.poll() is not None, 60, self.name, self.log
-        )
-        if proc.poll() is not None:
+        pid = system.spawn_detached([sys.executable, "-m", "backend.cli.main", *self.argv],
+                                    {**os.environ, **self.env}, self.log)
+        self.pid_file.write_text(f"{pid}\n")
+        system.wait_until(lambda: self.healthy() or not system.pid_alive(pid), 60,
+                          self.name, self.log)
+        if not system.pid_alive(pid):
             raise SetupError(f"{self.name} exited during start", f"see {self.log}")
 
     def stop(self) -> None:

@@ -98,6 +98,25 @@ def terminate(pid: int, timeout: float = 20.0) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
+def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
+    """Start a service process in a session of its own, output to `log_file`; return its pid.
+
+    posix_spawn rather than Popen: the service outlives this process by design, and a
+    Popen object would warn, when collected, that its child is still running."""
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    try:
+        return os.posix_spawn(
+            argv[0], argv, env, setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, fd, 1),
+                (os.POSIX_SPAWN_DUP2, fd, 2),
+            ],
+        )
+    finally:
+        os.close(fd)
+
+
 def wait_until(check: Any, timeout: float, what: str, log_file: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -30,9 +30,9 @@ A lab system with its own layout gets a small TOML file instead of code, loaded 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import io
 import math
 import re
 import tomllib
@@ -90,8 +90,12 @@ class CsvMapping:
         if self.default_timezone is not None:
             _zone(self.default_timezone)
         # Names are matched case-insensitively; frozen, so no caller can change them later.
-        folded = {k.strip().casefold(): v.strip() for k, v in self.test_names.items()}
+        folded = {str(k).strip().casefold(): str(v).strip() for k, v in self.test_names.items()}
         object.__setattr__(self, "test_names", MappingProxyType(folded))
+        if isinstance(self.date_formats, str) or not all(
+            isinstance(f, str) for f in self.date_formats
+        ):
+            raise MappingError("date_formats must be a list of strptime formats")
         object.__setattr__(self, "date_formats", tuple(self.date_formats))
 
     @classmethod
@@ -106,24 +110,27 @@ class CsvMapping:
                 raw = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise MappingError(f"{path}: not TOML: {exc}") from exc
+        return cls.from_dict(raw, where=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "mapping") -> CsvMapping:
+        """The same keys as the TOML file (the batch manifest stores them like this)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             # A misspelt key would otherwise fall back to a default column silently.
-            raise MappingError(f"{path}: unknown key(s) {', '.join(unknown)}")
+            raise MappingError(f"{where}: unknown key(s) {', '.join(unknown)}")
         values: dict[str, Any] = dict(raw)
-        if "date_formats" in values:
+        if isinstance(values.get("date_formats"), list):
             values["date_formats"] = tuple(values["date_formats"])
         try:
             return cls(**values)
         except TypeError as exc:
-            raise MappingError(f"{path}: {exc}") from exc
+            raise MappingError(f"{where}: {exc}") from exc
 
     @property
     def code_column(self) -> str:
-        column = self.loinc if self.loinc is not None else self.test_name
-        assert column is not None  # __post_init__ guarantees one of them
-        return column
+        return self.test_name if self.test_name is not None else (self.loinc or "loinc")
 
     def required_columns(self) -> list[str]:
         return [self.member_id, self.code_column, self.value, self.unit, self.effective_at]
@@ -222,8 +229,7 @@ def _time(row: Mapping[str, str], mapping: CsvMapping) -> tuple[dt.datetime, int
         # The zone comes from the row or from the lab's documented convention in the
         # mapping; either way it is the source's statement, so its offset is recorded.
         moment = moment.replace(tzinfo=zone)
-    offset = moment.utcoffset()
-    assert offset is not None
+    offset = moment.utcoffset() or dt.timedelta(0)  # aware by now: never None
     return moment, int(offset.total_seconds() // 60)
 
 
@@ -298,19 +304,26 @@ def parse(
     mapping: CsvMapping = DEFAULT_MAPPING,
 ) -> Iterator[Sample | Rejected]:
     """Samples from a lab CSV, streamed row by row; see the module docstring."""
-    # newline="" as the csv module requires (quoted fields may hold line breaks);
-    # utf-8-sig drops the byte-order mark spreadsheet programs put in front.
-    text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text, delimiter=mapping.delimiter, strict=True)
+    reader = csv.reader(_text_lines(data, name), delimiter=mapping.delimiter, strict=True)
     try:
         yield from _rows(reader, mapping, name, report)
-    except UnicodeDecodeError as exc:
-        where = f"{name} line {reader.line_num + 1}"
-        raise FormatError(f"not UTF-8 text: {exc.reason}", where) from exc
     except csv.Error as exc:
         raise FormatError(f"broken CSV: {exc}", f"{name} line {reader.line_num}") from exc
-    finally:
-        text.detach()  # the caller owns `data`; closing the wrapper must not close it
+
+
+def _text_lines(data: BinaryIO, name: str) -> Iterator[str]:
+    """The file's lines, decoded one at a time so a bad byte is reported on its own line
+    (a text wrapper decodes ahead in chunks). Line endings are kept, as the csv module
+    needs them to read line breaks inside quoted fields."""
+    for number, raw in enumerate(data, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            # Spreadsheet programs put a byte-order mark in front of UTF-8 exports.
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            where = f"{name} line {number}"
+            raise FormatError(f"not UTF-8 text (byte {exc.start + 1} of the line)", where) from exc
 
 
 def _rows(

@@ -155,7 +155,9 @@ def _moment(value: object, field: str) -> dt.datetime:
         # FHIR requires an offset whenever a time is given; the plain `timezone` keeps
         # pydantic's own tzinfo class out of the samples.
         offset = value.utcoffset()
-        return value if offset is None else value.replace(tzinfo=dt.timezone(offset))
+        if offset is None:
+            raise _BadTime("bad_timestamp", field, f"{value.isoformat()} has no offset")
+        return value.replace(tzinfo=dt.timezone(offset))
     if isinstance(value, dt.date):
         # A date-only dateTime ("2024-03-02") is valid FHIR and common for lab results;
         # it has no time or offset, so it is placed at midnight UTC and no offset is

@@ -47,8 +47,10 @@ Json = dict[str, Any]
 # --- the offline schema registry -------------------------------------------------------
 
 
-def _vendored(namespace: str) -> dict[tuple[str, int], dict[int, Path]]:
-    """(name, major) -> {minor: file} for one namespace folder."""
+@cache
+def _vendored(namespace: str) -> Mapping[tuple[str, int], Mapping[int, Path]]:
+    """(name, major) -> {minor: file} for one namespace folder (read once: every data
+    point asks)."""
     found: dict[tuple[str, int], dict[int, Path]] = {}
     for path in sorted((SCHEMA_DIR / namespace).glob("*.json")):
         match = _FILE_NAME.match(path.name)
@@ -352,7 +354,9 @@ def _records(data: BinaryIO, name: str) -> Iterator[tuple[str, object]]:
 
 def _ndjson_records(text: str, name: str) -> Iterator[tuple[str, object]]:
     first = True
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on "\n" only: str.splitlines() would also break on U+2028, which JSON strings
+    # may hold unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         locator = f"{name} line {number}"
