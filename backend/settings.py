@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     prefect_port: int = 4200
     backend_port: int = 8443
     max_batch_bytes: int = 8 * 1024 * 1024
+    drop_dir: Path | None = None  # default: <home>/dropbox
+    drop_interval_seconds: int = 30
     pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
     service_user: str = "rejuve-svc"
 

@@ -34,7 +34,9 @@ def register(conn: psycopg.Connection, source: str, scopes: tuple[str, ...] = ("
     try:
         conn.execute(
             "insert into governance.sources (source, key_hash, key_prefix, scopes)"
-            " values (%s, %s, %s, %s)", (source, digest, prefix, list(scopes)))
+            " values (%s, %s, %s, %s)",
+            (source, digest, prefix, list(scopes)),
+        )
     except psycopg.errors.UniqueViolation:
         raise UserError(f"source '{source}' is already registered") from None
     conn.commit()
@@ -42,8 +44,10 @@ def register(conn: psycopg.Connection, source: str, scopes: tuple[str, ...] = ("
 
 
 def revoke(conn: psycopg.Connection, source: str) -> bool:
-    n = conn.execute("update governance.sources set revoked_at = now()"
-                     " where source = %s and revoked_at is null", (source,)).rowcount
+    n = conn.execute(
+        "update governance.sources set revoked_at = now() where source = %s and revoked_at is null",
+        (source,),
+    ).rowcount
     conn.commit()
     return n > 0
 
@@ -58,7 +62,9 @@ def verify(conn: psycopg.Connection, presented: str) -> SourceKey | None:
     _, prefix, secret = parts
     row = conn.execute(
         "select source, key_hash, scopes from governance.sources"
-        " where key_prefix = %s and revoked_at is null", (prefix,)).fetchone()
+        " where key_prefix = %s and revoked_at is null",
+        (prefix,),
+    ).fetchone()
     conn.rollback()
     digest = hashlib.sha256(secret.encode()).digest()
     # Compare even when the prefix is unknown, so timing does not tell which prefixes exist.

@@ -27,8 +27,12 @@ def create_app(**state_kw: object) -> FastAPI:
         finally:
             state.close()
 
-    app = FastAPI(title="Rejuve backend", version="0.1.0", lifespan=lifespan,
-                  description="Governed access to the Rejuve health-data platform.")
+    app = FastAPI(
+        title="Rejuve backend",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Governed access to the Rejuve health-data platform.",
+    )
     app.include_router(ingest_routes.router)
 
     @app.get("/healthz", include_in_schema=False)

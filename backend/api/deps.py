@@ -26,13 +26,17 @@ def ingest_source(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> SourceKey:
     if creds is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing API key", headers={"WWW-Authenticate": "Bearer"}
+        )
     with state.ingest_pool.connection() as conn:
         key = verify(conn, creds.credentials)
     if key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if "ingest" not in key.scopes:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this key may not ingest")
     return key

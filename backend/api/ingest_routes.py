@@ -40,14 +40,17 @@ class ValidationErrorBody(BaseModel):
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"batch is {int(declared):,} bytes; the limit is {limit:,}")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"batch is {int(declared):,} bytes; the limit is {limit:,}",
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                                f"batch exceeds the limit of {limit:,} bytes")
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"batch exceeds the limit of {limit:,} bytes"
+            )
     return bytes(body)
 
 
@@ -61,9 +64,18 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         413: {"description": "batch too large"},
         422: {"model": ValidationErrorBody, "description": "malformed batch"},
     },
-    openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": DeviceBatch.model_json_schema(
-            ref_template="#/components/schemas/{model}")}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": DeviceBatch.model_json_schema(
+                        ref_template="#/components/schemas/{model}"
+                    )
+                }
+            },
+        }
+    },
 )
 async def post_batch(
     request: Request,
@@ -73,24 +85,38 @@ async def post_batch(
     content_type: Annotated[str | None, Header()] = None,
 ) -> BatchReceipt:
     if content_type is None or content_type.split(";")[0].strip() != "application/json":
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "send the batch as application/json")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send the batch as application/json"
+        )
     body = await _read_limited(request, state.max_batch_bytes)
     try:
         batch = DeviceBatch.model_validate_json(body)
     except ValidationError as e:
-        detail = [{"loc": ["body", *e_["loc"]], "msg": e_["msg"], "type": e_["type"]}
-                  for e_ in e.errors(include_url=False, include_input=False)]
+        detail = [
+            {"loc": ["body", *e_["loc"]], "msg": e_["msg"], "type": e_["type"]}
+            for e_ in e.errors(include_url=False, include_input=False)
+        ]
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail) from None
 
     def land() -> BatchReceipt:
         with state.ingest_pool.connection() as conn:
-            receipt = land_bytes(conn, state.keys, body=body, source=source.source,
-                                 fmt="device-batch", member_id=batch.member_id,
-                                 region=state.region, client_batch_id=batch.batch_id)
-        return BatchReceipt(batch_id=receipt.batch_id, client_batch_id=batch.batch_id,
-                            samples=len(batch.samples), bytes=receipt.bytes,
-                            replayed=receipt.replayed)
+            receipt = land_bytes(
+                conn,
+                state.keys,
+                body=body,
+                source=source.source,
+                fmt="device-batch",
+                member_id=batch.member_id,
+                region=state.region,
+                client_batch_id=batch.batch_id,
+            )
+        return BatchReceipt(
+            batch_id=receipt.batch_id,
+            client_batch_id=batch.batch_id,
+            samples=len(batch.samples),
+            bytes=receipt.bytes,
+            replayed=receipt.replayed,
+        )
 
     from starlette.concurrency import run_in_threadpool
 

@@ -19,10 +19,12 @@ class AppState:
     max_batch_bytes: int
 
     @classmethod
-    def open(cls, db: DatabaseAccess, keys: KeyStore, region: str,
-             max_batch_bytes: int = 8 * 1024 * 1024) -> AppState:
-        pool = ConnectionPool(db.conninfo("ingest"), min_size=2, max_size=16, open=True,
-                              name="ingest")
+    def open(
+        cls, db: DatabaseAccess, keys: KeyStore, region: str, max_batch_bytes: int = 8 * 1024 * 1024
+    ) -> AppState:
+        pool = ConnectionPool(
+            db.conninfo("ingest"), min_size=2, max_size=16, open=True, name="ingest"
+        )
         return cls(db, keys, region, pool, max_batch_bytes)
 
     def close(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -43,17 +42,11 @@ def ingest(
     mapping: Path | None,
     timeout: float,
 ) -> None:
-    from backend.ingest.formats.registry import get as get_format
-    from backend.ingest.landing import land
-    from backend.refine.refiner import refine_batch
+    from backend.ingest.files import ingest_file
 
-    get_format(fmt)
     member_id = _uuid(member, "member")
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     options = _mapping_options(mapping) if mapping else None
-    keys = ctx.keystore()
-    size = path.stat().st_size
+    size = path.stat().st_size if path.is_file() else 0
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -64,39 +57,34 @@ def ingest(
         transient=True,
     ) as bar:
         task = bar.add_task(f"landing {path.name}", total=size)
-        with path.open("rb") as fh, ctx.db.connect("ingest") as conn:
-            receipt = land(
-                conn,
-                keys,
-                source=source or f"cli:{fmt}",
-                fmt=fmt,
-                member_id=member_id,
-                region=ctx.settings.region,
-                data=fh,
-                file_name=path.name,
-                client_batch_id=batch_id,
-                parse_options=options,
-                progress=lambda n: bar.advance(task, n),
-            )
+        result = ingest_file(
+            ctx.db,
+            ctx.keystore(),
+            path=path,
+            fmt=fmt,
+            member_id=member_id,
+            region=ctx.settings.region,
+            source=source,
+            client_batch_id=batch_id,
+            parse_options=options,
+            timeout=timeout,
+            progress=lambda n: bar.advance(task, n),
+        )
+    receipt, line = result.receipt, result.line
     verb = "already landed as" if receipt.replayed else "landed as"
     console.print(
         f"{path.name}: {receipt.bytes:,} bytes {verb} batch {receipt.batch_id} "
         f"({receipt.records} raw records, encrypted)"
     )
-    with console.status("refining"), ctx.db.connect("refiner") as conn:
-        # The refiner service may take the batch first; either way it is refined once.
-        refine_batch(conn, keys, receipt.batch_id)
-        _wait_for_ledger(conn, receipt.batch_id, timeout)
-        from backend.refine.reconcile import reconcile
-
-        result = reconcile(conn, batch=receipt.batch_id)
-    line = result.batches[0]
     if line.error:
-        raise UserError(
-            f"{line.error}", f"the file is kept in the raw zone as batch {receipt.batch_id}"
+        raise UserError(line.error, f"the file is kept in the raw zone as batch {receipt.batch_id}")
+    console.print(_reconcile_table([line], title=f"batch {receipt.batch_id}"))
+    if line.unmapped:
+        top = sorted(line.unmapped.items(), key=lambda kv: -kv[1])[:10]
+        console.print(
+            "unmapped (counted, not processed): " + ", ".join(f"{k} {v:,}" for k, v in top)
         )
-    console.print(_reconcile_table(result.batches, title=f"batch {receipt.batch_id}"))
-    if not result.ok:
+    if not line.ok:
         raise UserError("the batch does not reconcile", "; ".join(line.problems))
 
 
@@ -112,25 +100,6 @@ def _mapping_options(path: Path) -> dict[str, object]:
         return dict(tomllib.loads(path.read_text()))
     except (OSError, MappingError) as e:
         raise UserError(f"{path}: {e}") from None
-
-
-def _wait_for_ledger(conn: object, batch_id: uuid.UUID, timeout: float) -> None:
-    import psycopg
-
-    assert isinstance(conn, psycopg.Connection)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = conn.execute(
-            "select 1 from processed.batch_ledger where batch_id = %s", (batch_id,)
-        ).fetchone()
-        conn.rollback()
-        if row:
-            return
-        time.sleep(0.2)
-    raise UserError(
-        f"batch {batch_id} was not refined within {timeout:.0f} s",
-        "is the refiner running? see `rejuve status`",
-    )
 
 
 def _reconcile_table(lines: list, title: str) -> Table:  # type: ignore[type-arg]

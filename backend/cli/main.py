@@ -189,11 +189,40 @@ def backend_run() -> None:
 
     ctx = _ctx()
     s = ctx.settings
-    api = create_app(db=ctx.db, keys=ctx.keystore(), region=s.region,
-                     max_batch_bytes=s.max_batch_bytes)
-    uvicorn.run(api, host="127.0.0.1", port=s.backend_port, log_level="warning",
-                ssl_certfile=str(ctx.layout.server_cert), ssl_keyfile=str(ctx.layout.server_key),
-                access_log=False, timeout_graceful_shutdown=10)
+    api = create_app(
+        db=ctx.db, keys=ctx.keystore(), region=s.region, max_batch_bytes=s.max_batch_bytes
+    )
+    uvicorn.run(
+        api,
+        host="127.0.0.1",
+        port=s.backend_port,
+        log_level="warning",
+        ssl_certfile=str(ctx.layout.server_cert),
+        ssl_keyfile=str(ctx.layout.server_key),
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command("flows-run", hidden=True)
+def flows_run() -> None:
+    """Serve the Prefect deployments (the supervisor runs it with the Prefect API settings)."""
+    from prefect import serve
+
+    from backend.ingest import dropbox
+    from flows.ingest import drop_folder_flow, ingest_file_flow
+
+    ctx = _ctx()
+    dropbox.ensure(ctx.drop_dir)
+    serve(
+        drop_folder_flow.to_deployment(
+            name="drop-folder",
+            interval=ctx.settings.drop_interval_seconds,
+            description=f"ingest files dropped into {ctx.drop_dir}/<format>/<member>/",
+        ),
+        ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
+        print_starting_message=False,
+    )
 
 
 sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and their API keys.")

@@ -75,7 +75,28 @@ def _quarantine(s: Sample, reason: str, fld: str, detail: str) -> Quarantined:
     return Quarantined(reason, fld, detail, s.locator, sample_record(s))
 
 
+def _stated_member(ref: str | None) -> uuid.UUID | None:
+    """A subject reference that names a platform member id ("Patient/<uuid>", "urn:uuid:...",
+    a bare UUID); None when it names something else (a lab's own patient number)."""
+    if not ref:
+        return None
+    tail = ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:")
+    try:
+        return uuid.UUID(tail)
+    except ValueError:
+        return None
+
+
 def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Quarantined:
+    stated = _stated_member(s.member_ref)
+    if stated is not None and stated != member:
+        # A file uploaded for one member must not slip another member's data in.
+        return _quarantine(
+            s,
+            "member_mismatch",
+            "subject",
+            "the record names another member than the one it was uploaded for",
+        )
     measure = lookup(s.code)
     if measure is None:
         return _quarantine(s, "unknown_code", "code", f"code '{s.code}' is not in the catalog")

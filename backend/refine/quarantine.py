@@ -87,6 +87,7 @@ def _as_sample(record: dict[str, Any], locator: str) -> Sample:
             locator=locator,
             qualifier=record.get("qualifier"),
             tz_offset_minutes=record.get("tz_offset_minutes"),
+            member_ref=record.get("member_ref"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"the corrected record is incomplete or malformed: {e}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from backend.db.access import DatabaseAccess
 from backend.db.roles import PREFECT_DB, PREFECT_ROLE
@@ -116,10 +117,40 @@ class StackContext:
             red = RedisServer(self.layout, self.redis, s.service_user)
         refiner = PythonService("refiner", self.layout, ["refiner-run"], url="LISTEN raw_landed")
         backend = PythonService(
-            "backend", self.layout, ["backend-run"], url=self.backend_url,
+            "backend",
+            self.layout,
+            ["backend-run"],
+            url=self.backend_url,
             healthy=self._backend_answers,
         )
-        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend]
+        flows = PythonService(
+            "flows",
+            self.layout,
+            ["flows-run"],
+            url=f"{self.prefect.ui_url}/deployments",
+            env=self.prefect.client_env(),
+            healthy=self._flows_served,
+        )
+        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, flows]
+
+    def _flows_served(self) -> bool:
+        import ssl
+
+        import httpx
+
+        try:
+            r = httpx.get(
+                f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder",
+                timeout=2,
+                verify=ssl.create_default_context(cafile=str(self.layout.ca_cert)),
+            )
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    @property
+    def drop_dir(self) -> Path:
+        return self.settings.drop_dir or self.layout.home / "dropbox"
 
     @property
     def backend_url(self) -> str:
@@ -132,7 +163,8 @@ class StackContext:
 
         try:
             r = httpx.get(
-                f"{self.backend_url}/healthz", timeout=2,
+                f"{self.backend_url}/healthz",
+                timeout=2,
                 verify=ssl.create_default_context(cafile=str(self.layout.ca_cert)),
             )
         except httpx.HTTPError:

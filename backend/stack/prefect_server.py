@@ -109,8 +109,9 @@ class PrefectServer:
         ]
         pid = system.spawn_detached(cmd, {**os.environ, **self.access.server_env()}, self.log)
         self.pid_file.write_text(f"{pid}\n")
-        system.wait_until(lambda: self.healthy() or not system.pid_alive(pid), 90,
-                          "Prefect server", self.log)
+        system.wait_until(
+            lambda: self.healthy() or not system.pid_alive(pid), 90, "Prefect server", self.log
+        )
         if not system.pid_alive(pid):
             raise SetupError("Prefect server exited during start", f"see {self.log}")
 

@@ -60,11 +60,15 @@ class PythonService:
         if self.pid() is not None:
             return
         self.heartbeat.unlink(missing_ok=True)
-        pid = system.spawn_detached([sys.executable, "-m", "backend.cli.main", *self.argv],
-                                    {**os.environ, **self.env}, self.log)
+        pid = system.spawn_detached(
+            [sys.executable, "-m", "backend.cli.main", *self.argv],
+            {**os.environ, **self.env},
+            self.log,
+        )
         self.pid_file.write_text(f"{pid}\n")
-        system.wait_until(lambda: self.healthy() or not system.pid_alive(pid), 60,
-                          self.name, self.log)
+        system.wait_until(
+            lambda: self.healthy() or not system.pid_alive(pid), 60, self.name, self.log
+        )
         if not system.pid_alive(pid):
             raise SetupError(f"{self.name} exited during start", f"see {self.log}")
 

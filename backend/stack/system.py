@@ -106,7 +106,10 @@ def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     try:
         return os.posix_spawn(
-            argv[0], argv, env, setsid=True,
+            argv[0],
+            argv,
+            env,
+            setsid=True,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, fd, 1),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, NamedTuple, Protocol
+from typing import BinaryIO, Protocol
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from xml.parsers import expat
 
@@ -92,6 +92,7 @@ _NOT_DATA = frozenset({"ExportDate", "Me"})
 
 _STAMP_LENGTH = len("2024-03-02 07:15:00 +0100")
 _MINUTE = dt.timedelta(minutes=1)
+_Span = tuple[dt.datetime, dt.datetime]  # start, end; end is never before start
 # Exports write numbers with a "." whatever the phone's locale. "72,5" is therefore not a
 # number Apple wrote, and neither are "nan", "1_000" or " 72", which float() would take.
 _NUMBER_CHARACTERS = frozenset("0123456789.+-eE")
@@ -415,12 +416,6 @@ class _Unreadable(Exception):
         self.detail = detail
 
 
-class _Span(NamedTuple):
-    start: dt.datetime
-    end: dt.datetime
-    offset_minutes: int
-
-
 def _read(
     reader: Callable[[Mapping[str, str], str], Sample], attrs: Mapping[str, str], locator: str
 ) -> Sample | Rejected:
@@ -444,7 +439,8 @@ def _sleep(attrs: Mapping[str, str], locator: str) -> Sample:
     stage = _SLEEP_STAGES.get(category)
     if stage is None:
         raise _Unreadable("bad_value", "value", f"unknown sleep analysis value {category!r}")
-    minutes = (span.end - span.start).total_seconds() / 60
+    start, end = span
+    minutes = (end - start).total_seconds() / 60
     return _sample("x-rejuve:sleep-stage", minutes, "min", span, attrs, locator, stage)
 
 
@@ -477,13 +473,15 @@ def _sample(
     locator: str,
     qualifier: str | None = None,
 ) -> Sample:
+    start, end = span
+    offset = start.utcoffset() or dt.timedelta()
     return Sample(
         code=code,
         value=value,
         unit=unit,
-        start=span.start,
-        end=span.end,
-        tz_offset_minutes=span.offset_minutes,
+        start=start,
+        end=end,
+        tz_offset_minutes=offset // _MINUTE,
         source=_source(attrs.get("sourceName"), attrs.get("sourceVersion"), attrs.get("device")),
         locator=locator,
         qualifier=qualifier,
@@ -534,8 +532,7 @@ def _span(attrs: Mapping[str, str]) -> _Span:
             "endDate",
             f"endDate {attrs['endDate']!r} is before startDate {attrs['startDate']!r}",
         )
-    offset = start.utcoffset() or dt.timedelta()
-    return _Span(start, end, offset // _MINUTE)
+    return start, end
 
 
 def _timestamp(attrs: Mapping[str, str], key: str) -> dt.datetime:
@@ -553,10 +550,12 @@ def _timestamp(attrs: Mapping[str, str], key: str) -> dt.datetime:
 # a good share of the parsing and of the allocations.
 @functools.lru_cache(maxsize=64)
 def _parse_timestamp(text: str) -> dt.datetime | None:
-    # Apple writes "2024-03-02 07:15:00 +0100"; without the space before the offset that
-    # is ISO 8601, which fromisoformat reads several times faster than strptime.
-    if len(text) != _STAMP_LENGTH or text[10] != " " or text[19] != " ":
+    """Apple's "2024-03-02 07:15:00 +0100" ("%Y-%m-%d %H:%M:%S %z"), or None."""
+    # fromisoformat would read an offset of +0175 as +02:15.
+    if len(text) != _STAMP_LENGTH or text[10] != " " or text[19] != " " or text[23] > "5":
         return None
+    # Without the space before the offset this is ISO 8601, which fromisoformat reads
+    # several times faster than strptime reads Apple's format.
     try:
         return dt.datetime.fromisoformat(text[:19] + text[20:])
     except ValueError:  # 2024-02-30, 25:00, an offset of a day or more

@@ -1,0 +1,83 @@
+"""Ingesting one file: land it (encrypted, in parts), refine it, report what became of it.
+
+Used alike by `rejuve ingest`, the Prefect flows and the drop-folder watcher."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from backend.db.access import DatabaseAccess
+from backend.exceptions import UserError
+from backend.ingest.formats.registry import get as get_format
+from backend.ingest.landing import Receipt, land
+from backend.keys.keystore import KeyStore
+from backend.refine.reconcile import BatchLine, reconcile
+from backend.refine.refiner import refine_batch
+
+
+@dataclass(frozen=True)
+class FileResult:
+    receipt: Receipt
+    line: BatchLine
+
+
+def ingest_file(
+    db: DatabaseAccess,
+    keys: KeyStore,
+    *,
+    path: Path,
+    fmt: str,
+    member_id: uuid.UUID,
+    region: str,
+    source: str | None = None,
+    client_batch_id: str | None = None,
+    parse_options: Mapping[str, Any] | None = None,
+    timeout: float = 600,
+    progress: Callable[[int], None] = lambda _: None,
+) -> FileResult:
+    get_format(fmt)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with path.open("rb") as fh, db.connect("ingest") as conn:
+        receipt = land(
+            conn,
+            keys,
+            source=source or f"file:{fmt}",
+            fmt=fmt,
+            member_id=member_id,
+            region=region,
+            data=fh,
+            file_name=path.name,
+            client_batch_id=client_batch_id,
+            parse_options=parse_options,
+            progress=progress,
+        )
+    with db.connect("refiner") as conn:
+        # The refiner service may take the batch first; either way it is refined once.
+        refine_batch(conn, keys, receipt.batch_id)
+        _wait_for_ledger(conn, receipt.batch_id, timeout)
+        line = reconcile(conn, batch=receipt.batch_id).batches[0]
+    return FileResult(receipt, line)
+
+
+def _wait_for_ledger(conn: psycopg.Connection, batch_id: uuid.UUID, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "select 1 from processed.batch_ledger where batch_id = %s", (batch_id,)
+        ).fetchone()
+        conn.rollback()
+        if row:
+            return
+        time.sleep(0.2)
+    raise UserError(
+        f"batch {batch_id} was not refined within {timeout:.0f} s",
+        "is the refiner running? see `rejuve status`",
+    )
