@@ -207,22 +207,30 @@ def backend_run() -> None:
 @app.command("flows-run", hidden=True)
 def flows_run() -> None:
     """Serve the Prefect deployments (the supervisor runs it with the Prefect API settings)."""
+    from typing import cast
+
     from prefect import serve
+    from prefect.deployments.runner import RunnerDeployment
 
     from backend.ingest import dropbox
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
     ctx = _ctx()
     dropbox.ensure(ctx.drop_dir)
-    serve(
+    # to_deployment is sync-or-async by context; called from sync code it is the object.
+    drop = cast(
+        RunnerDeployment,
         drop_folder_flow.to_deployment(
             name="drop-folder",
             interval=ctx.settings.drop_interval_seconds,
             description=f"ingest files dropped into {ctx.drop_dir}/<format>/<member>/",
         ),
-        ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
-        print_starting_message=False,
     )
+    one = cast(
+        RunnerDeployment,
+        ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
+    )
+    serve(drop, one, print_starting_message=False)
 
 
 sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and their API keys.")
