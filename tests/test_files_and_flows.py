@@ -1,0 +1,171 @@
+"""Files end to end: every format through land -> refine -> reconcile; the drop folder;
+the Prefect deployment running on the real Prefect server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.db.access import DatabaseAccess
+from backend.ingest import dropbox
+from backend.ingest.files import ingest_file
+from backend.keys.keystore import KeyStore
+from backend.keys.kms import LocalKms
+from backend.stack.context import StackContext
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VITALS_SUBJECT = uuid.UUID("6f1c2e4a-58e0-4b7e-9c1d-2a5b8f0e7d31")
+FILES = [
+    ("apple-health", "apple_health/export.xml"),
+    ("apple-health", "apple_health/export_de_DE.xml"),
+    ("fhir", "fhir/vitals-transaction.json"),
+    ("fhir", "fhir/labs-searchset.json"),
+    ("fhir", "fhir/mixed-collection.json"),
+    ("fhir", "fhir/observation-single.json"),
+    ("omh", "omh/mixed-points.json"),
+    ("omh", "omh/points.ndjson"),
+    ("omh", "omh/single-point.json"),
+    ("csv-lab", "csv_lab/labs.csv"),
+]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
+
+
+@pytest.mark.parametrize(("fmt", "name"), FILES, ids=[n for _, n in FILES])
+def test_every_format_reconciles(
+    migrated_db: DatabaseAccess, keys: KeyStore, fmt: str, name: str
+) -> None:
+    member = VITALS_SUBJECT if "vitals" in name else uuid.uuid4()
+    result = ingest_file(
+        migrated_db, keys, path=FIXTURES / name, fmt=fmt, member_id=member, region="local"
+    )
+    line = result.line
+    assert line.error is None
+    assert line.ok, line.problems
+    assert line.parsed == line.processed + line.quarantined + line.duplicate
+    assert line.parsed > 0
+    # and a second upload of the same file adds nothing: every measurement is a duplicate
+    again = ingest_file(
+        migrated_db, keys, path=FIXTURES / name, fmt=fmt, member_id=member, region="local"
+    ).line
+    assert (again.processed, again.duplicate) == (0, line.processed)
+    assert again.quarantined == line.quarantined
+
+
+def test_a_file_naming_another_member_is_quarantined(
+    migrated_db: DatabaseAccess, keys: KeyStore
+) -> None:
+    someone_else = uuid.uuid4()
+    line = ingest_file(
+        migrated_db,
+        keys,
+        path=FIXTURES / "fhir/vitals-transaction.json",
+        fmt="fhir",
+        member_id=someone_else,
+        region="local",
+    ).line
+    assert line.processed == 0 and line.quarantined == line.parsed > 0
+    with migrated_db.connect("refiner") as conn:
+        reasons = conn.execute(
+            "select distinct reason, field from processed.quarantine where batch_id = %s",
+            (line.batch_id,),
+        ).fetchall()
+    assert reasons == [("member_mismatch", "subject")]
+
+
+def test_csv_with_a_mapping(migrated_db: DatabaseAccess, keys: KeyStore) -> None:
+    import tomllib
+
+    options = tomllib.loads((FIXTURES / "csv_lab/mapping-eu.toml").read_text())
+    line = ingest_file(
+        migrated_db,
+        keys,
+        path=FIXTURES / "csv_lab/labs-eu.csv",
+        fmt="csv-lab",
+        member_id=uuid.uuid4(),
+        region="local",
+        parse_options=options,
+    ).line
+    assert line.error is None and line.ok and line.processed > 0
+
+
+def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path) -> None:
+    root = tmp_path / "drop"
+    dropbox.ensure(root)
+    member = uuid.uuid4()
+    good = root / "omh" / str(member) / "points.json"
+    bad = root / "fhir" / str(member) / "broken.json"
+    fresh = root / "csv-lab" / str(member) / "still-copying.csv"
+    stray = root / "omh" / "not-a-member" / "x.json"
+    for path in (good, bad, fresh, stray):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURES / "omh/mixed-points.json", good)
+    bad.write_text('{"resourceType": "Bundle", "type": "collection", "entry": [')
+    fresh.write_text("member_id,loinc,value,unit,effective_at\n")
+    stray.write_text("{}")
+    old = time.time() - 60
+    for path in (good, bad, stray):
+        os.utime(path, (old, old))
+
+    items = dropbox.scan(root)
+    assert sorted(i.path.name for i in items) == ["broken.json", "points.json"]
+    notes = {
+        Path(str(n["file"])).name: n
+        for n in (dropbox.process(migrated_db, keys, "local", root, i) for i in items)
+    }
+
+    assert notes["points.json"]["reconciled"] is True
+    assert notes["points.json"]["processed"] == 12
+    assert (root / "done" / "omh" / str(member) / "points.json").exists()
+    assert "broken.json" in str(notes["broken.json"]["error"])
+    assert "line 1" in str(notes["broken.json"]["error"])
+    assert (root / "failed" / "fhir" / str(member) / "broken.json").exists()
+    assert (root / "failed" / "fhir" / str(member) / "broken.json.json").exists()
+    assert fresh.exists() and stray.exists()  # left alone: still being written / misplaced
+
+
+def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+    api = ctx.prefect.api_url
+    member = uuid.uuid4()
+    with httpx.Client(verify=tls, timeout=30) as client:
+        dep = client.get(f"{api}/deployments/name/ingest-file/ingest-file")
+        assert dep.status_code == 200, "the flows service must serve the deployment"
+        run = client.post(
+            f"{api}/deployments/{dep.json()['id']}/create_flow_run",
+            json={
+                "parameters": {
+                    "path": str(FIXTURES / "omh/mixed-points.json"),
+                    "fmt": "omh",
+                    "member_id": str(member),
+                }
+            },
+        )
+        assert run.status_code == 201, run.text
+        run_id = run.json()["id"]
+        deadline = time.monotonic() + 120
+        state = ""
+        while time.monotonic() < deadline:
+            state = client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(0.5)
+    assert state == "COMPLETED"
+    with ctx.db.connect("refiner") as conn:
+        row = conn.execute(
+            "select l.processed, l.quarantined from raw.batches b"
+            " join processed.batch_ledger l using (batch_id)"
+            " where b.member_id = %s and b.source = 'flow:omh'",
+            (member,),
+        ).fetchone()
+    assert row == (12, 4)
