@@ -30,35 +30,50 @@ def api(ctx: StackContext) -> Iterator[tuple[httpx.Client, str]]:
     with ctx.db.connect("owner") as conn:
         key = register(conn, name)
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(base_url=ctx.backend_url, verify=tls, timeout=30,
-                      headers={"Authorization": f"Bearer {key}"}) as client:
+    with httpx.Client(
+        base_url=ctx.backend_url, verify=tls, timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ) as client:
         yield client, name
     with ctx.db.connect("owner") as conn:
         revoke(conn, name)
 
 
 def batch(batch_id: str, member: uuid.UUID, n: int = 3, **extra: object) -> dict[str, object]:
-    return {"batch_id": batch_id, "member_id": str(member), "device": "test-watch",
-            "samples": [{"code": "8867-4", "value": 60 + i % 100, "unit": "/min",
-                         "start": f"2026-11-21T10:{i % 60:02d}:{i // 60 % 60:02d}Z"}
-                        for i in range(n)], **extra}
+    return {
+        "batch_id": batch_id,
+        "member_id": str(member),
+        "device": "test-watch",
+        "samples": [
+            {
+                "code": "8867-4",
+                "value": 60 + i % 100,
+                "unit": "/min",
+                "start": f"2026-11-21T10:{i % 60:02d}:{i // 60 % 60:02d}Z",
+            }
+            for i in range(n)
+        ],
+        **extra,
+    }
 
 
 def wait_refined(ctx: StackContext, batch_id: str, timeout: float = 20) -> tuple[int, ...]:
     deadline = time.monotonic() + timeout
     with ctx.db.connect("refiner", autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute("select parsed, processed, quarantined, duplicate"
-                               " from processed.batch_ledger where batch_id = %s",
-                               (batch_id,)).fetchone()
+            row = conn.execute(
+                "select parsed, processed, quarantined, duplicate"
+                " from processed.batch_ledger where batch_id = %s",
+                (batch_id,),
+            ).fetchone()
             if row:
                 return tuple(row)
             time.sleep(0.05)
     raise AssertionError(f"batch {batch_id} not refined within {timeout} s")
 
 
-def test_accepted_batch_is_refined_within_seconds(api: tuple[httpx.Client, str],
-                                                  ctx: StackContext) -> None:
+def test_accepted_batch_is_refined_within_seconds(
+    api: tuple[httpx.Client, str], ctx: StackContext
+) -> None:
     client, _ = api
     member = uuid.uuid4()
     started = time.monotonic()
@@ -79,8 +94,10 @@ def test_resending_a_batch_id_is_safe(api: tuple[httpx.Client, str], ctx: StackC
     assert first.json()["batch_id"] == second.json()["batch_id"]
     assert second.json()["replayed"] is True
     with ctx.db.connect("refiner") as conn:
-        n = conn.execute("select count(*) from raw.batches where source = %s"
-                         " and client_batch_id = %s", (source, payload["batch_id"])).fetchone()
+        n = conn.execute(
+            "select count(*) from raw.batches where source = %s and client_batch_id = %s",
+            (source, payload["batch_id"]),
+        ).fetchone()
     assert n == (1,)
 
 
@@ -89,8 +106,10 @@ def test_resending_a_batch_id_is_safe(api: tuple[httpx.Client, str], ctx: StackC
     [
         (lambda b: b["samples"][1].update(value="sixty"), ["body", "samples", 1, "value"]),
         (lambda b: b["samples"][0].pop("unit"), ["body", "samples", 0, "unit"]),
-        (lambda b: b["samples"][2].update(start="2026-11-21T10:00:00"),
-         ["body", "samples", 2, "start"]),  # no time zone
+        (
+            lambda b: b["samples"][2].update(start="2026-11-21T10:00:00"),
+            ["body", "samples", 2, "start"],
+        ),  # no time zone
         (lambda b: b.update(member_id="not-a-uuid"), ["body", "member_id"]),
         (lambda b: b.update(samples=[]), ["body", "samples"]),
         (lambda b: b.update(extra_field=1), ["body", "extra_field"]),
@@ -98,8 +117,9 @@ def test_resending_a_batch_id_is_safe(api: tuple[httpx.Client, str], ctx: StackC
     ],
     ids=["value", "unit", "naive-time", "member", "empty", "unknown-field", "batch-id"],
 )
-def test_malformed_batch_says_what_and_where(api: tuple[httpx.Client, str], mutate: object,
-                                             loc: list[object]) -> None:
+def test_malformed_batch_says_what_and_where(
+    api: tuple[httpx.Client, str], mutate: object, loc: list[object]
+) -> None:
     client, _ = api
     payload = batch(f"bad-{uuid.uuid4()}", uuid.uuid4())
     mutate(payload)  # type: ignore[operator]
@@ -113,23 +133,33 @@ def test_refusals(api: tuple[httpx.Client, str], ctx: StackContext) -> None:
     payload = batch(f"r-{uuid.uuid4()}", uuid.uuid4())
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     anonymous = httpx.post(f"{ctx.backend_url}/v1/ingest/batches", json=payload, verify=tls)
-    forged = httpx.post(f"{ctx.backend_url}/v1/ingest/batches", json=payload, verify=tls,
-                        headers={"Authorization": "Bearer rk_00000000_forged"})
+    forged = httpx.post(
+        f"{ctx.backend_url}/v1/ingest/batches",
+        json=payload,
+        verify=tls,
+        headers={"Authorization": "Bearer rk_00000000_forged"},
+    )
     assert (anonymous.status_code, forged.status_code) == (401, 401)
-    not_json = client.post("/v1/ingest/batches", content=b"a,b\n1,2\n",
-                           headers={"content-type": "text/csv"})
+    not_json = client.post(
+        "/v1/ingest/batches", content=b"a,b\n1,2\n", headers={"content-type": "text/csv"}
+    )
     assert not_json.status_code == 415
-    broken = client.post("/v1/ingest/batches", content=b'{"batch_id": ',
-                         headers={"content-type": "application/json"})
+    broken = client.post(
+        "/v1/ingest/batches", content=b'{"batch_id": ', headers={"content-type": "application/json"}
+    )
     assert broken.status_code == 422
-    huge = client.post("/v1/ingest/batches", content=b" " * (9 * 1024 * 1024),
-                       headers={"content-type": "application/json"})
+    huge = client.post(
+        "/v1/ingest/batches",
+        content=b" " * (9 * 1024 * 1024),
+        headers={"content-type": "application/json"},
+    )
     assert huge.status_code == 413
     assert "limit" in huge.json()["detail"]
     # none of these landed anything
     with ctx.db.connect("refiner") as conn:
-        n = conn.execute("select count(*) from raw.batches where client_batch_id = %s",
-                         (payload["batch_id"],)).fetchone()
+        n = conn.execute(
+            "select count(*) from raw.batches where client_batch_id = %s", (payload["batch_id"],)
+        ).fetchone()
     assert n == (0,)
 
 
@@ -138,9 +168,12 @@ def test_revoked_key_is_refused(ctx: StackContext) -> None:
     with ctx.db.connect("owner") as conn:
         key = register(conn, name)
         revoke(conn, name)
-    r = httpx.post(f"{ctx.backend_url}/v1/ingest/batches", json=batch("x", uuid.uuid4()),
-                   headers={"Authorization": f"Bearer {key}"},
-                   verify=ssl.create_default_context(cafile=str(ctx.layout.ca_cert)))
+    r = httpx.post(
+        f"{ctx.backend_url}/v1/ingest/batches",
+        json=batch("x", uuid.uuid4()),
+        headers={"Authorization": f"Bearer {key}"},
+        verify=ssl.create_default_context(cafile=str(ctx.layout.ca_cert)),
+    )
     assert r.status_code == 401
 
 
@@ -160,8 +193,9 @@ def test_killed_mid_request_nothing_lands_and_resend_is_safe(
     env = {**os.environ, "REJUVE_BACKEND_PORT": str(port)}
 
     def start() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([*REJUVE, "backend-run"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*REJUVE, "backend-run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
         for _ in range(200):
             try:
@@ -177,13 +211,18 @@ def test_killed_mid_request_nothing_lands_and_resend_is_safe(
     proc = start()
     try:
         tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                tls.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            tls.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+        ):
             s.sendall(
                 b"POST /v1/ingest/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Content-Type: application/json\r\nAuthorization: " + key.encode() + b"\r\n"
-                b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n"
-                + payload[: len(payload) // 2])
+                b"Content-Length: "
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload[: len(payload) // 2]
+            )
             time.sleep(0.3)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -195,8 +234,9 @@ def test_killed_mid_request_nothing_lands_and_resend_is_safe(
         assert answer == b""  # no acknowledgement
         batch_id = json.loads(payload)["batch_id"]
         with ctx.db.connect("refiner") as conn:
-            n = conn.execute("select count(*) from raw.batches where client_batch_id = %s",
-                             (batch_id,)).fetchone()
+            n = conn.execute(
+                "select count(*) from raw.batches where client_batch_id = %s", (batch_id,)
+            ).fetchone()
         assert n == (0,)
 
         proc = start()
@@ -209,8 +249,10 @@ def test_killed_mid_request_nothing_lands_and_resend_is_safe(
         assert (first.status_code, again.status_code) == (201, 200)
         assert wait_refined(ctx, first.json()["batch_id"]) == (500, 500, 0, 0)
         with ctx.db.connect("refiner") as conn:
-            n = conn.execute("select count(*) from raw.batches where client_batch_id = %s"
-                             " and source = %s", (batch_id, source)).fetchone()
+            n = conn.execute(
+                "select count(*) from raw.batches where client_batch_id = %s and source = %s",
+                (batch_id, source),
+            ).fetchone()
         assert n == (1,)
     finally:
         proc.kill()

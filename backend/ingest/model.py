@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):
     """One measurement as the source stated it.
+
+    A NamedTuple, not a frozen dataclass: parsers make one per record, millions per export,
+    and a frozen dataclass costs several times more to construct.
 
     `code` is already the catalog code (LOINC, see `backend.refine.catalog`); `unit` is
     the unit exactly as the source wrote it (Apple's `count/min`, a FHIR UCUM code, an

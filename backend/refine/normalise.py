@@ -8,17 +8,19 @@ import math
 import uuid
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import NamedTuple
 
 from backend.ingest.model import Sample
 from backend.refine.catalog import lookup
-from backend.refine.units import UnitError, conversion
+from backend.refine.units import UnitError, conversion_for
 
 # Device clocks drift; a sample a little ahead of ours is not "from the future".
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
+    """A NamedTuple for the same reason as Sample: one per sample on the hot path."""
+
     member_id: uuid.UUID
     observed_at: dt.datetime
     ended_at: dt.datetime | None
@@ -64,11 +66,13 @@ def dedup_key(
     value: float,
 ) -> bytes:
     # Rounded, so the same measurement converted along two paths (lb vs kg) still matches.
-    text = (
-        f"{member}|{code}|{start.timestamp():.3f}|{end.timestamp() if end else ''}|"
-        f"{qualifier or ''}|{value:.6g}"
+    # (Milliseconds and 6 significant digits; this runs once per sample, so no str(uuid).)
+    h = hashlib.blake2b(member.bytes, digest_size=16)
+    h.update(
+        f"|{code}|{start.timestamp():.3f}|{end.timestamp() if end else ''}|"
+        f"{qualifier or ''}|{value:.6g}".encode()
     )
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return h.digest()
 
 
 def _quarantine(s: Sample, reason: str, fld: str, detail: str) -> Quarantined:
@@ -114,7 +118,7 @@ def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Q
     if s.end is not None and s.end < s.start:
         return _quarantine(s, "bad_interval", "end", "interval ends before it starts")
     try:
-        conv = conversion(s.unit, measure)
+        conv = conversion_for(s.unit, measure.code)
     except UnitError as e:
         return _quarantine(s, "unit_not_convertible", "unit", str(e))
     value = conv.apply(s.value)

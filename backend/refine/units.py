@@ -15,7 +15,7 @@ from typing import Any, cast
 import pint
 from ucumvert import PintUcumRegistry
 
-from backend.refine.catalog import Measure
+from backend.refine.catalog import CATALOG, Measure
 
 # Non-UCUM spellings seen in real sources -> UCUM.
 SPELLINGS: dict[str, str] = {
@@ -42,6 +42,10 @@ SPELLINGS: dict[str, str] = {
     "hr": "h",
     "mg/dl": "mg/dL",
     "mmol/l": "mmol/L",
+}
+# Spellings that only mean something for one code: Apple writes BMI with the unit "count".
+CODE_SPELLINGS: dict[tuple[str, str], str] = {
+    ("39156-5", "count"): "kg/m2",
 }
 # Apple writes glucose in mmol with the molar mass inline: "mmol<180.1558800000541>/L".
 _APPLE_MOLAR = re.compile(r"<[0-9.]+>")
@@ -90,6 +94,13 @@ def _quantity(ucum: str) -> pint.Quantity[Any]:
 
 
 @functools.lru_cache(maxsize=4096)
+def conversion_for(unit: str, code: str) -> Conversion:
+    """`conversion` keyed by strings: hashing two short strings per sample is far cheaper
+    than hashing the Measure dataclass."""
+    measure = CATALOG[code]
+    return conversion(CODE_SPELLINGS.get((code, unit), unit), measure)
+
+
 def conversion(unit: str, measure: Measure) -> Conversion:
     """How to turn a value in `unit` into the measure's canonical unit."""
     src = _quantity(to_ucum(unit))

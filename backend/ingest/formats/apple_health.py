@@ -3,7 +3,7 @@
 The export is one `<HealthData>` element whose children are `ExportDate`, `Me`, then the
 data: `Record`, `Correlation`, `Workout`, `ActivitySummary` (and, from some phones,
 `ClinicalRecord`, `Audiogram`, `VisionPrescription`). Exports reach several GB, so the
-parser holds one child of `<HealthData>` at a time, never the tree.
+parser only ever holds the elements of the block of input it is reading, never the tree.
 
 `report.read` counts the data children of `<HealthData>` (every child but `ExportDate` and
 `Me`). Each one becomes a `Sample`, a `Rejected`, an `unmapped` count, or nothing when it is
@@ -28,6 +28,7 @@ from typing import BinaryIO, Protocol
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from xml.parsers import expat
 
+# defusedxml ships no type information; "unused-ignore" keeps mypy quiet once stubs arrive.
 from defusedxml import DefusedXmlException  # type: ignore[import-untyped, unused-ignore]
 from defusedxml.ElementTree import (  # type: ignore[import-untyped, unused-ignore]
     DefusedXMLParser,
@@ -184,11 +185,10 @@ def _is_export_xml(info: zipfile.ZipInfo) -> bool:
 
 def _parse_stream(source: _Readable, report: ParseReport, name: str) -> Iterator[Sample | Rejected]:
     tracker = _LineTracker(name)
-    parser = DefusedXMLParser(target=tracker)
-    tracker.follow(parser.parser)
     state = _State(name, report)
+    events = iterparse(_Sanitised(source), events=("end",), parser=tracker.parser)
     try:
-        for _event, element in iterparse(_Sanitised(source), events=("end",), parser=parser):
+        for _event, element in events:
             child = tracker.finished(element)
             if child is None:
                 continue
@@ -225,7 +225,8 @@ class _Child:
 
 
 class _LineTracker:
-    """Parser target: builds elements as TreeBuilder does and notes where children start.
+    """The target of its own defused parser: builds elements as TreeBuilder does and notes
+    the line where each child of the root starts.
 
     iterparse hands out an element once it has parsed the whole 16 KiB block around it,
     when the parser's position is already further on; the target is called while the
@@ -235,28 +236,23 @@ class _LineTracker:
     def __init__(self, name: str) -> None:
         self._name = name
         self._builder = TreeBuilder()
-        self._expat: expat.XMLParserType | None = None
+        self.parser = DefusedXMLParser(target=self)
+        self._expat: expat.XMLParserType = self.parser.parser
         self._depth = 0
         self._root: Element | None = None
         self._open: deque[_Child] = deque()
 
-    def follow(self, parser: expat.XMLParserType) -> None:
-        self._expat = parser
-
     def where(self) -> str:
-        return f"{self._name} line {self._line()}"
-
-    def _line(self) -> int:
-        return self._expat.CurrentLineNumber if self._expat is not None else 0
+        return f"{self._name} line {self._expat.CurrentLineNumber}"
 
     def start(self, tag: str, attrs: dict[str, str]) -> Element:
         element = self._builder.start(tag, attrs)
         if self._depth == 0:
             self._check_root(element)
         elif self._depth == 1:
-            self._open.append(_Child(element, self._line()))
+            self._open.append(_Child(element, self._expat.CurrentLineNumber))
         elif self._depth == 2 and tag == "Record":
-            self._open[-1].record_lines += (self._line(),)
+            self._open[-1].record_lines += (self._expat.CurrentLineNumber,)
         self._depth += 1
         return element
 
@@ -490,7 +486,7 @@ def _sample(
 
 @functools.lru_cache(maxsize=1024)
 def _source(name: str | None, version: str | None, device: str | None) -> str:
-    """ "Anna's Apple Watch (10.1) [Apple Watch]": app or device, its version, hardware."""
+    """Provenance such as "Anna's Apple Watch (10.1) [Apple Watch]": app, version, hardware."""
     parts = [name or "unknown source"]
     if version:
         parts.append(f"({version})")
@@ -509,18 +505,21 @@ def _required(attrs: Mapping[str, str], key: str) -> str:
 
 def _number(attrs: Mapping[str, str], key: str, *, percent_from_fraction: bool = False) -> float:
     text = _required(attrs, key)
-    try:
-        if not _NUMBER_CHARACTERS.issuperset(text):
-            raise ValueError(text)
-        number = float(text)
-    except ValueError:
-        raise _Unreadable("bad_value", key, f"{key} {text!r} is not a number") from None
+    number = _finite(text) if _NUMBER_CHARACTERS.issuperset(text) else None
+    if number is None:
+        raise _Unreadable("bad_value", key, f"{key} {text!r} is not a number")
     if percent_from_fraction:
         # Decimal keeps 0.253 -> 25.3 exact, where 0.253 * 100 gives 25.299999999999997.
-        number = float(Decimal(text).scaleb(2))
-    if not math.isfinite(number):
-        raise _Unreadable("bad_value", key, f"{key} {text!r} is out of range")
+        return float(Decimal(text).scaleb(2))
     return number
+
+
+def _finite(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _span(attrs: Mapping[str, str]) -> _Span:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO
@@ -51,9 +50,7 @@ def parse(
 ) -> Iterator[Sample | Rejected]:
     raw = data.read()
     try:
-        batch = DeviceBatch.model_validate(json.loads(raw))
-    except json.JSONDecodeError as e:
-        raise FormatError(f"not JSON ({e.msg})", f"{name} line {e.lineno} column {e.colno}") from e
+        batch = DeviceBatch.model_validate_json(raw)
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
