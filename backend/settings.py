@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     max_batch_bytes: int = 8 * 1024 * 1024
     drop_dir: Path | None = None  # default: <home>/dropbox
     drop_interval_seconds: int = 30
+    # Refining is CPU-bound Python: one process per core keeps up with the API.
+    refiner_workers: int = 2
     pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
     service_user: str = "rejuve-svc"
 

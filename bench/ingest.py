@@ -60,7 +60,7 @@ def make_batches(total: int, members: int) -> list[bytes]:
     made = 0
     m = 0
     while made < total:
-        member = uuid.UUID(int=0xBE4C0000 + m)
+        member = uuid.uuid4()  # fresh members each run: no duplicates from earlier runs
         for off in range(0, per_member, BATCH):
             n = min(BATCH, total - made)
             if n <= 0:

@@ -272,3 +272,43 @@ def test_reconcile_flags_a_landed_batch_nobody_refined(db: DatabaseAccess, keys:
     assert waiting.ok and waiting.pending == 1
     assert not overdue.ok
     assert overdue.batches[0].problems == ["landed but not refined"]
+
+
+def test_steward_releases_a_corrected_record_and_rejects_another(
+    db: DatabaseAccess, keys: KeyStore
+) -> None:
+    from backend.exceptions import UserError
+    from backend.refine import quarantine
+
+    member = uuid.uuid4()
+    samples = [
+        {"code": "29463-7", "value": 80, "unit": "kg/m2", "start": "2026-11-20T07:00:00Z"},
+        hr(5, 400),
+    ]
+    batch = land_and_refine(db, keys, member, device_batch(member, "steward", samples))
+    with db.connect("refiner") as conn:
+        entries = {e.reason: e for e in quarantine.list_entries(conn, batch=batch)}
+        assert set(entries) == {"unit_not_convertible", "implausible"}
+        wrong_unit = entries["unit_not_convertible"].quarantine_id
+        # a correction that is still wrong is refused, and nothing changes
+        with pytest.raises(UserError, match="still invalid: unit_not_convertible"):
+            quarantine.release(conn, wrong_unit, {"unit": "m"})
+        quarantine.release(conn, wrong_unit, {"unit": "kg"}, note="device sent BMI unit")
+        quarantine.reject(conn, entries["implausible"].quarantine_id, note="sensor glitch")
+        with pytest.raises(UserError, match="already released"):
+            quarantine.release(conn, wrong_unit, {"unit": "kg"})
+        rows = conn.execute(
+            "select code, value, unit, quality_flags from processed.observations"
+            " where batch_id = %s",
+            (batch,),
+        ).fetchall()
+        statuses = dict(
+            conn.execute(
+                "select reason, status from processed.quarantine where batch_id = %s", (batch,)
+            ).fetchall()
+        )
+        line = reconcile(conn, batch=batch).batches[0]
+    assert rows == [("29463-7", 80.0, "kg", ["released_from_quarantine"])]
+    assert statuses == {"unit_not_convertible": "released", "implausible": "rejected"}
+    # the ledger still balances: a release adds a row, accounted as such
+    assert line.ok and (line.quarantined, line.released, line.observation_rows) == (2, 1, 1)

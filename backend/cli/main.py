@@ -271,13 +271,19 @@ def refiner_run() -> None:
     import signal
     import threading
 
-    from backend.refine.runner import run
+    from backend.refine.runner import run_workers
 
     ctx = _ctx()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(ctx.db, ctx.keystore(), stop, heartbeat=ctx.layout.run / "refiner.heartbeat")
+    run_workers(
+        ctx.db,
+        ctx.keystore,
+        stop,
+        ctx.settings.refiner_workers,
+        heartbeat=ctx.layout.run / "refiner.heartbeat",
+    )
 
 
 def main() -> None:

@@ -31,9 +31,20 @@ class Entry:
     record: dict[str, Any]
 
 
-_COLUMNS = (
-    "quarantine_id, batch_id, member_id, reason, field, detail, locator, status,"
-    " quarantined_at, record"
+_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier(c)
+    for c in (
+        "quarantine_id",
+        "batch_id",
+        "member_id",
+        "reason",
+        "field",
+        "detail",
+        "locator",
+        "status",
+        "quarantined_at",
+        "record",
+    )
 )
 
 

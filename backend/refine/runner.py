@@ -7,6 +7,7 @@ exports go through Prefect flows; both paths call the same `refine_batch`."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -67,3 +68,54 @@ def run(
             for _ in listener.notifies(timeout=poll_seconds, stop_after=1):
                 pass
             time.sleep(0)  # let a stop signal through between rounds
+
+
+def run_workers(
+    access: DatabaseAccess,
+    keystore: Callable[[], KeyStore],
+    stop: threading.Event,
+    workers: int,
+    heartbeat: Path | None = None,
+) -> None:
+    """Run `workers` refiner processes. Batches are shared out by the advisory lock in
+    `refine_batch`; the parent only watches them and keeps the heartbeat."""
+    import multiprocessing as mp
+    import signal
+
+    if workers <= 1:
+        run(access, keystore(), stop, heartbeat=heartbeat)
+        return
+    ctx = mp.get_context("fork")  # before any connection exists in this process
+    procs = [
+        ctx.Process(target=_worker, args=(access, keystore), daemon=True, name=f"refiner-{n}")
+        for n in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        while not stop.is_set():
+            dead = [p for p in procs if not p.is_alive()]
+            if dead:
+                log.error(
+                    "refiner worker died; stopping so the supervisor sees it",
+                    worker=dead[0].name,
+                    exitcode=dead[0].exitcode,
+                )
+                break
+            if heartbeat is not None:
+                heartbeat.touch()
+            stop.wait(2.0)
+    finally:
+        for proc in procs:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.join(timeout=20)
+
+
+def _worker(access: DatabaseAccess, keystore: Callable[[], KeyStore]) -> None:
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    run(access, keystore(), stop)
