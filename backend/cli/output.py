@@ -13,7 +13,8 @@ from backend.stack.service import ServiceStatus
 
 # Wide enough off a terminal (CI logs, pipes) that addresses and paths are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+# Errors are one line, however long: never wrapped.
+err = Console(stderr=True, soft_wrap=True)
 
 _STATE_STYLE = {"up": "green", "external": "green", "degraded": "yellow", "down": "red"}
 
