@@ -237,12 +237,15 @@ sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and thei
 
 
 @sources_app.command("add")
-def sources_add(name: Annotated[str, typer.Argument(help="source name, e.g. acme-watch")]) -> None:
+def sources_add(
+    name: Annotated[str, typer.Argument(help="source name, e.g. acme-watch")],
+    rotate: Annotated[bool, typer.Option(help="replace the key of an existing source")] = False,
+) -> None:
     """Register a source; prints its API key once (it is stored hashed)."""
     from backend.api.api_keys import register
 
     with _ctx().db.connect("owner") as conn:
-        key = register(conn, name)
+        key = register(conn, name, rotate=rotate)
     console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
     console.print(key, soft_wrap=True, highlight=False)
 
