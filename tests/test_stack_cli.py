@@ -64,6 +64,8 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "redis": ("down", None),
         "prefect": ("down", None),
         "refiner": ("down", None),
+        "backend": ("down", None),
+        "flows": ("down", None),
     }
 
     first = rejuve(stack_env, "up", "timescaledb", "redis")
@@ -73,6 +75,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
     assert after_first["redis"][0] == "up"
     assert after_first["prefect"] == ("down", None)
     assert after_first["refiner"] == ("down", None)
+    assert after_first["backend"] == ("down", None)
 
     # Twice is harmless: same processes, migrations already at head, exit 0.
     second = rejuve(stack_env, "up", "timescaledb", "redis")
@@ -104,6 +107,8 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "redis": ("down", None),
         "prefect": ("down", None),
         "refiner": ("down", None),
+        "backend": ("down", None),
+        "flows": ("down", None),
     }
 
 
@@ -111,7 +116,7 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: prefect, redis, refiner, timescaledb"
+        "error: unknown service nosuch; known: backend, flows, prefect, redis, refiner, timescaledb"
     ]
 
 
@@ -136,6 +141,8 @@ def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
             "redis": ("external", None),
             "prefect": ("down", None),
             "refiner": ("down", None),
+            "backend": ("down", None),
+            "flows": ("down", None),
         }
         assert not (home / "timescaledb").exists()
         assert not (home / "redis").exists()
