@@ -169,3 +169,41 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
             (member,),
         ).fetchone()
     assert row == (12, 4)
+
+
+def test_a_lab_file_with_many_members_lands_one_batch_per_member(
+    migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
+) -> None:
+    from backend.exceptions import UserError
+    from backend.ingest.files import ingest_multi_member_csv
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    path = tmp_path / "labs.csv"
+    path.write_text(
+        "member_id,loinc,value,unit,effective_at\n"
+        f"{a},4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
+        f"{b},2093-3,187,mg/dL,2026-03-02T08:10:00+01:00\n"
+        "\n"
+        f"{a},2093-3,9999,mg/dL,2026-03-02T08:10:00+01:00\n"
+    )
+    results = ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+    by_member = {}
+    with migrated_db.connect("refiner") as conn:
+        for r in results:
+            member = conn.execute(
+                "select member_id from raw.batches where batch_id = %s", (r.receipt.batch_id,)
+            ).fetchone()
+            assert member is not None
+            by_member[member[0]] = (r.line.parsed, r.line.processed, r.line.quarantined)
+    assert by_member == {a: (2, 1, 1), b: (1, 1, 0)}
+    # the same file again: each member's part is recognised, nothing new lands
+    again = ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+    assert all(r.receipt.replayed for r in again)
+
+    path.write_text(
+        "member_id,loinc,value,unit,effective_at\n"
+        f"{a},4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
+        "M-17,4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
+    )
+    with pytest.raises(UserError, match="labs.csv line 3: member 'M-17' is not a platform"):
+        ingest_multi_member_csv(migrated_db, keys, path=path, region="local")

@@ -36,16 +36,35 @@ def ingest(
     ctx: StackContext,
     path: Path,
     fmt: str,
-    member: str,
+    member: str | None,
     source: str | None,
     batch_id: str | None,
     mapping: Path | None,
     timeout: float,
 ) -> None:
-    from backend.ingest.files import ingest_file
+    from backend.ingest.files import ingest_file, ingest_multi_member_csv
 
-    member_id = _uuid(member, "member")
     options = _mapping_options(mapping) if mapping else None
+    if member is None:
+        if fmt != "csv-lab":
+            raise UserError(f"--member is needed for {fmt} files")
+        with console.status(f"splitting {path.name} by member, landing and refining"):
+            results = ingest_multi_member_csv(
+                ctx.db,
+                ctx.keystore(),
+                path=path,
+                region=ctx.settings.region,
+                source=source,
+                parse_options=options,
+                timeout=timeout,
+            )
+        lines = [r.line for r in results]
+        console.print(f"{path.name}: {len(results)} members, one encrypted batch each")
+        console.print(_reconcile_table(lines, title=f"{path.name}"))
+        if not all(ln.ok for ln in lines):
+            raise UserError("the file does not reconcile")
+        return
+    member_id = _uuid(member, "member")
     size = path.stat().st_size if path.is_file() else 0
     with Progress(
         "[progress.description]{task.description}",

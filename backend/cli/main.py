@@ -138,7 +138,13 @@ def ingest(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="apple-health, fhir, omh, csv-lab or device-batch")
     ],
-    member: Annotated[str, typer.Option(help="the member the file belongs to (UUID)")],
+    member: Annotated[
+        str | None,
+        typer.Option(
+            help="the member the file belongs to (UUID); a csv-lab file without "
+            "it is split by its member column"
+        ),
+    ] = None,
     source: Annotated[str | None, typer.Option(help="source name (default cli:FORMAT)")] = None,
     batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
     mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,

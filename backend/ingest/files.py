@@ -4,6 +4,8 @@ Used alike by `rejuve ingest`, the Prefect flows and the drop-folder watcher."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -59,6 +61,47 @@ def ingest_file(
             parse_options=parse_options,
             progress=progress,
         )
+    return _refine_and_report(db, keys, receipt, timeout)
+
+
+def ingest_multi_member_csv(
+    db: DatabaseAccess,
+    keys: KeyStore,
+    *,
+    path: Path,
+    region: str,
+    source: str | None = None,
+    parse_options: Mapping[str, Any] | None = None,
+    timeout: float = 600,
+) -> list[FileResult]:
+    """A lab file with many members' rows: one batch per member (see `split`)."""
+    from backend.ingest.split import split_csv
+
+    parts = split_csv(path, parse_options)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    results = []
+    for member, body in parts.items():
+        with db.connect("ingest") as conn:
+            receipt = land(
+                conn,
+                keys,
+                source=source or "file:csv-lab",
+                fmt="csv-lab",
+                member_id=member,
+                region=region,
+                data=io.BytesIO(body),
+                file_name=path.name,
+                parse_options=parse_options,
+                # the same file sent again lands nothing new
+                client_batch_id=f"{path.name}:{digest}:{member}",
+            )
+        results.append(_refine_and_report(db, keys, receipt, timeout))
+    return results
+
+
+def _refine_and_report(
+    db: DatabaseAccess, keys: KeyStore, receipt: Receipt, timeout: float
+) -> FileResult:
     with db.connect("refiner") as conn:
         # The refiner service may take the batch first; either way it is refined once.
         refine_batch(conn, keys, receipt.batch_id)
