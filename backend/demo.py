@@ -1,60 +1,242 @@
-"""The demo job: the stack up, a few sample payloads landed in raw, where everything runs."""
+"""The demo job: the whole stack up, a synthetic cohort through every door (device batches
+over the HTTPS API, Apple Health, FHIR, Open mHealth and CSV lab files), then the proof
+that nothing was lost and what the data looks like, and where everything runs."""
 
 from __future__ import annotations
 
-import json
+import concurrent.futures as cf
+import datetime as dt
+import ssl
+import time
+import tomllib
 import uuid
+from pathlib import Path
 
+import httpx
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from backend.api.api_keys import register
 from backend.cli.output import services_table
+from backend.exceptions import UserError
+from backend.ingest.files import ingest_file, ingest_multi_member_csv
+from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
-from backend.zones import raw
+from backend.synth.cohort import CohortSpec, write_cohort
+from backend.synth.manifest import Manifest
 
-# Fixed ids keep the demo's output comparable between runs.
-_DEMO_MEMBERS = [uuid.UUID(int=0xDE110 + i) for i in range(3)]
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+# One sample file per format, as users bring them (see tests/fixtures).
+SAMPLE_FILES = [
+    ("apple-health", "apple_health/export.xml", None),
+    ("fhir", "fhir/labs-searchset.json", None),
+    ("omh", "omh/mixed-points.json", None),
+    ("csv-lab", "csv_lab/labs-eu.csv", "csv_lab/mapping-eu.toml"),
+]
+DEMO_MEMBER = uuid.UUID("d3e0d3e0-0000-4000-8000-000000000001")
+SPEC = CohortSpec(members=20, days=3, seed=42)
 
 
-def sample_payloads(region: str) -> list[raw.Payload]:
-    out = []
-    for i, member in enumerate(_DEMO_MEMBERS):
-        batch = {
-            "device": "demo-watch",
-            "samples": [
-                {
-                    "type": "heart_rate",
-                    "value": 60 + i + k,
-                    "unit": "count/min",
-                    "time": f"2026-11-25T08:{k:02d}:00+01:00",
-                }
-                for k in range(5)
-            ],
-        }
-        out.append(
-            raw.Payload(
-                "demo-device", "application/json", json.dumps(batch).encode(), region, member
+def _cohort(ctx: StackContext) -> tuple[Path, Manifest]:
+    root = ctx.layout.home / "demo" / f"cohort-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
+    if not (root / "manifest.json").exists():
+        write_cohort(SPEC, root)
+    return root, Manifest.load(root / "manifest.json")
+
+
+def _post_batches(
+    ctx: StackContext, root: Path, manifest: Manifest, progress: Progress
+) -> list[str]:
+    with ctx.db.connect("owner") as conn:
+        key = register(conn, "demo-devices", rotate=True)
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+    files = [f for f in manifest.files if f.format == "device-batch"]
+    task = progress.add_task("device batches -> HTTPS API", total=len(files))
+    ids: list[str] = []
+    with httpx.Client(
+        base_url=ctx.backend_url,
+        verify=tls,
+        timeout=60,
+        headers={"Authorization": f"Bearer {key}", "content-type": "application/json"},
+    ) as client:
+
+        def post(path: str) -> str:
+            r = client.post("/v1/ingest/batches", content=(root / path).read_bytes())
+            if r.status_code not in (200, 201):
+                raise UserError(f"the API refused {path}: {r.status_code} {r.text[:200]}")
+            progress.advance(task)
+            return str(r.json()["batch_id"])
+
+        with cf.ThreadPoolExecutor(4) as pool:
+            ids = list(pool.map(post, [f.path for f in files]))
+    return ids
+
+
+def _ingest_files(ctx: StackContext, root: Path, manifest: Manifest, progress: Progress) -> None:
+    keys = ctx.keystore()
+    region = ctx.settings.region
+    files = [f for f in manifest.files if f.format != "device-batch"]
+    task = progress.add_task("cohort files -> raw -> processed", total=len(files))
+    for f in files:
+        if f.member is None:
+            ingest_multi_member_csv(
+                ctx.db, keys, path=root / f.path, region=region, source="demo:labs"
             )
+        else:
+            ingest_file(
+                ctx.db,
+                keys,
+                path=root / f.path,
+                fmt=f.format,
+                member_id=uuid.UUID(f.member),
+                region=region,
+                source=f"demo:{f.format}",
+            )
+        progress.advance(task)
+    task = progress.add_task("sample files, one per format", total=len(SAMPLE_FILES))
+    for fmt, name, mapping in SAMPLE_FILES:
+        options = tomllib.loads((FIXTURES / mapping).read_text()) if mapping else None
+        ingest_file(
+            ctx.db,
+            keys,
+            path=FIXTURES / name,
+            fmt=fmt,
+            member_id=DEMO_MEMBER,
+            region=region,
+            source=f"demo-sample:{fmt}",
+            parse_options=options,
         )
-    return out
+        progress.advance(task)
+
+
+def _wait_refined(ctx: StackContext, batch_ids: list[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    with ctx.db.connect("refiner", autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select count(*) from processed.batch_ledger where batch_id = any(%s::uuid[])",
+                (batch_ids,),
+            ).fetchone()
+            if row and row[0] >= len(set(batch_ids)):
+                return
+            time.sleep(0.2)
+    raise UserError("device batches were not refined in time", "see `rejuve status`")
+
+
+def _summary(result: Reconciliation) -> Table:
+    by_format: dict[str, list[int]] = {}
+    for b in result.batches:
+        t = by_format.setdefault(b.fmt, [0, 0, 0, 0, 0, 0])
+        for i, v in enumerate(
+            (1, b.parsed, b.processed, b.quarantined, b.duplicate, sum(b.unmapped.values()))
+        ):
+            t[i] += v
+    table = Table(
+        title="Reconciliation: parsed = processed + quarantined + duplicate", title_justify="left"
+    )
+    for col in ("format", "batches", "parsed", "processed", "quarantined", "duplicate", "unmapped"):
+        table.add_column(col, justify="left" if col == "format" else "right")
+    for fmt, t in sorted(by_format.items()):
+        table.add_row(fmt, *(f"{v:,}" for v in t))
+    totals = result.totals()
+    table.add_row(
+        "[bold]all[/]",
+        *(
+            f"[bold]{totals[k]:,}[/]"
+            if k != "unmapped"
+            else f"[bold]{sum(totals[k].values()):,}[/]"
+            for k in ("batches", "parsed", "processed", "quarantined", "duplicate", "unmapped")
+        ),
+    )
+    return table
+
+
+def _quality(ctx: StackContext, since: dt.datetime) -> Table:
+    with ctx.db.connect("refiner") as conn:
+        rows = conn.execute(
+            "select format, count(*), avg(completeness), avg(validity_rate), avg(duplicate_rate),"
+            " percentile_cont(0.5) within group (order by lateness_p50_s),"
+            " max(refine_lag_s) from analytics.batch_quality where received_at >= %s"
+            " group by format order by format",
+            (since,),
+        ).fetchall()
+    table = Table(title="Data quality (averages over this run's batches)", title_justify="left")
+    for col in (
+        "format",
+        "batches",
+        "complete",
+        "valid",
+        "duplicate",
+        "lateness p50",
+        "max refine lag",
+    ):
+        table.add_column(col, justify="left" if col == "format" else "right")
+    for fmt, n, comp, valid, dup, late, lag in rows:
+        table.add_row(
+            fmt,
+            f"{n:,}",
+            f"{comp:.1%}",
+            f"{valid:.1%}",
+            f"{dup:.1%}",
+            f"{(late or 0) / 3600:.1f} h",
+            f"{lag:.2f} s",
+        )
+    return table
 
 
 def run_demo(ctx: StackContext, console: Console) -> None:
     with console.status("starting the local stack") as spinner:
-        rows = supervisor.up(ctx, progress=lambda m: spinner.update(m))
-    with ctx.db.connect("ingest") as conn:
-        ids = raw.land(conn, sample_payloads(ctx.settings.region))
+        supervisor.up(ctx, progress=lambda m: spinner.update(m))
     with ctx.db.connect("refiner") as conn:
-        total = conn.execute("select count(*) from raw.records").fetchone()
-    summary = Table(title="Raw zone", title_justify="left")
-    summary.add_column("landed now", justify="right")
-    summary.add_column("raw records in total", justify="right")
-    summary.add_row(str(len(ids)), str(total[0] if total else 0))
-    console.print(summary)
-    console.print(services_table(rows))
+        now = conn.execute("select now()").fetchone()
+    started = now[0] if now else dt.datetime.now(dt.UTC)
+    with console.status(
+        f"writing a synthetic cohort ({SPEC.members} members x {SPEC.days} days) in every format"
+    ):
+        root, manifest = _cohort(ctx)
+    t = manifest.totals()
     console.print(
-        f"Prefect UI: [bold]{ctx.prefect.ui_url}[/] (certificate from the local CA "
+        f"cohort: {len(manifest.members)} members, {len(manifest.files)} files, "
+        f"{t['samples']:,} samples ({t['bad']:,} bad and {t['duplicates']:,} "
+        f"duplicated on purpose) in {root}"
+    )
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        batch_ids = _post_batches(ctx, root, manifest, progress)
+        _ingest_files(ctx, root, manifest, progress)
+    with console.status("waiting for the refiner"):
+        _wait_refined(ctx, batch_ids)
+    with ctx.db.connect("refiner") as conn:
+        result = reconcile(conn, since=started)
+        device = reconcile(conn).batches
+    # Device batches resent on a second run are recognised and not landed again; count the
+    # ones this run posted, whenever they first landed.
+    posted = set(batch_ids)
+    result.batches.extend(
+        b for b in device if str(b.batch_id) in posted and b.received_at < started
+    )
+    console.print(_summary(result))
+    console.print(
+        "[green]reconciled: nothing lost[/]"
+        if result.ok
+        else "[red]does NOT reconcile: see `rejuve reconcile`[/]"
+    )
+    console.print(_quality(ctx, started))
+    console.print(services_table(supervisor.status(ctx)))
+    console.print(
+        f"Prefect UI: [bold]{ctx.prefect.ui_url}[/]   API docs: "
+        f"[bold]{ctx.backend_url}/docs[/]   (certificates from the local CA "
         f"{ctx.layout.ca_cert})"
     )
-    console.print("Stop everything with [bold]make down[/] or [bold].venv/bin/rejuve down[/].")
+    console.print(
+        "Stop everything with [bold]make down[/] (data is kept; [bold]make demo[/] again is quick)."
+    )
+    if not result.ok:
+        raise UserError("the demo's data does not reconcile")

@@ -30,9 +30,12 @@ _state: dict[str, bool] = {"verbose": False}
 Services = Annotated[list[str] | None, typer.Argument(help="services (default: all)")]
 
 
-def _ctx() -> StackContext:
+def _ctx(service: bool = False) -> StackContext:
+    """Settings from the environment. People's commands log warnings only (their output is
+    the tables); services log at REJUVE_LOG_LEVEL into their log files."""
     settings = Settings()
-    logs.configure(settings.log_level, settings.log_json)
+    level = settings.log_level if service or _state["verbose"] else "WARNING"
+    logs.configure(level, settings.log_json)
     return StackContext.from_settings(settings)
 
 
@@ -193,7 +196,7 @@ def backend_run() -> None:
 
     from backend.api.app import create_app
 
-    ctx = _ctx()
+    ctx = _ctx(service=True)
     s = ctx.settings
     api = create_app(
         db=ctx.db, keys=ctx.keystore(), region=s.region, max_batch_bytes=s.max_batch_bytes
@@ -221,7 +224,7 @@ def flows_run() -> None:
     from backend.ingest import dropbox
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
-    ctx = _ctx()
+    ctx = _ctx(service=True)
     dropbox.ensure(ctx.drop_dir)
     # to_deployment is sync-or-async by context; called from sync code it is the object.
     drop = cast(
@@ -282,7 +285,7 @@ def refiner_run() -> None:
 
     from backend.refine.runner import run_workers
 
-    ctx = _ctx()
+    ctx = _ctx(service=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
