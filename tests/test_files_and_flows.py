@@ -207,3 +207,38 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
     )
     with pytest.raises(UserError, match="labs.csv line 3: member 'M-17' is not a platform"):
         ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+
+
+def test_zipped_apple_export_is_read_from_the_encrypted_parts(
+    migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
+) -> None:
+    """The zip is landed as received; the refiner seeks in it through the decrypting reader.
+    A German phone names the document Exportieren.xml; the clinical document is skipped."""
+    import zipfile
+
+    from backend.ingest import landing
+
+    xml = (FIXTURES / "apple_health/export.xml").read_bytes()
+    path = tmp_path / "export.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("apple_health_export/Exportieren.xml", xml)
+        zf.writestr("apple_health_export/export_cda.xml", b"<ClinicalDocument/>")
+        # bulk beyond one 4 MiB part, so reading crosses part boundaries
+        zf.writestr("apple_health_export/workout-routes/route.gpx", os.urandom(5 * 2**20))
+    assert path.stat().st_size > landing.PART_SIZE
+    member = uuid.uuid4()
+    zipped = ingest_file(
+        migrated_db, keys, path=path, fmt="apple-health", member_id=member, region="local"
+    )
+    plain = ingest_file(
+        migrated_db,
+        keys,
+        path=FIXTURES / "apple_health/export.xml",
+        fmt="apple-health",
+        member_id=member,
+        region="local",
+    )
+    assert zipped.receipt.records == 2
+    assert zipped.line.error is None and zipped.line.ok
+    assert zipped.line.parsed == plain.line.parsed > 0
+    assert plain.line.duplicate == zipped.line.processed  # the same data, seen again

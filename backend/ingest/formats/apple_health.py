@@ -135,7 +135,7 @@ def parse_path(path: Path, report: ParseReport) -> Iterator[Sample | Rejected]:
     """Stream an `export.xml`, or the export inside an `export.zip` (read in place)."""
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        yield from _parse_zip(path, report)
+        yield from parse_zip(path, report, name=path.name)
     elif suffix == ".xml":
         with path.open("rb") as data:
             yield from _parse_stream(data, report, path.name)
@@ -143,14 +143,18 @@ def parse_path(path: Path, report: ParseReport) -> Iterator[Sample | Rejected]:
         raise FormatError("expected an Apple Health export.zip or export.xml", path.name)
 
 
-def _parse_zip(path: Path, report: ParseReport) -> Iterator[Sample | Rejected]:
+def parse_zip(
+    source: Path | BinaryIO, report: ParseReport, *, name: str = "export.zip"
+) -> Iterator[Sample | Rejected]:
+    """The export inside an `export.zip`, from a path or a seekable file (the refiner's
+    decrypting reader), streamed without extracting it."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(source)
     except zipfile.BadZipFile as err:
-        raise FormatError(f"not a zip archive ({err})", path.name) from err
+        raise FormatError(f"not a zip archive ({err})", name) from err
     with archive:
-        member = _export_member(archive, path.name)
-        name = f"{path.name}/{member.filename}"
+        member = _export_member(archive, name)
+        name = f"{name}/{member.filename}"
         try:
             with archive.open(member) as data:
                 yield from _parse_stream(data, report, name)

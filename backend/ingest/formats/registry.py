@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 from backend.exceptions import UserError
-from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.model import ParseReport, Rejected, Sample
 
 Parsed = Iterator[Sample | Rejected]
 
@@ -31,7 +30,7 @@ class Format:
     ) -> Parsed:
         mod = importlib.import_module(self.module)
         if self.name == "apple-health" and _is_zip(data):
-            return _apple_zip(mod, data, report, name)
+            return cast(Parsed, mod.parse_zip(data, report, name=name))
         if self.name == "csv-lab":
             mapping_cls = mod.CsvMapping
             mapping = mapping_cls.from_dict(dict(options)) if options else mapping_cls.default()
@@ -44,15 +43,6 @@ def _is_zip(data: BinaryIO) -> bool:
     magic = data.read(4)
     data.seek(pos)
     return magic == b"PK\x03\x04"
-
-
-def _apple_zip(mod: Any, data: BinaryIO, report: ParseReport, name: str) -> Parsed:
-    with zipfile.ZipFile(data) as zf:
-        inner = [n for n in zf.namelist() if n.endswith("/export.xml") or n == "export.xml"]
-        if not inner:
-            raise FormatError("the zip holds no export.xml (is it an Apple Health export?)", name)
-        with zf.open(inner[0]) as xml:
-            yield from mod.parse(xml, report, name=f"{name}:{inner[0]}")
 
 
 FORMATS: dict[str, Format] = {
