@@ -30,8 +30,7 @@ def new_key() -> tuple[str, str, bytes]:
 
 
 _INSERT = (
-    "insert into governance.sources (source, key_hash, key_prefix, scopes)"
-    " values (%s, %s, %s, %s)"
+    "insert into governance.sources (source, key_hash, key_prefix, scopes) values (%s, %s, %s, %s)"
 )
 _UPSERT = (
     _INSERT + " on conflict (source) do update set key_hash = excluded.key_hash,"
@@ -39,16 +38,22 @@ _UPSERT = (
 )
 
 
-def register(conn: psycopg.Connection, source: str, scopes: tuple[str, ...] = ("ingest",),
-             rotate: bool = False) -> str:
+def register(
+    conn: psycopg.Connection,
+    source: str,
+    scopes: tuple[str, ...] = ("ingest",),
+    rotate: bool = False,
+) -> str:
     """A new key for `source`. With rotate, an existing source gets a new key and its old
     one stops working at once."""
     key, prefix, digest = new_key()
     try:
         conn.execute(_UPSERT if rotate else _INSERT, (source, digest, prefix, list(scopes)))
     except psycopg.errors.UniqueViolation:
-        raise UserError(f"source '{source}' is already registered",
-                        "use `rejuve sources add --rotate` to issue a new key") from None
+        raise UserError(
+            f"source '{source}' is already registered",
+            "use `rejuve sources add --rotate` to issue a new key",
+        ) from None
     conn.commit()
     return key
 
