@@ -205,7 +205,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
         f"{a},4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
         "M-17,4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
     )
-    with pytest.raises(UserError, match="labs.csv line 3: member 'M-17' is not a platform"):
+    with pytest.raises(UserError, match=r"labs\.csv line 3: member 'M-17' is not a platform"):
         ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
 
 

@@ -52,11 +52,12 @@ _MEASURES = [
     Measure("x-rejuve:workout", "workout duration (type in qualifier)", "min", 0, 1440, "activity"),
     # Labs commonly seen in CSV and FHIR lab feeds.
     Measure("4548-4", "hemoglobin A1c", "%", 2, 20, "labs"),
-    Measure("2093-3", "cholesterol total", "mg/dL", 50, 500, "labs"),
-    Measure("2085-9", "HDL cholesterol", "mg/dL", 5, 200, "labs"),
-    Measure("13457-7", "LDL cholesterol (calculated)", "mg/dL", 5, 400, "labs"),
-    Measure("2571-8", "triglycerides", "mg/dL", 10, 5000, "labs"),
-    Measure("2160-0", "creatinine", "mg/dL", 0.1, 20, "labs"),
+    Measure("2093-3", "cholesterol total", "mg/dL", 50, 500, "labs", molar_mass=386.65),
+    Measure("2085-9", "HDL cholesterol", "mg/dL", 5, 200, "labs", molar_mass=386.65),
+    Measure("13457-7", "LDL cholesterol (calculated)", "mg/dL", 5, 400, "labs", molar_mass=386.65),
+    # Triglycerides as triolein, the convention behind 1 mmol/L = 88.57 mg/dL.
+    Measure("2571-8", "triglycerides", "mg/dL", 10, 5000, "labs", molar_mass=885.7),
+    Measure("2160-0", "creatinine", "mg/dL", 0.1, 20, "labs", molar_mass=113.12),
     Measure("1988-5", "C reactive protein", "mg/L", 0, 500, "labs"),
     Measure("718-7", "hemoglobin", "g/dL", 2, 25, "labs"),
 ]

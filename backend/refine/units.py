@@ -93,16 +93,30 @@ def _quantity(ucum: str) -> pint.Quantity[Any]:
     return q
 
 
-@functools.lru_cache(maxsize=4096)
 def conversion_for(unit: str, code: str) -> Conversion:
     """`conversion` keyed by strings: hashing two short strings per sample is far cheaper
     than hashing the Measure dataclass."""
-    measure = CATALOG[code]
-    return conversion(CODE_SPELLINGS.get((code, unit), unit), measure)
+    result = _cached(unit, code)
+    if isinstance(result, UnitError):
+        raise result
+    return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached(unit: str, code: str) -> Conversion | UnitError:
+    # Failures are cached too: a file full of one bad unit must not re-parse it per sample.
+    try:
+        return conversion(CODE_SPELLINGS.get((code, unit), unit), CATALOG[code])
+    except UnitError as e:
+        return e
 
 
 def conversion(unit: str, measure: Measure) -> Conversion:
     """How to turn a value in `unit` into the measure's canonical unit."""
+    if measure.unit == "%" and to_ucum(unit) != "%":
+        # pint would turn mmol/mol into a fraction, but HbA1c in IFCC units (mmol/mol) is
+        # not a rescaled % (NGSP): refuse rather than convert wrongly.
+        raise UnitError(f"'{unit}' cannot be converted to % ({measure.name}): send %")
     src = _quantity(to_ucum(unit))
     dst = _quantity(to_ucum(measure.unit))
     reg = _registry()

@@ -226,8 +226,8 @@ def write_export(spec: CohortSpec, member: Member, path: Path) -> Tally:
 
 def apple_export(spec: CohortSpec, member: Member, out_path: Path, records: int) -> FileEntry:
     """An export of about `records` records (whole days, ending before the cohort's
-    timeline ends), streamed to `out_path`: memory stays flat whatever the size (~330
-    bytes a record, so 3.2 M records make a 1 GB file)."""
+    timeline ends), streamed to `out_path`: memory stays flat whatever the size (~380
+    bytes a record, so 2.8 M records make a 1 GB file)."""
     days = records // _PER_DAY + 2
     clock = Clock.between(member, spec.end - dt.timedelta(days=days), spec.end)
     tally = Tally()

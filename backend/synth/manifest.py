@@ -49,7 +49,10 @@ class FileEntry:
     duplicates: int
     unmapped: int
     batch_id: str | None = None  # a device batch's client id
-    resend_of: str | None = None  # path of the batch this file sends again, byte for byte
+    # Path of the batch this file sends again, byte for byte. Posted to the API it is
+    # answered "replayed" and lands nothing; landed any other way (the CLI, no client
+    # batch id), its good samples are the `duplicates` counted here.
+    resend_of: str | None = None
 
     @classmethod
     def of(cls, path: str, fmt: str, member: str | None, tally: Tally, **extra: Any) -> FileEntry:

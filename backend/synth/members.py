@@ -99,7 +99,10 @@ class Member:
 
     @property
     def short_id(self) -> str:
-        return self.member_id.hex[:8]
+        # 48 random bits: batch ids are unique per source, so two members sharing a short
+        # id would have one's batches replayed as the other's (8 hex digits collide at
+        # ~1% in a 10k-member cohort).
+        return self.member_id.hex[:12]
 
     @property
     def tz(self) -> dt.timezone:
@@ -136,7 +139,7 @@ def member(spec: CohortSpec, index: int) -> Member:
         glucose_mg_dl=round(min(max(rng.gauss(95, 12), 70), 180)),
         hba1c=round(hba1c, 1),
         cholesterol=round(rng.gauss(195, 30)),
-        hdl=round(rng.gauss(62 if not male else 50, 10)),
+        hdl=round(rng.gauss(50 if male else 62, 10)),
         apple_export=index < spec.apple_exports,
     )
 
