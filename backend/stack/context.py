@@ -11,7 +11,7 @@ from backend.exceptions import SetupError
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
 from backend.settings import Settings
-from backend.stack import secrets_store
+from backend.stack import secrets_store, system
 from backend.stack.layout import Layout
 from backend.stack.prefect_server import PrefectAccess, PrefectServer
 from backend.stack.python_service import PythonService
@@ -134,19 +134,8 @@ class StackContext:
         return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, flows]
 
     def _flows_served(self) -> bool:
-        import ssl
-
-        import httpx
-
-        try:
-            r = httpx.get(
-                f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder",
-                timeout=2,
-                verify=ssl.create_default_context(cafile=str(self.layout.ca_cert)),
-            )
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
+        deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"
+        return system.https_ok(deployment, self.layout.ca_cert)
 
     @property
     def drop_dir(self) -> Path:
@@ -157,19 +146,7 @@ class StackContext:
         return f"https://127.0.0.1:{self.settings.backend_port}"
 
     def _backend_answers(self) -> bool:
-        import ssl
-
-        import httpx
-
-        try:
-            r = httpx.get(
-                f"{self.backend_url}/healthz",
-                timeout=2,
-                verify=ssl.create_default_context(cafile=str(self.layout.ca_cert)),
-            )
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
+        return system.https_ok(f"{self.backend_url}/healthz", self.layout.ca_cert)
 
 
 def _db_answers(db: DatabaseAccess) -> bool:

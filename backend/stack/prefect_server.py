@@ -7,12 +7,9 @@
 from __future__ import annotations
 
 import os
-import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from backend.exceptions import SetupError
 from backend.stack import system
@@ -122,15 +119,7 @@ class PrefectServer:
         self.pid_file.unlink(missing_ok=True)
 
     def healthy(self) -> bool:
-        try:
-            r = httpx.get(
-                f"{self.access.api_url}/health",
-                verify=ssl.create_default_context(cafile=str(self.access.ca_file)),
-                timeout=3,
-            )
-        except httpx.HTTPError:
-            return False
-        return r.status_code == 200
+        return system.https_ok(f"{self.access.api_url}/health", self.access.ca_file)
 
     def status(self) -> ServiceStatus:
         pid = self.pid()

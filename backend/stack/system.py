@@ -120,6 +120,19 @@ def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
         os.close(fd)
 
 
+def https_ok(url: str, ca_file: Path, timeout: float = 3) -> bool:
+    """True if `url` answers 200 over TLS verified against our CA: every health probe."""
+    import ssl
+
+    import httpx
+
+    try:
+        r = httpx.get(url, timeout=timeout, verify=ssl.create_default_context(cafile=str(ca_file)))
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
+
+
 def wait_until(check: Any, timeout: float, what: str, log_file: Path | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
