@@ -77,3 +77,10 @@ def test_a_bad_file_is_one_clear_line(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr
     wrong_format = rejuve("ingest", str(broken), "-f", "pdf", "--member", str(uuid.uuid4()))
     assert wrong_format.returncode == 2 and "unknown format 'pdf'" in wrong_format.stderr
+
+
+def test_audit_verify_reports_the_chain() -> None:
+    res = rejuve("audit", "verify", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] is True and report["problems"] == []

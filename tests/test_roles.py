@@ -33,6 +33,21 @@ INSERT = {
         " values (%(r)s, now(), 'implausible', '{}')"
     ),
     "governance.members": "insert into governance.members (home_region) values ('local')",
+    "governance.audit_log": (
+        "insert into governance.audit_log (seq, at, request_id, actor, action, resource,"
+        " outcome, prev_hash, hash) values ((random() * 1e9)::bigint + 1000, now(),"
+        " gen_random_uuid(), 't', 'read', 'x', 'allowed', '', '')"
+    ),
+    "governance.consent_events": (
+        "insert into governance.consent_events (member_id, purpose, category, action,"
+        " consent_version, recorded_by) values (%(m)s, 'coaching', 'wearables', 'grant',"
+        " 'v1', 't')"
+    ),
+    "governance.casbin_rule": "insert into governance.casbin_rule (ptype, v0) values ('p', 't')",
+    "governance.coach_assignments": (
+        "insert into governance.coach_assignments (coach, member_id)"
+        " values (gen_random_uuid()::text, %(m)s)"
+    ),
     "raw.batches": (
         "insert into raw.batches (batch_id, source, format, member_id, record_count, byte_count,"
         " digest) values (gen_random_uuid(), 't', 'omh', %(m)s, 1, 2, sha256('x'))"
@@ -60,6 +75,10 @@ UPDATE_COLUMN = {
     "governance.sources": "key_prefix",
     "processed.batch_ledger": "parsed",
     "analytics.batch_quality": "completeness",
+    "governance.audit_log": "actor",
+    "governance.consent_events": "purpose",
+    "governance.casbin_rule": "v0",
+    "governance.coach_assignments": "coach",
 }
 OPS = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
 ALL = set(OPS)
@@ -81,11 +100,24 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "processed.batch_ledger": {"SELECT", "INSERT"},
         "analytics.batch_quality": {"SELECT", "INSERT"},
     },
+    # The backend's read role: it also reads the governance data every query applies
+    # (consent, coach assignments, members), never writes.
     "query": {
         "processed.observations": {"SELECT"},
         "processed.quarantine": {"SELECT"},
         "processed.batch_ledger": {"SELECT"},
         "analytics.batch_quality": {"SELECT"},
+        "governance.members": {"SELECT"},
+        "governance.coach_assignments": {"SELECT"},
+    },
+    # The backend's governance writer: the audit log only through audit_append (so the
+    # hash chain cannot be bypassed), consent append-only, policy and assignments.
+    "backend": {
+        "governance.members": {"SELECT", "INSERT"},
+        "governance.audit_log": {"SELECT"},
+        "governance.consent_events": {"SELECT", "INSERT"},
+        "governance.casbin_rule": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+        "governance.coach_assignments": {"SELECT", "INSERT", "UPDATE", "DELETE"},
     },
     # The owner owns everything, but the raw zone refuses change even to it.
     "owner": {
@@ -97,6 +129,10 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "governance.sources": ALL,
         "processed.batch_ledger": ALL,
         "analytics.batch_quality": ALL,
+        "governance.audit_log": {"SELECT", "INSERT"},
+        "governance.consent_events": {"SELECT", "INSERT"},
+        "governance.casbin_rule": ALL,
+        "governance.coach_assignments": ALL,
     },
 }
 
@@ -139,7 +175,7 @@ def test_role_matrix(seeded: DatabaseAccess, role: str, table: str, op: str) -> 
             conn.rollback()
     assert outcome == ("allowed" if allowed else "refused"), (role, table, op)
     if outcome == "refused" and role == "owner":
-        assert "raw zone is immutable" in message
+        assert "raw zone is immutable" in message or "is append-only" in message
 
 
 def test_refiner_may_resolve_but_not_rewrite_quarantine(seeded: DatabaseAccess) -> None:
@@ -181,7 +217,7 @@ def test_no_role_is_superuser_or_can_create_roles(seeded: DatabaseAccess) -> Non
             " from pg_roles where rolname = any(%s)",
             (list(seeded.roles.app.values()),),
         ).fetchall()
-    assert len(rows) == 3
+    assert len(rows) == len(seeded.roles.app)
     assert all(not any(flags) for _, *flags in rows)
 
 

@@ -270,7 +270,32 @@ def sources_revoke(name: str) -> None:
     console.print(f"revoked {name}")
 
 
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Recompute the hash chain; name every edited, deleted or reordered record."""
+    from backend.governance import audit
+
+    with console.status("verifying the audit chain"), _ctx().db.connect("backend") as conn:
+        result = audit.verify(conn)
+    if as_json:
+        print_json({"ok": result.ok, "checked": result.checked,
+                    "problems": [{"seq": s, "problem": p} for s, p in result.problems]})
+    elif result.ok:
+        console.print(f"[green]audit chain intact[/]: {result.checked:,} records")
+    else:
+        for seq, problem in result.problems:
+            err.print(f"[red]record {seq}[/]: {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _register_subcommands() -> None:
+    app.add_typer(audit_app, name="audit")
     app.add_typer(sources_app, name="sources")
     from backend.cli.data_cmds import quarantine_app
 

@@ -43,9 +43,15 @@ class Roles:
         return f"{self.db}_query"
 
     @property
+    def backend(self) -> str:
+        """The backend's governance writer: audit (through its function), consent, policy."""
+        return f"{self.db}_backend"
+
+    @property
     def app(self) -> dict[str, str]:
         """Application roles by short name (the keys used in the secrets file)."""
-        return {"ingest": self.ingest, "refiner": self.refiner, "query": self.query}
+        return {"ingest": self.ingest, "refiner": self.refiner, "query": self.query,
+                "backend": self.backend}
 
     def by_key(self, key: str) -> str:
         return {"owner": self.owner, **self.app}[key]

@@ -14,6 +14,7 @@ SECRET_NAMES = (
     "pg_ingest",
     "pg_refiner",
     "pg_query",
+    "pg_backend",
     "pg_prefect",
     "redis",
 )

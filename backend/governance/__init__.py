@@ -1,0 +1,1 @@
+"""Governance: who may see what, with whose consent, and the record of every request."""
