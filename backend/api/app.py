@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from backend.api import ingest_routes
+from backend.api import ingest_routes, query_routes
+from backend.api.governance_state import GovernanceState
 from backend.api.state import AppState
 from backend.logs import get as get_logger
 
 log = get_logger(__name__)
 
 
-def create_app(**state_kw: object) -> FastAPI:
-    """`state_kw` are AppState.open's arguments; the entry point builds them from Settings."""
+def create_app(
+    governance: Callable[[], GovernanceState] | None = None, **state_kw: object
+) -> FastAPI:
+    """`state_kw` are AppState.open's arguments and `governance` opens the governed path's
+    state; the entry point builds both from Settings."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = AppState.open(**state_kw)  # type: ignore[arg-type]
         app.state.rejuve = state
+        gov = governance() if governance else None
+        app.state.governance = gov
         try:
             yield
         finally:
             state.close()
+            if gov is not None:
+                gov.close()
 
     app = FastAPI(
         title="Rejuve backend",
@@ -34,6 +42,8 @@ def create_app(**state_kw: object) -> FastAPI:
         description="Governed access to the Rejuve health-data platform.",
     )
     app.include_router(ingest_routes.router)
+    if governance is not None:
+        app.include_router(query_routes.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

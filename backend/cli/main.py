@@ -198,8 +198,24 @@ def backend_run() -> None:
 
     ctx = _ctx(service=True)
     s = ctx.settings
+    from backend.api.governance_state import GovernanceState, NoIdentity
+    from backend.keys.study_keys import StudyKeys
+
+    def governance() -> GovernanceState:
+        # JupyterHub tokens arrive with the Hub (next step); until then nobody is anybody.
+        return GovernanceState.open(
+            ctx.db,
+            NoIdentity(),
+            StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
+            ctx.settings.region,
+        )
+
     api = create_app(
-        db=ctx.db, keys=ctx.keystore(), region=s.region, max_batch_bytes=s.max_batch_bytes
+        governance=governance,
+        db=ctx.db,
+        keys=ctx.keystore(),
+        region=s.region,
+        max_batch_bytes=s.max_batch_bytes,
     )
     uvicorn.run(
         api,
@@ -283,8 +299,13 @@ def audit_verify(
     with console.status("verifying the audit chain"), _ctx().db.connect("backend") as conn:
         result = audit.verify(conn)
     if as_json:
-        print_json({"ok": result.ok, "checked": result.checked,
-                    "problems": [{"seq": s, "problem": p} for s, p in result.problems]})
+        print_json(
+            {
+                "ok": result.ok,
+                "checked": result.checked,
+                "problems": [{"seq": s, "problem": p} for s, p in result.problems],
+            }
+        )
     elif result.ok:
         console.print(f"[green]audit chain intact[/]: {result.checked:,} records")
     else:

@@ -93,8 +93,11 @@ class StackContext:
     def external_redis(self) -> bool:
         return self.settings.redis_url is not None
 
+    def kms(self) -> LocalKms:
+        return LocalKms.from_file(self.layout.master_key)
+
     def keystore(self) -> KeyStore:
-        return KeyStore(self.layout.keys, LocalKms.from_file(self.layout.master_key))
+        return KeyStore(self.layout.keys, self.kms())
 
     def services(self) -> list[Service]:
         """In start order; stopped in reverse."""

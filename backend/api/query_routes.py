@@ -1,0 +1,208 @@
+"""Governed queries: member timelines (coaches, members), study datasets (researchers),
+audit search (auditors). Each route goes through `governed` and its SQL enforces the
+object-level rules again."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, Field
+
+from backend.api.governed import Gov, governed
+from backend.query import dataset as ds
+from backend.query import timeline as tl
+
+router = APIRouter(prefix="/v1", tags=["queries"])
+
+MAX_RANGE = dt.timedelta(days=366)
+
+
+class TimelinePoint(BaseModel):
+    time: dt.datetime
+    code: str
+    value: float
+    unit: str
+    count: int = 1
+    min: float | None = None
+    max: float | None = None
+
+
+class TimelinePage(BaseModel):
+    member: str
+    points: list[TimelinePoint]
+    next_after: str | None = Field(
+        None, description="pass as `after` for the next page (time|code of the last point)"
+    )
+
+
+def _range(start: dt.datetime, end: dt.datetime) -> None:
+    if end <= start or end - start > MAX_RANGE:
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["query", "end"],
+                    "type": "range",
+                    "msg": "end must be after start, at most 366 days later",
+                }
+            ],
+        )
+
+
+@router.get(
+    "/members/{member}/timeline",
+    response_model=TimelinePage,
+    responses={401: {}, 403: {}, 404: {}, 429: {}},
+)
+def member_timeline(
+    request: Request,
+    gov: Gov,
+    member: str,
+    start: Annotated[AwareDatetime, Query()],
+    end: Annotated[AwareDatetime, Query()],
+    codes: Annotated[
+        list[Annotated[str, Field(max_length=64)]] | None, Query(max_length=50)
+    ] = None,
+    bucket: Literal["hour", "day"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+    after: Annotated[str | None, Query(max_length=120, pattern=r"^[^|]+\|[^|]+$")] = None,
+) -> TimelinePage:
+    """A member's observations (or hourly/daily buckets), for the member or their coach."""
+    _range(start, end)
+    resource = "members/self/timeline" if member == "self" else f"members/{member}/timeline"
+    params = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "codes": codes,
+        "bucket": bucket,
+        "limit": limit,
+    }
+    with governed(
+        request, gov, action="timeline.read", resource=resource, purpose="coaching", params=params
+    ) as ticket:
+        assert ticket.viewer is not None
+        with gov.query_pool.connection() as conn:
+            target = _member_id(conn, ticket.viewer.user) if member == "self" else _uuid(member)
+            if target is None or not tl.can_view(conn, ticket.viewer, target):
+                # Not "forbidden": whether such a member exists is not the caller's to learn.
+                raise HTTPException(404, "no such member")
+            cursor = None
+            if after:
+                t, code = after.split("|")
+                cursor = (dt.datetime.fromisoformat(t), code)
+            points = tl.timeline(
+                conn,
+                ticket.viewer,
+                target,
+                start=start,
+                end=end,
+                codes=codes,
+                bucket=bucket,
+                limit=limit,
+                after=cursor,
+            )
+        ticket.row_count = len(points)
+    last = points[-1] if len(points) == limit else None
+    return TimelinePage(
+        member=member,
+        points=[
+            TimelinePoint(**p.__dict__)
+            if hasattr(p, "__dict__")
+            else TimelinePoint(
+                time=p.time,
+                code=p.code,
+                value=p.value,
+                unit=p.unit,
+                count=p.count,
+                min=p.min,
+                max=p.max,
+            )
+            for p in points
+        ],
+        next_after=f"{last.time.isoformat()}|{last.code}" if last else None,
+    )
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _member_id(conn: object, hub_user: str) -> uuid.UUID | None:
+    import psycopg
+
+    assert isinstance(conn, psycopg.Connection)
+    row = conn.execute(
+        "select member_id from governance.members where hub_user = %s", (hub_user,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+@router.get(
+    "/studies/{study}/dataset",
+    responses={
+        200: {"content": {"application/json": {}, "application/vnd.apache.parquet": {}}},
+        401: {},
+        403: {},
+        404: {},
+        429: {},
+    },
+)
+def study_dataset(
+    request: Request,
+    gov: Gov,
+    study: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")],
+    start: Annotated[AwareDatetime, Query()],
+    end: Annotated[AwareDatetime, Query()],
+    codes: Annotated[
+        list[Annotated[str, Field(max_length=64)]] | None, Query(max_length=50)
+    ] = None,
+    shape: Literal["long", "wide"] = "long",
+    format: Literal["json", "parquet"] = "json",
+) -> Response:
+    """A pseudonymised extract of a study: consenting members only, per-study pseudonyms."""
+    _range(start, end)
+    params = {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "codes": codes,
+        "shape": shape,
+        "format": format,
+    }
+    with governed(
+        request,
+        gov,
+        action="dataset.extract",
+        resource=f"studies/{study}/dataset",
+        purpose=f"study:{study}",
+        study=study,
+        params=params,
+    ) as ticket:
+        assert ticket.viewer is not None
+        with gov.query_pool.connection() as conn:
+            if not ds.on_study(conn, ticket.viewer, study):
+                raise HTTPException(404, "no such study for you")
+            frame = ds.extract(
+                conn,
+                ticket.viewer,
+                study,
+                gov.study_keys.key(study),
+                start=start,
+                end=end,
+                codes=codes,
+                shape=shape,
+            )
+        ticket.row_count = len(frame)
+    if format == "parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return Response(buf.getvalue(), media_type="application/vnd.apache.parquet")
+    return Response(
+        frame.to_json(orient="records", date_format="iso"), media_type="application/json"
+    )
