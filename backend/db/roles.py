@@ -50,8 +50,12 @@ class Roles:
     @property
     def app(self) -> dict[str, str]:
         """Application roles by short name (the keys used in the secrets file)."""
-        return {"ingest": self.ingest, "refiner": self.refiner, "query": self.query,
-                "backend": self.backend}
+        return {
+            "ingest": self.ingest,
+            "refiner": self.refiner,
+            "query": self.query,
+            "backend": self.backend,
+        }
 
     def by_key(self, key: str) -> str:
         return {"owner": self.owner, **self.app}[key]

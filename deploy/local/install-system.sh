@@ -16,7 +16,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-want=(ca-certificates python3 python3-venv)
+# chromium: browser tests (Playwright drives Debian's build); the proxy: JupyterHub's.
+want=(ca-certificates python3 python3-venv chromium node-configurable-http-proxy)
 [ -z "${REJUVE_REDIS_URL:-}" ] && want+=(redis-server)
 if [ -z "${REJUVE_DATABASE_URL:-}" ] && [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
   want+=(mmdebstrap patchelf)

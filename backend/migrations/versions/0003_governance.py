@@ -147,9 +147,7 @@ def upgrade() -> None:
         "CREATE INDEX consent_member_idx ON governance.consent_events"
         " (member_id, purpose, category, recorded_at DESC)"
     )
-    op.execute(
-        "CREATE INDEX consent_purpose_idx ON governance.consent_events (purpose, category)"
-    )
+    op.execute("CREATE INDEX consent_purpose_idx ON governance.consent_events (purpose, category)")
     op.execute(
         "CREATE TRIGGER consent_append_only BEFORE UPDATE OR DELETE ON governance.consent_events"
         " FOR EACH ROW EXECUTE FUNCTION governance.refuse_change()"
@@ -216,12 +214,16 @@ def upgrade() -> None:
     op.execute("ALTER TABLE governance.members ADD COLUMN hub_user text UNIQUE")
 
     op.execute(f"GRANT USAGE ON SCHEMA governance, processed, analytics TO {backend}")
-    op.execute(f"GRANT EXECUTE ON FUNCTION governance.audit_append("
-               "uuid, text, text, text, text, text, text, jsonb, integer, text, integer,"
-               f" double precision, text) TO {backend}")
-    op.execute("REVOKE EXECUTE ON FUNCTION governance.audit_append("
-               "uuid, text, text, text, text, text, text, jsonb, integer, text, integer,"
-               " double precision, text) FROM PUBLIC")
+    op.execute(
+        f"GRANT EXECUTE ON FUNCTION governance.audit_append("
+        "uuid, text, text, text, text, text, text, jsonb, integer, text, integer,"
+        f" double precision, text) TO {backend}"
+    )
+    op.execute(
+        "REVOKE EXECUTE ON FUNCTION governance.audit_append("
+        "uuid, text, text, text, text, text, text, jsonb, integer, text, integer,"
+        " double precision, text) FROM PUBLIC"
+    )
     op.execute(f"GRANT SELECT ON governance.audit_log TO {backend}")
     op.execute(f"GRANT SELECT, INSERT ON governance.consent_events TO {backend}")
     op.execute(f"GRANT SELECT ON governance.consent_effective TO {backend}, {query}")

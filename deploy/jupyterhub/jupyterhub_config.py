@@ -1,0 +1,154 @@
+# JupyterHub 6.1 for the local stack: `jupyterhub -f deploy/jupyterhub/jupyterhub_config.py`.
+#
+# Only environment variables set by the entry point parametrise it (see README.md beside
+# this file); no secret is written here: the cookie secret lives in a 0600 file the Hub
+# creates in the state directory, tokens come from files (or the environment).
+#
+# Everything listens on 127.0.0.1. The public side is the proxy over HTTPS with our local
+# CA's certificate; the Hub's own API, the proxy's control API and single-user servers
+# are plain HTTP on loopback (JupyterHub's internal_ssl would cover them; not set up).
+import os
+import ssl
+import sys
+from pathlib import Path
+
+c = get_config()  # noqa: F821  (provided by JupyterHub's config loader)
+
+# Importable from any working directory: the config lives in the checkout, two levels down.
+_repo = Path(__file__).resolve().parents[2]
+if str(_repo) not in sys.path:
+    sys.path.insert(0, str(_repo))
+
+from backend.identity.hub_auth import RejuveAuthenticator  # noqa: E402
+
+BACKEND_SERVICE = "rejuve-backend"
+PANEL_SERVICE = "rejuve-panel"
+
+
+def _env(name: str, default: str | None = None) -> str:
+    value = os.environ.get(f"REJUVE_HUB_{name}", default)
+    if value is None or value == "":
+        raise SystemExit(f"jupyterhub_config: REJUVE_HUB_{name} is not set")
+    return value
+
+
+def _secret(name: str) -> str:
+    """REJUVE_HUB_<name>_FILE (preferred: a file is not inherited by children nor shown in
+    /proc/<pid>/environ) or REJUVE_HUB_<name>."""
+    path = os.environ.get(f"REJUVE_HUB_{name}_FILE")
+    value = Path(path).read_text().strip() if path else os.environ.get(f"REJUVE_HUB_{name}")
+    if not value:
+        raise SystemExit(f"jupyterhub_config: set REJUVE_HUB_{name}_FILE or REJUVE_HUB_{name}")
+    return value
+
+
+class _SharedTLSContext(ssl.SSLContext):
+    # traitlets deep-copies config values as it applies them; an SSLContext cannot be
+    # copied, and sharing this one is what we want anyway.
+    def __deepcopy__(self, memo: dict[int, object]) -> "_SharedTLSContext":
+        return self
+
+
+state = Path(_env("STATE_DIR")).resolve()
+state.mkdir(mode=0o700, parents=True, exist_ok=True)
+state.chmod(0o700)
+homes = state / "home"
+homes.mkdir(mode=0o700, exist_ok=True)
+ca_file = _env("CA_FILE")
+
+# Where the Hub listens; its own files go to the state directory, never the working one.
+c.JupyterHub.bind_url = f"https://127.0.0.1:{int(_env('PORT'))}/"
+c.JupyterHub.ssl_cert = _env("TLS_CERT")
+c.JupyterHub.ssl_key = _env("TLS_KEY")
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{int(_env('API_PORT'))}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{int(_env('PROXY_API_PORT'))}"
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+c.JupyterHub.pid_file = str(state / "hub.pid")
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+
+# The Hub checks a service's `url` and the proxy forwards to it; both must trust our CA
+# (besides the system's). The proxy is a Node process started with the Hub's environment.
+_tls = _SharedTLSContext(ssl.PROTOCOL_TLS_CLIENT)
+_tls.load_default_certs()
+_tls.load_verify_locations(cafile=ca_file)
+c.JupyterHubHTTPClient.connector_options = {"ssl": _tls}
+os.environ["NODE_EXTRA_CA_CERTS"] = ca_file
+# Debian's configurable-http-proxy keeps its modules in /usr/share/nodejs, which Debian's
+# node searches but a NodeSource node (same package name, `nodejs`) does not.
+if Path("/usr/share/nodejs").is_dir():
+    _node_path = os.environ.get("NODE_PATH", "")
+    os.environ["NODE_PATH"] = ":".join(p for p in ("/usr/share/nodejs", _node_path) if p)
+
+# Who can log in.
+c.JupyterHub.authenticator_class = RejuveAuthenticator
+c.RejuveAuthenticator.user_store = _env("USER_STORE", str(state / "hub-users.json"))
+c.Authenticator.manage_groups = True
+c.Authenticator.admin_users = {
+    u.strip() for u in os.environ.get("REJUVE_HUB_ADMIN_USERS", "").split(",") if u.strip()
+}
+# Roles and removals made with `rejuve users` reach running sessions this quickly. Strict:
+# someone removed from the store loses token (API) access too, not only the login cookie;
+# our refresh fails only for removed users, so the 6.1 caveat about strictness locking out
+# healthy users does not apply.
+c.RejuveAuthenticator.auth_refresh_age = int(_env("AUTH_REFRESH_SECONDS", "60"))
+c.RejuveAuthenticator.auth_refresh_strict = True
+
+# Notebook servers.
+# SimpleLocalProcessSpawner runs every user's server as the Hub's user (root here), with
+# no isolation between users: acceptable for a one-person local stack only (README.md).
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = str(homes / "{username}")
+c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+# Without it a root spawn fails after the start timeout with an unhelpful 500.
+c.Spawner.args = ["--allow-root"]
+c.Spawner.default_url = "/lab"
+backend_url = _env("BACKEND_URL")
+# JUPYTERHUB_API_TOKEN/_URL/_USER come from the Hub; these let workbench.connect() find
+# the backend and verify its certificate without pasted configuration.
+c.Spawner.environment = {"REJUVE_BACKEND_URL": backend_url, "REJUVE_CA_FILE": ca_file}
+# Tokens the Hub gives servers (JUPYTERHUB_API_TOKEN): the default `server` role plus the
+# right to call the backend as the user.
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    f"access:services!service={BACKEND_SERVICE}",
+]
+
+# Services.
+user_scopes = {f"access:services!service={BACKEND_SERVICE}"}
+services = [
+    {
+        "name": BACKEND_SERVICE,
+        # The proxy serves it at /services/rejuve-backend/; the Hub waits (up to the
+        # service's `timeout`, 30 s) for it to answer at start-up: start it first.
+        "url": backend_url,
+        "api_token": _secret("BACKEND_TOKEN"),
+        "oauth_client_id": f"service-{BACKEND_SERVICE}",
+        "display": False,
+    }
+]
+# Panel dashboards log people in with OAuth against the Hub (FACTS.md: generic provider,
+# scope `identify`); defined once their entry point passes these.
+panel_redirect = os.environ.get("REJUVE_HUB_PANEL_REDIRECT_URI")
+if panel_redirect:
+    panel = {
+        "name": PANEL_SERVICE,
+        "oauth_client_id": f"service-{PANEL_SERVICE}",
+        "oauth_redirect_uri": panel_redirect,
+        # The service's API token is also its OAuth client secret.
+        "api_token": _secret("PANEL_TOKEN"),
+        # Part of the platform, not a third party: no "authorize this app?" page.
+        "oauth_no_confirm": True,
+    }
+    panel_url = os.environ.get("REJUVE_HUB_PANEL_URL")
+    if panel_url:
+        panel["url"] = panel_url
+    services.append(panel)
+    user_scopes.add(f"access:services!service={PANEL_SERVICE}")
+c.JupyterHub.services = services
+# Users' own tokens (the token page, API) carry access to our services too (new in 6.0).
+c.JupyterHub.extra_user_scopes = user_scopes
+
+# Idle culling of single-user servers needs jupyterhub-idle-culler, which is not
+# installed: servers run until stopped (README.md).
