@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     redis_port: int = 6380
     prefect_port: int = 4200
     backend_port: int = 8443
+    hub_port: int = 8444
+    hub_api_port: int = 8446
+    hub_proxy_api_port: int = 8447
+    hub_admin_users: str = ""  # comma-separated Hub admins
     max_batch_bytes: int = 8 * 1024 * 1024
     drop_dir: Path | None = None  # default: <home>/dropbox
     drop_interval_seconds: int = 30

@@ -65,6 +65,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "prefect": ("down", None),
         "refiner": ("down", None),
         "backend": ("down", None),
+        "jupyterhub": ("down", None),
         "flows": ("down", None),
     }
 
@@ -108,6 +109,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
         "prefect": ("down", None),
         "refiner": ("down", None),
         "backend": ("down", None),
+        "jupyterhub": ("down", None),
         "flows": ("down", None),
     }
 
@@ -116,7 +118,7 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: backend, flows, prefect, redis, refiner, timescaledb"
+        "error: unknown service nosuch; known: backend, flows, jupyterhub, prefect, redis, refiner, timescaledb"
     ]
 
 
@@ -142,6 +144,7 @@ def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
             "prefect": ("down", None),
             "refiner": ("down", None),
             "backend": ("down", None),
+            "jupyterhub": ("down", None),
             "flows": ("down", None),
         }
         assert not (home / "timescaledb").exists()

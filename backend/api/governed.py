@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, status
 
 from backend.api.governance_state import GovernanceState
+from backend.exceptions import ServiceDown
 from backend.governance import audit
 from backend.query.viewer import Viewer
 
@@ -87,7 +88,13 @@ def governed(
     ticket = Ticket(gov, None, client, action, resource, purpose, study, dict(params or {}))
     try:
         token = _token(request)
-        identity = gov.validator.validate(token) if token else None
+        try:
+            identity = gov.validator.validate(token) if token else None
+        except ServiceDown:
+            # The identity provider gave no answer: not the caller's fault, not a 401.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "identity provider unavailable"
+            ) from None
         if identity is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

@@ -198,14 +198,20 @@ def backend_run() -> None:
 
     ctx = _ctx(service=True)
     s = ctx.settings
-    from backend.api.governance_state import GovernanceState, NoIdentity
+    from backend.api.governance_state import GovernanceState
     from backend.keys.study_keys import StudyKeys
 
     def governance() -> GovernanceState:
-        # JupyterHub tokens arrive with the Hub (next step); until then nobody is anybody.
+        from backend.identity.hub_client import HubTokenValidator
+        from backend.stack.hub_server import SERVICE
+
+        # People are who JupyterHub says they are: their Hub token, checked with the Hub.
+        validator = HubTokenValidator(
+            ctx.hub.api_url, ctx.hub.backend_token, ctx.layout.ca_cert, service_name=SERVICE
+        )
         return GovernanceState.open(
             ctx.db,
-            NoIdentity(),
+            validator,
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
         )
@@ -315,7 +321,56 @@ def audit_verify(
         raise typer.Exit(1)
 
 
+users_app = typer.Typer(no_args_is_help=True, help="People's accounts (JupyterHub logins).")
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: Annotated[
+        list[str],
+        typer.Option(help="member, coach, researcher, steward, admin or auditor (repeatable)"),
+    ],
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin")] = False,
+) -> None:
+    """Create an account (the password is stored as a bcrypt hash)."""
+    from backend.identity import hub_auth
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    ctx = _ctx()
+    hub_auth.add_user(ctx.hub.user_store, name, password, role)
+    console.print(f"added {name} ({', '.join(role)}); log in at {ctx.hub.url}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List accounts and their roles."""
+    from rich.table import Table
+
+    from backend.identity import hub_auth
+
+    table = Table(title="Accounts", title_justify="left")
+    table.add_column("user")
+    table.add_column("roles")
+    for u in hub_auth.list_users(_ctx().hub.user_store):
+        table.add_row(u.name, ", ".join(sorted(u.groups)))
+    console.print(table)
+
+
+@users_app.command("remove")
+def users_remove(name: str) -> None:
+    """Remove an account; its sessions and tokens stop working at the Hub's next refresh."""
+    from backend.identity import hub_auth
+
+    hub_auth.remove_user(_ctx().hub.user_store, name)
+    console.print(f"removed {name}")
+
+
 def _register_subcommands() -> None:
+    app.add_typer(users_app, name="users")
     app.add_typer(audit_app, name="audit")
     app.add_typer(sources_app, name="sources")
     from backend.cli.data_cmds import quarantine_app

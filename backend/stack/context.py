@@ -12,6 +12,7 @@ from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
 from backend.settings import Settings
 from backend.stack import secrets_store, system
+from backend.stack.hub_server import HubAccess, HubServer
 from backend.stack.layout import Layout
 from backend.stack.prefect_server import PrefectAccess, PrefectServer
 from backend.stack.python_service import PythonService
@@ -134,7 +135,21 @@ class StackContext:
             env=self.prefect.client_env(),
             healthy=self._flows_served,
         )
-        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, flows]
+        hub = HubServer(self.layout, self.hub, self.backend_url)
+        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, hub, flows]
+
+    @property
+    def hub(self) -> HubAccess:
+        s = self.settings
+        return HubAccess(
+            port=s.hub_port,
+            api_port=s.hub_api_port,
+            proxy_api_port=s.hub_proxy_api_port,
+            state=self.layout.service_dir("jupyterhub"),
+            ca_file=self.layout.ca_cert,
+            backend_token=self.secrets["hub_backend"],
+            admin_users=s.hub_admin_users,
+        )
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"

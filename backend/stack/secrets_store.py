@@ -17,6 +17,7 @@ SECRET_NAMES = (
     "pg_backend",
     "pg_prefect",
     "redis",
+    "hub_backend",
 )
 
 
