@@ -118,7 +118,8 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: backend, flows, jupyterhub, prefect, redis, refiner, timescaledb"
+        "error: unknown service nosuch; known: backend, flows, jupyterhub, prefect, redis,"
+        " refiner, timescaledb"
     ]
 
 
