@@ -1,0 +1,116 @@
+"""Cohort statistics under disclosure control, with the differencing guard in the
+database: the obvious attack (the same cohort minus one member) gets nothing new."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backend.db import migrate
+from backend.db.access import DatabaseAccess
+from backend.governance import consent
+from backend.keys.kms import LocalKms
+from backend.keys.study_keys import StudyKeys
+from backend.query import cohort
+from backend.query.viewer import Viewer
+
+T0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
+RITA = Viewer("rita", frozenset({"researcher"}), "eu")
+
+
+@pytest.fixture(scope="module")
+def db(migrated_db: DatabaseAccess) -> DatabaseAccess:
+    db = migrated_db
+    migrate.upgrade(db)
+    members = [uuid.uuid4() for _ in range(30)]
+    with db.connect("owner") as conn:
+        conn.execute(
+            "insert into governance.studies (study_id, title, created_by)"
+            " values ('hr-1', 'HR', 'admin')"
+        )
+        conn.execute("insert into governance.study_researchers values ('hr-1', 'rita')")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into processed.observations (member_id, observed_at, code, value, unit,"
+                " source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s, 't',"
+                " gen_random_uuid(), now())",
+                [
+                    (m, T0 + dt.timedelta(days=d, hours=i), "8867-4", 60 + n % 20 + i, "/min")
+                    for n, m in enumerate(members)
+                    for d in (0, 7)
+                    for i in range(3)
+                ]
+                # the first 25 have a raised HbA1c; the fourth week has only 3 members
+                + [(m, T0, "4548-4", 6.8 if n < 25 else 5.2, "%") for n, m in enumerate(members)]
+                + [(m, T0 + dt.timedelta(days=21), "8867-4", 70, "/min") for m in members[:3]],
+            )
+    with db.connect("backend") as conn:
+        for m in members:
+            for category in ("wearables", "labs"):
+                consent.record(
+                    conn,
+                    member=m,
+                    purpose="study:hr-1",
+                    category=category,
+                    granted=True,
+                    consent_version="v1",
+                    recorded_by="t",
+                )
+    return db
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    root = tmp_path_factory.mktemp("keys")
+    return StudyKeys(Path(root), LocalKms.from_file(Path(root) / "m.key")).key("hr-1")
+
+
+def _ask(db: DatabaseAccess, key: bytes, **kw: object) -> pd.DataFrame:
+    with db.connect("query") as q, db.connect("backend") as b:
+        return cohort.cohort_stats(
+            q,
+            b,
+            RITA,
+            "hr-1",
+            key,
+            code="8867-4",
+            start=T0,
+            end=T0 + dt.timedelta(days=28),
+            period="week",
+            **kw,
+        ).table  # type: ignore[arg-type]
+
+
+def _counts(table: pd.DataFrame) -> dict[str, object]:
+    return {
+        str(p): (None if pd.isna(c) else int(c))
+        for p, c in zip(table.index, table["count"], strict=True)
+    }
+
+
+def test_small_weeks_are_suppressed_with_a_complement(db: DatabaseAccess, key: bytes) -> None:
+    counts = _counts(_ask(db, key))
+    assert set(counts) == {"2026-11-02", "2026-11-09", "2026-11-23", "Total"}
+    assert counts["2026-11-23"] is None  # 3 members: suppressed
+    # and the total cannot give it away: a complement is withheld with it
+    assert sum(v is None for v in counts.values()) == 2
+    assert 30 in counts.values()
+
+
+def test_the_same_cohort_minus_one_member_reveals_nothing(db: DatabaseAccess, key: bytes) -> None:
+    everyone = _counts(_ask(db, key))
+    raised = _counts(_ask(db, key, criteria=[cohort.Criterion("4548-4", ">=", 6.5)]))
+    assert 30 in everyone.values()
+    # 25 members with raised HbA1c against the 30 released before: each cell differs by 5
+    # people (< k = 10), so subtracting would isolate them; the guard withholds them all.
+    assert all(v is None for v in raised.values())
+    with db.connect("backend") as conn:
+        n = conn.execute(
+            "select count(*) from governance.disclosure_footprints"
+            " where researcher = 'rita' and study = 'hr-1'"
+        ).fetchone()
+    assert n is not None and n[0] >= 8
