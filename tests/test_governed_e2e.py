@@ -174,3 +174,77 @@ def _count(ctx: StackContext, actor: str) -> int:
             "select count(*) from governance.audit_log where actor = %s", (actor,)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def post(ctx: StackContext, token: str, path: str, body: dict[str, object]) -> httpx.Response:
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+    return httpx.post(
+        f"{ctx.backend_url}{path}",
+        json=body,
+        verify=tls,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
+
+
+def test_researcher_cohort_stats_and_the_differencing_attack(
+    ctx: StackContext, people: People
+) -> None:
+    study = f"e2e-{secrets.token_hex(3)}"
+    members = [uuid.uuid4() for _ in range(14)]
+    with ctx.db.connect("owner") as conn:
+        conn.execute(
+            "insert into governance.studies (study_id, title, created_by)"
+            " values (%s, 'e2e', 'admin')",
+            (study,),
+        )
+        conn.execute(
+            "insert into governance.study_researchers values (%s, %s)",
+            (study, people.names["rita"]),
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into processed.observations (member_id, observed_at, code, value,"
+                " unit, source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s,"
+                " 't', gen_random_uuid(), now())",
+                [
+                    (m, T0 + dt.timedelta(hours=i), "8867-4", 60 + n, "/min")
+                    for n, m in enumerate(members)
+                    for i in range(2)
+                ]
+                + [(m, T0, "4548-4", 7.0 if n else 5.0, "%") for n, m in enumerate(members)],
+            )
+    with ctx.db.connect("backend") as conn:
+        for m in members:
+            for category in ("wearables", "labs"):
+                consent.record(
+                    conn,
+                    member=m,
+                    purpose=f"study:{study}",
+                    category=category,
+                    granted=True,
+                    consent_version="v1",
+                    recorded_by="t",
+                )
+    body: dict[str, object] = {"code": "8867-4", **RANGE, "period": "day"}
+    path = f"/v1/studies/{study}/cohort-stats"
+    first = post(ctx, people.tokens["rita"], path, body)
+    assert first.status_code == 200, first.text
+    answer = first.json()
+    assert answer["threshold"] == 10
+    assert [r["values"]["count"] for r in answer["rows"]] == [14, 14]  # the day and its total
+    # The attack: the same cohort minus the one member with a normal HbA1c.
+    minus_one = post(
+        ctx,
+        people.tokens["rita"],
+        path,
+        {**body, "criteria": [{"code": "4548-4", "op": ">=", "value": 6.5}]},
+    )
+    assert minus_one.status_code == 200
+    assert all(r["values"]["count"] is None for r in minus_one.json()["rows"])
+    assert minus_one.json()["suppressed"]
+    # Not on the study, or not a researcher: refused.
+    assert post(ctx, people.tokens["carol"], path, body).status_code == 403
+    with ctx.db.connect("owner") as conn:
+        conn.execute("delete from governance.study_researchers where study_id = %s", (study,))
+    assert post(ctx, people.tokens["rita"], path, body).status_code == 404

@@ -206,3 +206,80 @@ def study_dataset(
     return Response(
         frame.to_json(orient="records", date_format="iso"), media_type="application/json"
     )
+
+
+class CriterionIn(BaseModel):
+    code: Annotated[str, Field(max_length=64)]
+    op: Literal[">=", ">", "<=", "<"]
+    value: float
+
+
+class CohortStatsIn(BaseModel):
+    code: Annotated[str, Field(max_length=64, description="the measure to summarise (LOINC)")]
+    start: AwareDatetime
+    end: AwareDatetime
+    period: Literal["day", "week", "month"] = "week"
+    criteria: Annotated[list[CriterionIn], Field(max_length=10)] = []
+    stats: Annotated[
+        list[Literal["mean", "median", "sd", "p25", "p75"]], Field(min_length=1, max_length=5)
+    ] = ["mean", "median"]
+
+
+class CohortStatsOut(BaseModel):
+    threshold: int = Field(description="cells with fewer members than this are suppressed")
+    rows: list[dict[str, object]]
+    suppressed: list[dict[str, object]]
+    notes: list[str]
+
+
+@router.post(
+    "/studies/{study}/cohort-stats",
+    response_model=CohortStatsOut,
+    responses={401: {}, 403: {}, 404: {}, 429: {}},
+)
+def study_cohort_stats(
+    request: Request,
+    gov: Gov,
+    study: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")],
+    body: CohortStatsIn,
+) -> CohortStatsOut:
+    """Statistics of one measure by period for a cohort, under disclosure control:
+    small cells and their complements are suppressed, and an answer that differs from an
+    earlier one by fewer than k people is withheld."""
+    from backend.query import cohort
+
+    _range(body.start, body.end)
+    with governed(
+        request,
+        gov,
+        action="cohort.stats",
+        resource=f"studies/{study}/cohort-stats",
+        purpose=f"study:{study}",
+        study=study,
+        params=body.model_dump(mode="json"),
+    ) as ticket:
+        assert ticket.viewer is not None
+        with gov.query_pool.connection() as q, gov.backend_pool.connection() as b:
+            if not ds.on_study(q, ticket.viewer, study):
+                raise HTTPException(404, "no such study for you")
+            result = cohort.cohort_stats(
+                q,
+                b,
+                ticket.viewer,
+                study,
+                gov.study_keys.key(study),
+                code=body.code,
+                start=body.start,
+                end=body.end,
+                period=body.period,
+                criteria=[cohort.Criterion(c.code, c.op, c.value) for c in body.criteria],
+                stats=body.stats,
+            )
+        ticket.row_count = len(result.table)
+    out = result.to_json(audience="researcher")
+    return CohortStatsOut(
+        threshold=result.policy.k,
+        rows=out.get("rows", []),
+        suppressed=out.get("suppressed", []),
+        notes=out.get("notes", []),
+    )
