@@ -231,6 +231,7 @@ def run_demo(ctx: StackContext, console: Console) -> None:
     console.print(_quality(ctx, started))
     console.print(services_table(supervisor.status(ctx)))
     console.print(
+        f"JupyterHub: [bold]{ctx.hub.url}[/] (accounts: rejuve users add)   "
         f"Prefect UI: [bold]{ctx.prefect.ui_url}[/]   API docs: "
         f"[bold]{ctx.backend_url}/docs[/]   (certificates from the local CA "
         f"{ctx.layout.ca_cert})"

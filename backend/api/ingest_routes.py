@@ -62,6 +62,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
         200: {"model": BatchReceipt, "description": "this batch id was landed before"},
         401: {"description": "missing, invalid or revoked API key"},
         413: {"description": "batch too large"},
+        415: {"description": "not application/json"},
         422: {"model": ValidationErrorBody, "description": "malformed batch"},
     },
     openapi_extra={

@@ -72,7 +72,6 @@ def member_timeline(
     after: Annotated[str | None, Query(max_length=120, pattern=r"^[^|]+\|[^|]+$")] = None,
 ) -> TimelinePage:
     """A member's observations (or hourly/daily buckets), for the member or their coach."""
-    _range(start, end)
     resource = "members/self/timeline" if member == "self" else f"members/{member}/timeline"
     params = {
         "start": start.isoformat(),
@@ -85,6 +84,8 @@ def member_timeline(
         request, gov, action="timeline.read", resource=resource, purpose="coaching", params=params
     ) as ticket:
         assert ticket.viewer is not None
+        # After authentication: a stranger learns nothing, not even what is valid.
+        _range(start, end)
         with gov.query_pool.connection() as conn:
             target = _member_id(conn, ticket.viewer.user) if member == "self" else _uuid(member)
             if target is None or not tl.can_view(conn, ticket.viewer, target):
@@ -167,7 +168,6 @@ def study_dataset(
     format: Literal["json", "parquet"] = "json",
 ) -> Response:
     """A pseudonymised extract of a study: consenting members only, per-study pseudonyms."""
-    _range(start, end)
     params = {
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -185,6 +185,8 @@ def study_dataset(
         params=params,
     ) as ticket:
         assert ticket.viewer is not None
+        # After authentication: a stranger learns nothing, not even what is valid.
+        _range(start, end)
         with gov.query_pool.connection() as conn:
             if not ds.on_study(conn, ticket.viewer, study):
                 raise HTTPException(404, "no such study for you")
@@ -248,7 +250,6 @@ def study_cohort_stats(
     earlier one by fewer than k people is withheld."""
     from backend.query import cohort
 
-    _range(body.start, body.end)
     with governed(
         request,
         gov,
@@ -259,6 +260,8 @@ def study_cohort_stats(
         params=body.model_dump(mode="json"),
     ) as ticket:
         assert ticket.viewer is not None
+        # After authentication: a stranger learns nothing, not even what is valid.
+        _range(body.start, body.end)
         with gov.query_pool.connection() as q, gov.backend_pool.connection() as b:
             if not ds.on_study(q, ticket.viewer, study):
                 raise HTTPException(404, "no such study for you")
