@@ -65,7 +65,8 @@ def member_timeline(
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
     codes: Annotated[
-        list[Annotated[str, Field(max_length=64)]] | None, Query(max_length=50)
+        list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")]] | None,
+        Query(max_length=50),
     ] = None,
     bucket: Literal["hour", "day"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
@@ -162,7 +163,8 @@ def study_dataset(
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
     codes: Annotated[
-        list[Annotated[str, Field(max_length=64)]] | None, Query(max_length=50)
+        list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")]] | None,
+        Query(max_length=50),
     ] = None,
     shape: Literal["long", "wide"] = "long",
     format: Literal["json", "parquet"] = "json",
@@ -211,13 +213,20 @@ def study_dataset(
 
 
 class CriterionIn(BaseModel):
-    code: Annotated[str, Field(max_length=64)]
+    code: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")]
     op: Literal[">=", ">", "<=", "<"]
     value: float
 
 
 class CohortStatsIn(BaseModel):
-    code: Annotated[str, Field(max_length=64, description="the measure to summarise (LOINC)")]
+    code: Annotated[
+        str,
+        Field(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9:._-]+$",
+            description="the measure to summarise (LOINC)",
+        ),
+    ]
     start: AwareDatetime
     end: AwareDatetime
     period: Literal["day", "week", "month"] = "week"

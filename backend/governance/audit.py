@@ -33,6 +33,24 @@ class AuditEvent:
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
+_MAX_TEXT = 500
+
+
+def _clean(value: Any) -> Any:
+    """What jsonb can store and an auditor can read: no NUL, no lone surrogates (both are
+    refused by PostgreSQL, and requests carry whatever a client sends), strings capped."""
+    if isinstance(value, str):
+        text = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+        return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+    if isinstance(value, Mapping):
+        return {_clean(str(k)): _clean(v) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in list(value)[:50]]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
 def append(conn: psycopg.Connection, e: AuditEvent) -> int:
     """Write one record in its own transaction (the chain lock is held only that long)."""
     with conn.transaction():
@@ -40,13 +58,13 @@ def append(conn: psycopg.Connection, e: AuditEvent) -> int:
             "select governance.audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 e.request_id,
-                e.actor,
+                _clean(e.actor),
                 e.role,
                 e.purpose,
-                e.study,
+                _clean(e.study),
                 e.action,
-                e.resource,
-                json.dumps(dict(e.params), default=str, sort_keys=True),
+                _clean(e.resource),
+                json.dumps(_clean(dict(e.params)), default=str, sort_keys=True),
                 e.row_count,
                 e.outcome,
                 e.status,

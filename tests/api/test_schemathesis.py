@@ -28,7 +28,7 @@ def test_every_operation_conforms(ctx: StackContext) -> None:
 
         @given(case=op.as_strategy())
         @settings(
-            max_examples=25,
+            max_examples=60,
             deadline=None,
             derandomize=True,
             database=None,

@@ -130,3 +130,29 @@ def test_the_hash_does_not_depend_on_the_session_time_zone(chain: DatabaseAccess
     with chain.connect("backend") as conn:
         conn.execute("set time zone 'Pacific/Chatham'")
         assert audit.verify(conn).ok
+
+
+def test_whatever_a_client_sends_can_be_audited(scratch_db: DatabaseAccess) -> None:
+    """Requests carry arbitrary text: NUL and lone surrogates (which jsonb refuses) and huge
+    values are cleaned, so the audit write, and with it the request, never fails on them."""
+    from backend.db import migrate
+
+    migrate.upgrade(scratch_db)
+    nasty = "a\x00b\udbedc" + "x" * 10_000
+    event = audit.AuditEvent(
+        actor="anonymous",
+        action="cohort.stats",
+        resource=f"studies/{nasty}/cohort-stats",
+        outcome="denied",
+        study=nasty,
+        params={nasty: [nasty, float("nan"), {"k": nasty}]},
+    )
+    with scratch_db.connect("backend") as conn:
+        seq = audit.append(conn, event)
+        resource, params = conn.execute(
+            "select resource, params::text from governance.audit_log where seq = %s", (seq,)
+        ).fetchone() or ("", "")
+        assert audit.verify(conn).ok
+    assert "\x00" not in resource and len(resource) < 600
+    assert resource.startswith("studies/ab?c")
+    assert "NaN" not in params
