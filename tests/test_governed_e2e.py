@@ -17,6 +17,7 @@ import pytest
 from backend.governance import audit, consent
 from backend.identity import hub_auth
 from backend.stack.context import StackContext
+from tests import seed
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 RANGE = {"start": T0.isoformat(), "end": (T0 + dt.timedelta(days=1)).isoformat()}
@@ -193,39 +194,18 @@ def test_researcher_cohort_stats_and_the_differencing_attack(
     study = f"e2e-{secrets.token_hex(3)}"
     members = [uuid.uuid4() for _ in range(14)]
     with ctx.db.connect("owner") as conn:
-        conn.execute(
-            "insert into governance.studies (study_id, title, created_by)"
-            " values (%s, 'e2e', 'admin')",
-            (study,),
+        seed.study(conn, study, [people.names["rita"]])
+        seed.observations(
+            conn,
+            [
+                (m, T0 + dt.timedelta(hours=i), "8867-4", 60 + n, "/min")
+                for n, m in enumerate(members)
+                for i in range(2)
+            ]
+            + [(m, T0, "4548-4", 7.0 if n else 5.0, "%") for n, m in enumerate(members)],
         )
-        conn.execute(
-            "insert into governance.study_researchers values (%s, %s)",
-            (study, people.names["rita"]),
-        )
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into processed.observations (member_id, observed_at, code, value,"
-                " unit, source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s,"
-                " 't', gen_random_uuid(), now())",
-                [
-                    (m, T0 + dt.timedelta(hours=i), "8867-4", 60 + n, "/min")
-                    for n, m in enumerate(members)
-                    for i in range(2)
-                ]
-                + [(m, T0, "4548-4", 7.0 if n else 5.0, "%") for n, m in enumerate(members)],
-            )
     with ctx.db.connect("backend") as conn:
-        for m in members:
-            for category in ("wearables", "labs"):
-                consent.record(
-                    conn,
-                    member=m,
-                    purpose=f"study:{study}",
-                    category=category,
-                    granted=True,
-                    consent_version="v1",
-                    recorded_by="t",
-                )
+        seed.consent_all(conn, members, f"study:{study}")
     body: dict[str, object] = {"code": "8867-4", **RANGE, "period": "day"}
     path = f"/v1/studies/{study}/cohort-stats"
     first = post(ctx, people.tokens["rita"], path, body)

@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from backend.governance import consent
 from backend.identity import hub_auth
 from backend.stack.context import StackContext
+from tests import seed
 from tests.test_governed_e2e import _token
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_first_cohort.ipynb"
@@ -31,39 +31,20 @@ def test_first_notebook_runs_as_a_hub_user(
     hub_auth.add_user(ctx.hub.user_store, researcher, password, ["researcher"], rounds=4)
     members = [uuid.uuid4() for _ in range(12)]
     with ctx.db.connect("owner") as conn:
-        conn.execute(
-            "insert into governance.studies (study_id, title, created_by)"
-            " values (%s, 'notebook', 'admin')",
-            (study,),
+        seed.study(conn, study, [researcher])
+        seed.observations(
+            conn,
+            [
+                (m, T0 + dt.timedelta(days=d, hours=h), "8867-4", 58 + n + h, "/min")
+                for n, m in enumerate(members)
+                for d in range(3)
+                for h in range(2)
+            ]
+            + [(m, T0, "4548-4", 7.1 if n % 2 else 5.4, "%") for n, m in enumerate(members)],
+            source="Anna's Watch",  # a source name that carries a first name
         )
-        conn.execute(
-            "insert into governance.study_researchers values (%s, %s)", (study, researcher)
-        )
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into processed.observations (member_id, observed_at, code, value,"
-                " unit, source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s,"
-                " 'Anna''s Watch', gen_random_uuid(), now())",
-                [
-                    (m, T0 + dt.timedelta(days=d, hours=h), "8867-4", 58 + n + h, "/min")
-                    for n, m in enumerate(members)
-                    for d in range(3)
-                    for h in range(2)
-                ]
-                + [(m, T0, "4548-4", 7.1 if n % 2 else 5.4, "%") for n, m in enumerate(members)],
-            )
     with ctx.db.connect("backend") as conn:
-        for m in members:
-            for category in ("wearables", "labs"):
-                consent.record(
-                    conn,
-                    member=m,
-                    purpose=f"study:{study}",
-                    category=category,
-                    granted=True,
-                    consent_version="v1",
-                    recorded_by="t",
-                )
+        seed.consent_all(conn, members, f"study:{study}")
     token = _token(ctx, researcher, password)
     # What the Hub's spawner puts into a user's server (deploy/jupyterhub/jupyterhub_config.py)
     for name, value in {

@@ -12,11 +12,11 @@ import pytest
 
 from backend.db import migrate
 from backend.db.access import DatabaseAccess
-from backend.governance import consent
 from backend.keys.kms import LocalKms
 from backend.keys.study_keys import StudyKeys
 from backend.query import cohort
 from backend.query.viewer import Viewer
+from tests import seed
 
 T0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday
 RITA = Viewer("rita", frozenset({"researcher"}), "eu")
@@ -28,38 +28,21 @@ def db(migrated_db: DatabaseAccess) -> DatabaseAccess:
     migrate.upgrade(db)
     members = [uuid.uuid4() for _ in range(30)]
     with db.connect("owner") as conn:
-        conn.execute(
-            "insert into governance.studies (study_id, title, created_by)"
-            " values ('hr-1', 'HR', 'admin')"
+        seed.study(conn, "hr-1", ["rita"])
+        seed.observations(
+            conn,
+            [
+                (m, T0 + dt.timedelta(days=d, hours=i), "8867-4", 60 + n % 20 + i, "/min")
+                for n, m in enumerate(members)
+                for d in (0, 7)
+                for i in range(3)
+            ]
+            # the first 25 have a raised HbA1c; the fourth week has only 3 members
+            + [(m, T0, "4548-4", 6.8 if n < 25 else 5.2, "%") for n, m in enumerate(members)]
+            + [(m, T0 + dt.timedelta(days=21), "8867-4", 70, "/min") for m in members[:3]],
         )
-        conn.execute("insert into governance.study_researchers values ('hr-1', 'rita')")
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into processed.observations (member_id, observed_at, code, value, unit,"
-                " source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s, 't',"
-                " gen_random_uuid(), now())",
-                [
-                    (m, T0 + dt.timedelta(days=d, hours=i), "8867-4", 60 + n % 20 + i, "/min")
-                    for n, m in enumerate(members)
-                    for d in (0, 7)
-                    for i in range(3)
-                ]
-                # the first 25 have a raised HbA1c; the fourth week has only 3 members
-                + [(m, T0, "4548-4", 6.8 if n < 25 else 5.2, "%") for n, m in enumerate(members)]
-                + [(m, T0 + dt.timedelta(days=21), "8867-4", 70, "/min") for m in members[:3]],
-            )
     with db.connect("backend") as conn:
-        for m in members:
-            for category in ("wearables", "labs"):
-                consent.record(
-                    conn,
-                    member=m,
-                    purpose="study:hr-1",
-                    category=category,
-                    granted=True,
-                    consent_version="v1",
-                    recorded_by="t",
-                )
+        seed.consent_all(conn, members, "study:hr-1")
     return db
 
 

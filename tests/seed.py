@@ -1,0 +1,52 @@
+"""Putting test data in place the way the platform's writers would: observations, studies
+and consent. Shared by the query, API and notebook tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+
+import psycopg
+
+from backend.governance import consent
+
+Row = tuple[uuid.UUID, dt.datetime, str, float, str]  # member, time, code, value, unit
+
+
+def observations(conn: psycopg.Connection, rows: Iterable[Row], source: str = "t") -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into processed.observations (member_id, observed_at, code, value, unit,"
+            " source, raw_record_id, raw_received_at) values (%s, %s, %s, %s, %s, %s,"
+            " gen_random_uuid(), now())",
+            [(*r, source) for r in rows],
+        )
+
+
+def study(conn: psycopg.Connection, study_id: str, researchers: Sequence[str]) -> None:
+    conn.execute(
+        "insert into governance.studies (study_id, title, created_by) values (%s, %s, 'admin')",
+        (study_id, study_id),
+    )
+    for r in researchers:
+        conn.execute("insert into governance.study_researchers values (%s, %s)", (study_id, r))
+
+
+def consent_all(
+    conn: psycopg.Connection,
+    members: Iterable[uuid.UUID],
+    purpose: str,
+    categories: Sequence[str] = ("wearables", "labs"),
+) -> None:
+    for m in members:
+        for category in categories:
+            consent.record(
+                conn,
+                member=m,
+                purpose=purpose,
+                category=category,
+                granted=True,
+                consent_version="v1",
+                recorded_by="test",
+            )
