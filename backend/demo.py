@@ -7,7 +7,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import datetime as dt
 import ssl
-import time
 import tomllib
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.table import Table
 from backend.api.api_keys import register
 from backend.cli.output import services_table
 from backend.exceptions import UserError
-from backend.ingest.files import ingest_file, ingest_multi_member_csv
+from backend.ingest.files import ingest_file, ingest_multi_member_csv, wait_refined
 from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
@@ -111,20 +110,6 @@ def _ingest_files(ctx: StackContext, root: Path, manifest: Manifest, progress: P
         progress.advance(task)
 
 
-def _wait_refined(ctx: StackContext, batch_ids: list[str], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    with ctx.db.connect("refiner", autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "select count(*) from processed.batch_ledger where batch_id = any(%s::uuid[])",
-                (batch_ids,),
-            ).fetchone()
-            if row and row[0] >= len(set(batch_ids)):
-                return
-            time.sleep(0.2)
-    raise UserError("device batches were not refined in time", "see `rejuve status`")
-
-
 def _summary(result: Reconciliation) -> Table:
     by_format: dict[str, list[int]] = {}
     for b in result.batches:
@@ -211,8 +196,8 @@ def run_demo(ctx: StackContext, console: Console) -> None:
     ) as progress:
         batch_ids = _post_batches(ctx, root, manifest, progress)
         _ingest_files(ctx, root, manifest, progress)
-    with console.status("waiting for the refiner"):
-        _wait_refined(ctx, batch_ids)
+    with console.status("waiting for the refiner"), ctx.db.connect("refiner") as conn:
+        wait_refined(conn, batch_ids, timeout=300)
     with ctx.db.connect("refiner") as conn:
         result = reconcile(conn, since=started)
         device = reconcile(conn).batches

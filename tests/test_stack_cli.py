@@ -52,6 +52,12 @@ def rejuve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+ALL_DOWN = {
+    name: ("down", None)
+    for name in ("timescaledb", "redis", "prefect", "refiner", "backend", "jupyterhub", "flows")
+}
+
+
 def states(env: dict[str, str]) -> dict[str, tuple[str, int | None]]:
     res = rejuve(env, "status", "--json")
     assert res.returncode == 0, res.stderr
@@ -59,15 +65,7 @@ def states(env: dict[str, str]) -> dict[str, tuple[str, int | None]]:
 
 
 def test_lifecycle(stack_env: dict[str, str]) -> None:
-    assert states(stack_env) == {
-        "timescaledb": ("down", None),
-        "redis": ("down", None),
-        "prefect": ("down", None),
-        "refiner": ("down", None),
-        "backend": ("down", None),
-        "jupyterhub": ("down", None),
-        "flows": ("down", None),
-    }
+    assert states(stack_env) == ALL_DOWN
 
     first = rejuve(stack_env, "up", "timescaledb", "redis")
     assert first.returncode == 0, first.stderr + first.stdout
@@ -103,15 +101,7 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
 
     down = rejuve(stack_env, "down")
     assert down.returncode == 0, down.stderr
-    assert states(stack_env) == {
-        "timescaledb": ("down", None),
-        "redis": ("down", None),
-        "prefect": ("down", None),
-        "refiner": ("down", None),
-        "backend": ("down", None),
-        "jupyterhub": ("down", None),
-        "flows": ("down", None),
-    }
+    assert states(stack_env) == ALL_DOWN
 
 
 def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
@@ -140,13 +130,9 @@ def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
         res = rejuve(env, "up", "timescaledb", "redis")
         assert res.returncode == 0, res.stderr + res.stdout
         assert states(env) == {
+            **ALL_DOWN,
             "timescaledb": ("external", None),
             "redis": ("external", None),
-            "prefect": ("down", None),
-            "refiner": ("down", None),
-            "backend": ("down", None),
-            "jupyterhub": ("down", None),
-            "flows": ("down", None),
         }
         assert not (home / "timescaledb").exists()
         assert not (home / "redis").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -373,4 +372,4 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.1f} s"
 
 
-__all__ = ["ingest", "json", "quality_cmd", "quarantine_app", "reconcile_cmd"]
+__all__ = ["ingest", "quality_cmd", "quarantine_app", "reconcile_cmd"]

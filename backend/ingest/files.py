@@ -8,7 +8,7 @@ import hashlib
 import io
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,22 +105,28 @@ def _refine_and_report(
     with db.connect("refiner") as conn:
         # The refiner service may take the batch first; either way it is refined once.
         refine_batch(conn, keys, receipt.batch_id)
-        _wait_for_ledger(conn, receipt.batch_id, timeout)
+        wait_refined(conn, [receipt.batch_id], timeout)
         line = reconcile(conn, batch=receipt.batch_id).batches[0]
     return FileResult(receipt, line)
 
 
-def _wait_for_ledger(conn: psycopg.Connection, batch_id: uuid.UUID, timeout: float) -> None:
+def wait_refined(
+    conn: psycopg.Connection, batch_ids: Sequence[uuid.UUID | str], timeout: float
+) -> None:
+    """Return once every batch has its ledger row (the refiner service, a flow or this
+    process refined it); UserError after `timeout` seconds."""
+    wanted = {str(b) for b in batch_ids}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = conn.execute(
-            "select 1 from processed.batch_ledger where batch_id = %s", (batch_id,)
+            "select count(*) from processed.batch_ledger where batch_id = any(%s::uuid[])",
+            (list(wanted),),
         ).fetchone()
         conn.rollback()
-        if row:
+        if row and row[0] >= len(wanted):
             return
         time.sleep(0.2)
     raise UserError(
-        f"batch {batch_id} was not refined within {timeout:.0f} s",
+        f"{len(wanted)} batch(es) not refined within {timeout:.0f} s",
         "is the refiner running? see `rejuve status`",
     )
