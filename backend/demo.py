@@ -39,7 +39,7 @@ SPEC = CohortSpec(members=20, days=3, seed=42)
 
 
 def _cohort(ctx: StackContext) -> tuple[Path, Manifest]:
-    root = ctx.layout.home / "demo" / f"cohort-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
+    root = ctx.layout.private_dir("demo") / f"cohort-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
     if not (root / "manifest.json").exists():
         write_cohort(SPEC, root)
     return root, Manifest.load(root / "manifest.json")

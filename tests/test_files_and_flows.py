@@ -138,7 +138,7 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     api = ctx.prefect.api_url
     member = uuid.uuid4()
-    with httpx.Client(verify=tls, timeout=30) as client:
+    with httpx.Client(verify=tls, timeout=30, auth=ctx.prefect.basic_auth) as client:
         dep = client.get(f"{api}/deployments/name/ingest-file/ingest-file")
         assert dep.status_code == 200, "the flows service must serve the deployment"
         run = client.post(

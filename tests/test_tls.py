@@ -141,6 +141,17 @@ def test_prefect_api_is_https_and_verified(ctx: StackContext, foreign_ca: Path) 
         httpx.get(f"http://127.0.0.1:{ctx.prefect.port}/api/health", timeout=3)
 
 
+def test_prefect_api_wants_credentials_beyond_health(ctx: StackContext) -> None:
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+    flows = f"{ctx.prefect.api_url}/flows/filter"
+    assert httpx.post(flows, json={}, verify=tls).status_code == 401
+    user, _ = ctx.prefect.basic_auth
+    assert httpx.post(flows, json={}, verify=tls, auth=(user, "guess")).status_code == 401
+    listed = httpx.post(flows, json={}, verify=tls, auth=ctx.prefect.basic_auth)
+    assert listed.status_code == 200
+    assert {"ingest-file", "drop-folder"} <= {f["name"] for f in listed.json()}
+
+
 def test_secrets_file_is_private(ctx: StackContext) -> None:
     mode = ctx.layout.secrets_file.stat().st_mode & 0o777
     assert mode == 0o600

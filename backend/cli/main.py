@@ -362,11 +362,13 @@ def users_list() -> None:
 
 @users_app.command("remove")
 def users_remove(name: str) -> None:
-    """Remove an account; its sessions and tokens stop working at the Hub's next refresh."""
-    from backend.identity import hub_auth
+    """Remove an account; its sessions and tokens stop working at the Hub's next refresh.
+    The notebook account and its home (the person's notebooks) are deleted too."""
+    from backend.identity import accounts, hub_auth
 
     hub_auth.remove_user(_ctx().hub.user_store, name)
-    console.print(f"removed {name}")
+    home = accounts.remove(name) if os.geteuid() == 0 else False
+    console.print(f"removed {name}" + (" and their notebook account" if home else ""))
 
 
 def _register_subcommands() -> None:

@@ -31,8 +31,9 @@ from backend.exceptions import UserError
 from backend.identity import PLATFORM_ROLES
 
 # Lower-case so the Hub's own normalisation (lower()) is the identity on stored names;
-# no '/', no leading dot, short: a name is also a URL segment and a directory name.
-USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{0,30}[a-z0-9]")
+# no '/', no leading dot, short: a name is also a URL segment, a directory name and, with
+# a 4-character prefix, a system account's name (32 characters at most).
+USERNAME_RE = re.compile(r"[a-z][a-z0-9._-]{0,26}[a-z0-9]")
 MIN_PASSWORD_CHARS = 12
 # bcrypt reads at most 72 bytes; bcrypt 5 refuses longer input instead of truncating.
 MAX_PASSWORD_BYTES = 72
@@ -56,7 +57,7 @@ def validate_username(name: str) -> str:
     if not USERNAME_RE.fullmatch(name):
         raise UserError(
             f"invalid user name {name!r}",
-            "2-32 characters: lower-case letters, digits, '.', '_', '-'; "
+            "2-28 characters: lower-case letters, digits, '.', '_', '-'; "
             "starting with a letter, ending with a letter or digit",
         )
     return name

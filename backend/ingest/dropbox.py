@@ -32,6 +32,8 @@ class DropItem:
 
 
 def ensure(root: Path) -> None:
+    # Members' files wait here: for the stack's eyes only.
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     for fmt in FORMATS:
         (root / fmt).mkdir(parents=True, exist_ok=True)
 

@@ -82,7 +82,11 @@ class StackContext:
                 f"@{db.host}:{db.port}/{PREFECT_DB}"
             )
         prefect = PrefectAccess(
-            s.prefect_port, layout.ca_cert, layout.service_dir("prefect"), prefect_db
+            s.prefect_port,
+            layout.ca_cert,
+            layout.service_dir("prefect"),
+            prefect_db,
+            f"rejuve:{secrets['prefect_api']}",
         )
         return cls(s, layout, secrets, db, redis, prefect)
 
@@ -153,7 +157,7 @@ class StackContext:
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"
-        return system.https_ok(deployment, self.layout.ca_cert)
+        return system.https_ok(deployment, self.layout.ca_cert, auth=self.prefect.basic_auth)
 
     @property
     def drop_dir(self) -> Path:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.exceptions import SetupError
+from backend.identity import notebook_runtime
 from backend.settings import REPO_ROOT
 from backend.stack import system
 from backend.stack.layout import Layout
@@ -55,7 +56,7 @@ class HubServer:
         self.log = layout.log_file("jupyterhub")
         self.pid_file = layout.pid_file("jupyterhub")
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, runtime: Path) -> dict[str, str]:
         a = self.access
         return {
             **os.environ,
@@ -70,6 +71,8 @@ class HubServer:
             "REJUVE_HUB_ADMIN_USERS": a.admin_users,
             "REJUVE_HUB_BACKEND_URL": self.backend_url,
             "REJUVE_HUB_BACKEND_TOKEN_FILE": str(a.token_file),
+            "REJUVE_HUB_NOTEBOOK_RUNTIME": str(runtime),
+            "REJUVE_HUB_NOTEBOOK_HOMES": str(self.layout.home / "notebooks"),
         }
 
     def pid(self) -> int | None:
@@ -101,8 +104,10 @@ class HubServer:
         fd = os.open(a.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(a.backend_token)
+        # Notebooks run as unprivileged accounts, from a runtime they can read.
+        runtime = notebook_runtime.ensure(REPO_ROOT)
         hub = str(Path(sys.executable).parent / "jupyterhub")
-        pid = system.spawn_detached([hub, "-f", str(CONFIG)], self._env(), self.log)
+        pid = system.spawn_detached([hub, "-f", str(CONFIG)], self._env(runtime), self.log)
         self.pid_file.write_text(f"{pid}\n")
         system.wait_until(
             lambda: self.healthy() or not system.pid_alive(pid), 90, "JupyterHub", self.log

@@ -23,6 +23,9 @@ class PrefectAccess:
     ca_file: Path
     home: Path
     database_url: str = field(repr=False)
+    # HTTP basic auth on the API: every local account can reach 127.0.0.1:<port>, notebook
+    # accounts included, and flow runs' parameters name files and members.
+    auth_string: str = field(repr=False, default="")
 
     @property
     def api_url(self) -> str:
@@ -32,6 +35,11 @@ class PrefectAccess:
     def ui_url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    @property
+    def basic_auth(self) -> tuple[str, str]:
+        user, _, password = self.auth_string.partition(":")
+        return user, password
+
     def client_env(self) -> dict[str, str]:
         """Environment for anything that talks to this Prefect server (flows, workers, CLI)."""
         return {
@@ -39,6 +47,7 @@ class PrefectAccess:
             "PREFECT_API_SSL_CERT_FILE": str(self.ca_file),
             "PREFECT_HOME": str(self.home),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_AUTH_STRING": self.auth_string,
         }
 
     def server_env(self) -> dict[str, str]:
@@ -51,6 +60,7 @@ class PrefectAccess:
             "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE": str(self.ca_file),
             "PREFECT__SERVER_FINAL": "1",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,
         }
 
 

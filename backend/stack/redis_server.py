@@ -106,7 +106,8 @@ class RedisServer:
         for f in (acl, conf):
             f.chmod(0o600)
             system.chown_to(f, self.user)
-        self.log.touch(exist_ok=True)
+        self.log.touch(mode=0o640, exist_ok=True)
+        self.log.chmod(0o640)
         system.chown_to(self.log, self.user)
         return conf
 

@@ -16,6 +16,7 @@ SECRET_NAMES = (
     "pg_query",
     "pg_backend",
     "pg_prefect",
+    "prefect_api",
     "redis",
     "hub_backend",
 )

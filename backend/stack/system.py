@@ -104,6 +104,7 @@ def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
     posix_spawn rather than Popen: the service outlives this process by design, and a
     Popen object would warn, when collected, that its child is still running."""
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.fchmod(fd, 0o640)  # also a log made before logs were private
     try:
         return os.posix_spawn(
             argv[0],
@@ -120,14 +121,17 @@ def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
         os.close(fd)
 
 
-def https_ok(url: str, ca_file: Path, timeout: float = 3) -> bool:
+def https_ok(
+    url: str, ca_file: Path, timeout: float = 3, auth: tuple[str, str] | None = None
+) -> bool:
     """True if `url` answers 200 over TLS verified against our CA: every health probe."""
     import ssl
 
     import httpx
 
+    tls = ssl.create_default_context(cafile=str(ca_file))
     try:
-        r = httpx.get(url, timeout=timeout, verify=ssl.create_default_context(cafile=str(ca_file)))
+        r = httpx.get(url, timeout=timeout, verify=tls, auth=auth)
     except httpx.HTTPError:
         return False
     return r.status_code == 200

@@ -177,7 +177,8 @@ class TimescaleDB:
                 "set REJUVE_PG_PORT to a free port",
             )
         self._configure()
-        self.log.touch(exist_ok=True)
+        self.log.touch(mode=0o640, exist_ok=True)
+        self.log.chmod(0o640)
         system.chown_to(self.log, self.user)
         res = self._pg(
             "pg_ctl",

@@ -20,6 +20,7 @@ if str(_repo) not in sys.path:
     sys.path.insert(0, str(_repo))
 
 from backend.identity.hub_auth import RejuveAuthenticator  # noqa: E402
+from backend.identity.spawner import AccountSpawner  # noqa: E402
 
 BACKEND_SERVICE = "rejuve-backend"
 PANEL_SERVICE = "rejuve-panel"
@@ -52,8 +53,6 @@ class _SharedTLSContext(ssl.SSLContext):
 state = Path(_env("STATE_DIR")).resolve()
 state.mkdir(mode=0o700, parents=True, exist_ok=True)
 state.chmod(0o700)
-homes = state / "home"
-homes.mkdir(mode=0o700, exist_ok=True)
 ca_file = _env("CA_FILE")
 
 # Where the Hub listens; its own files go to the state directory, never the working one.
@@ -94,19 +93,23 @@ c.Authenticator.admin_users = {
 c.RejuveAuthenticator.auth_refresh_age = int(_env("AUTH_REFRESH_SECONDS", "60"))
 c.RejuveAuthenticator.auth_refresh_strict = True
 
-# Notebook servers.
-# SimpleLocalProcessSpawner runs every user's server as the Hub's user (root here), with
-# no isolation between users: acceptable for a one-person local stack only (README.md).
-c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = str(homes / "{username}")
-c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
-# Without it a root spawn fails after the start timeout with an unhelpful 500.
-c.Spawner.args = ["--allow-root"]
+# Notebook servers. Each person's runs as their own unprivileged account (rjv-<name>) with a
+# private home, from a runtime outside the checkout that everyone may read; never as the
+# Hub's user (root here), which could read the stack's secrets and keys.
+runtime = Path(_env("NOTEBOOK_RUNTIME"))
+c.JupyterHub.spawner_class = AccountSpawner
+c.AccountSpawner.homes_dir = _env("NOTEBOOK_HOMES")
+c.Spawner.cmd = [str(runtime / "bin" / "jupyterhub-singleuser")]
+c.Spawner.args = []
 c.Spawner.default_url = "/lab"
 backend_url = _env("BACKEND_URL")
 # JUPYTERHUB_API_TOKEN/_URL/_USER come from the Hub; these let workbench.connect() find
 # the backend and verify its certificate without pasted configuration.
-c.Spawner.environment = {"REJUVE_BACKEND_URL": backend_url, "REJUVE_CA_FILE": ca_file}
+c.Spawner.environment = {
+    "REJUVE_BACKEND_URL": backend_url,
+    "REJUVE_CA_FILE": ca_file,
+    "PATH": f"{runtime / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+}
 # Tokens the Hub gives servers (JUPYTERHUB_API_TOKEN): the default `server` role plus the
 # right to call the backend as the user.
 c.Spawner.server_token_scopes = [

@@ -101,12 +101,12 @@ if ca:
 # auth_state encryption key (32 bytes, hex or base64): `openssl rand -hex 32 > FILE`.
 c.CryptKeeper.keys = [_secret("CRYPT_KEY")]
 
-# SimpleLocalProcessSpawner (the base config's) runs everyone's code as the Hub's user
-# with no isolation between people: unacceptable with health data. Name a spawner that
-# isolates users (e.g. "systemd" from jupyterhub-systemdspawner with per-user Unix
-# accounts, or a container spawner) and configure it alongside this file.
+# The base config's AccountSpawner isolates people by Unix account on the Hub's own
+# machine. A deployment usually wants resource limits and its own machines for notebooks:
+# name that spawner here (e.g. "systemd" from jupyterhub-systemdspawner, or a Kubernetes
+# spawner) and configure it alongside this file. SimpleLocalProcessSpawner is refused: it
+# runs everyone's code as the Hub's user, with no isolation between people.
 spawner = _env("SPAWNER_CLASS")
 if spawner in ("simple", "jupyterhub.spawner.SimpleLocalProcessSpawner"):
     raise SystemExit("oidc_production: the simple spawner has no isolation between users")
 c.JupyterHub.spawner_class = spawner
-c.Spawner.args = []  # --allow-root was for the simple spawner only

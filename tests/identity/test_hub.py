@@ -13,6 +13,7 @@ import hashlib
 import http.server
 import importlib
 import os
+import pwd
 import re
 import secrets
 import shutil
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from traitlets.config import Config, PyFileConfigLoader
 
 from backend.exceptions import UserError
-from backend.identity import PLATFORM_ROLES, hub_auth
+from backend.identity import PLATFORM_ROLES, accounts, hub_auth, notebook_runtime
 from backend.identity.hub_client import HubIdentity, HubTokenValidator, HubUnavailable
 from backend.stack import certs, system
 from backend.stack.layout import Layout
@@ -162,7 +163,8 @@ def hub() -> Iterator[Hub]:
 def _tls_for(state: Path) -> Layout:
     layout = Layout(state)
     layout.ensure()
-    state.chmod(0o700)
+    # Others may pass through (to their notebook homes), not list.
+    state.chmod(0o711)
     certs.ensure(layout)
     return layout
 
@@ -194,6 +196,8 @@ def _run_hub(state: Path, backend_url: str) -> Iterator[Hub]:
         "REJUVE_HUB_AUTH_REFRESH_SECONDS": "1",
         "REJUVE_HUB_BACKEND_URL": backend_url,
         "REJUVE_HUB_BACKEND_TOKEN_FILE": str(_secret_file(state / "backend.token", backend_token)),
+        "REJUVE_HUB_NOTEBOOK_RUNTIME": str(notebook_runtime.ensure(REPO)),
+        "REJUVE_HUB_NOTEBOOK_HOMES": str(state / "notebooks"),
         "REJUVE_HUB_PANEL_REDIRECT_URI": "https://127.0.0.1:5006/oauth_callback",
         "REJUVE_HUB_PANEL_TOKEN_FILE": str(
             _secret_file(state / "panel.token", secrets.token_hex(32))
@@ -224,6 +228,8 @@ def _run_hub(state: Path, backend_url: str) -> Iterator[Hub]:
         yield h
     finally:
         _stop(proc, state)
+        for name in PASSWORDS:
+            accounts.remove(name)
 
 
 def _wait_up(h: Hub, proc: subprocess.Popen[bytes]) -> None:
@@ -474,13 +480,36 @@ def test_spawned_server_is_up_and_its_token_reaches_the_backend(hub: Hub) -> Non
         assert "started" in status.json()
 
     # What a notebook's workbench.connect() finds in its environment.
-    pids = _processes_under(hub.state / "hub" / "home" / "alice")
+    home = accounts.home_of(hub.state / "notebooks", "alice")
+    pids = _processes_under(home)
     assert pids, "no process runs in alice's home"
     environ = dict(
         kv.split("=", 1)
         for kv in Path(f"/proc/{pids[0]}/environ").read_bytes().decode().split("\0")
         if "=" in kv
     )
+    # Her own unprivileged account, not the Hub's (root): it cannot read the stack's
+    # secrets, the TLS key, or anyone else's home.
+    account = pwd.getpwnam(accounts.account_name("alice"))
+    assert account.pw_uid != 0 and account.pw_dir == str(home)
+    assert all(Path(f"/proc/{pid}").stat().st_uid == account.pw_uid for pid in pids)
+    assert (home.stat().st_uid, home.stat().st_mode & 0o777) == (account.pw_uid, 0o700)
+    assert environ["HOME"] == str(home) and environ["USER"] == account.pw_name
+    secrets_readable = subprocess.run(
+        [
+            "runuser",
+            "-u",
+            account.pw_name,
+            "--",
+            "cat",
+            str(hub.state / "backend.token"),
+            str(hub.state / "tls" / "server.key"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert secrets_readable.returncode != 0 and "Permission denied" in secrets_readable.stderr
+    assert secrets_readable.stdout == ""
     assert environ["REJUVE_CA_FILE"] == str(hub.ca_file)
     assert environ["REJUVE_BACKEND_URL"].startswith("https://127.0.0.1:")
     assert environ["JUPYTERHUB_USER"] == "alice"
@@ -563,6 +592,8 @@ def production_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         "REJUVE_HUB_OIDC_USERINFO_URL": "https://id.example/userinfo",
         "REJUVE_HUB_CRYPT_KEY_FILE": str(crypt),
         "REJUVE_HUB_SPAWNER_CLASS": "systemd",
+        "REJUVE_HUB_NOTEBOOK_RUNTIME": "/opt/rejuve/notebook-runtime/example",
+        "REJUVE_HUB_NOTEBOOK_HOMES": str(state / "notebooks"),
     }
     try:
         with mock.patch.dict(os.environ, env):
