@@ -19,6 +19,7 @@ from rich.table import Table
 from backend.api.api_keys import register
 from backend.cli.output import services_table
 from backend.exceptions import UserError
+from backend.governance.members import Enrolment, enrol
 from backend.ingest.files import ingest_file, ingest_multi_member_csv, wait_refined
 from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
@@ -181,6 +182,9 @@ def run_demo(ctx: StackContext, console: Console) -> None:
         f"writing a synthetic cohort ({SPEC.members} members x {SPEC.days} days) in every format"
     ):
         root, manifest = _cohort(ctx)
+    with ctx.db.connect("backend") as conn:
+        for m in manifest.members:
+            enrol(conn, Enrolment(m.member_id, ctx.settings.region, m.birth_year, m.sex))
     t = manifest.totals()
     console.print(
         f"cohort: {len(manifest.members)} members, {len(manifest.files)} files, "

@@ -39,14 +39,4 @@ def consent_all(
     purpose: str,
     categories: Sequence[str] = ("wearables", "labs"),
 ) -> None:
-    for m in members:
-        for category in categories:
-            consent.record(
-                conn,
-                member=m,
-                purpose=purpose,
-                category=category,
-                granted=True,
-                consent_version="v1",
-                recorded_by="test",
-            )
+    consent.grant_all(conn, members, purpose, categories, consent_version="v1", recorded_by="test")

@@ -57,15 +57,24 @@ class Workbench:
         period: str = "week",
         criteria: list[dict[str, Any]] | None = None,
         stats: list[str] | None = None,
+        sex: list[str] | None = None,
+        age_min: int | None = None,
+        age_max: int | None = None,
+        by: list[str] | None = None,
     ) -> pd.DataFrame:
-        """Statistics by period under disclosure control; withheld cells read "suppressed"."""
+        """Statistics by period (and `by` sex or age_band) under disclosure control;
+        withheld cells read "suppressed"."""
         body: dict[str, Any] = {
             "code": code,
             "start": _when(start),
             "end": _when(end),
             "period": period,
             "criteria": criteria or [],
+            "by": by or [],
         }
+        for name, value in (("sex", sex), ("age_min", age_min), ("age_max", age_max)):
+            if value is not None:
+                body[name] = value
         if stats:
             body["stats"] = stats
         answer = self._check(
@@ -74,7 +83,7 @@ class Workbench:
         records = []
         for row in answer["rows"]:
             values = {k: (SUPPRESSED if v is None else v) for k, v in row["values"].items()}
-            records.append({"period": row["key"][0], **values})
+            records.append({**dict(zip(answer["dims"], row["key"], strict=True)), **values})
         frame = pd.DataFrame(records)
         frame.attrs["threshold"] = answer["threshold"]
         frame.attrs["notes"] = answer["notes"]

@@ -231,6 +231,18 @@ class CohortStatsIn(BaseModel):
     end: AwareDatetime
     period: Literal["day", "week", "month"] = "week"
     criteria: Annotated[list[CriterionIn], Field(max_length=10)] = []
+    sex: Annotated[
+        list[Literal["female", "male", "other", "unknown"]] | None,
+        Field(max_length=4, description="only members of these sexes (FHIR AdministrativeGender)"),
+    ] = None
+    age_min: Annotated[int | None, Field(ge=0, le=130, description="age in the start's year")] = (
+        None
+    )
+    age_max: Annotated[int | None, Field(ge=0, le=130)] = None
+    by: Annotated[
+        list[Literal["sex", "age_band"]],
+        Field(max_length=2, description="break the periods down further (10-year age bands)"),
+    ] = []
     stats: Annotated[
         list[Literal["mean", "median", "sd", "p25", "p75"]], Field(min_length=1, max_length=5)
     ] = ["mean", "median"]
@@ -238,6 +250,7 @@ class CohortStatsIn(BaseModel):
 
 class CohortStatsOut(BaseModel):
     threshold: int = Field(description="cells with fewer members than this are suppressed")
+    dims: list[str] = Field(description="what each row's `key` holds, in order")
     rows: list[dict[str, object]]
     suppressed: list[dict[str, object]]
     notes: list[str]
@@ -285,12 +298,19 @@ def study_cohort_stats(
                 end=body.end,
                 period=body.period,
                 criteria=[cohort.Criterion(c.code, c.op, c.value) for c in body.criteria],
+                demographics=cohort.Demographics(
+                    frozenset(body.sex) if body.sex is not None else None,
+                    body.age_min,
+                    body.age_max,
+                ),
+                by=list(dict.fromkeys(body.by)),
                 stats=body.stats,
             )
         ticket.row_count = len(result.table)
     out = result.to_json(audience="researcher")
     return CohortStatsOut(
         threshold=result.policy.k,
+        dims=out.get("dims", ["period"]),
         rows=out.get("rows", []),
         suppressed=out.get("suppressed", []),
         notes=out.get("notes", []),

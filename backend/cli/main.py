@@ -378,6 +378,9 @@ def _register_subcommands() -> None:
     from backend.cli.data_cmds import quarantine_app
 
     app.add_typer(quarantine_app, name="quarantine")
+    from backend.cli.member_cmds import members_app
+
+    app.add_typer(members_app, name="members")
 
 
 @app.command("refiner-run", hidden=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,33 @@ def record(
     conn.commit()
     assert row is not None
     return uuid.UUID(str(row[0]))
+
+
+def grant_all(
+    conn: psycopg.Connection,
+    members: Iterable[uuid.UUID],
+    purpose: str,
+    categories: Sequence[str],
+    *,
+    consent_version: str,
+    recorded_by: str,
+) -> int:
+    """Grants for many members at once (an enrolment wave, a study's sign-up list, test and
+    benchmark cohorts); returns how many events were appended."""
+    n = 0
+    for member in members:
+        for category in categories:
+            record(
+                conn,
+                member=member,
+                purpose=purpose,
+                category=category,
+                granted=True,
+                consent_version=consent_version,
+                recorded_by=recorded_by,
+            )
+            n += 1
+    return n
 
 
 def effective(conn: psycopg.Connection, member: uuid.UUID) -> list[Consent]:

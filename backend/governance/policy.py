@@ -6,14 +6,17 @@ each query, so a policy mistake cannot widen the rows a query returns."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import casbin
 from sqlalchemy import Column, Integer, MetaData, String, create_engine, pool
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy_adapter import Adapter
+
+from backend.logs import get as get_logger
 
 MODEL = Path(__file__).parent / "casbin" / "model.conf"
 ROLES = ("member", "coach", "researcher", "steward", "admin", "auditor")
@@ -60,43 +63,79 @@ class CasbinRule(_Base):
         return ", ".join(str(v) for v in values if v is not None and v != "")
 
 
+# Decisions remembered between reloads; bounded because resources name members.
+log = get_logger(__name__)
+_MEMO_ENTRIES = 50_000
+
+
 @dataclass
 class Policy:
     enforcer: casbin.SyncedEnforcer
+    # pycasbin compiles and interprets its matcher for every rule on every decision (about
+    # a millisecond with our baseline), and concurrent compiles in one process fail with
+    # SystemError on CPython 3.11. So: one decision at a time, each remembered until the
+    # policy is next loaded (a grant, a revoke, or the periodic reload).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _memo: dict[tuple[tuple[str, ...], str, str, str], bool] = field(
+        default_factory=dict, repr=False
+    )
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @classmethod
     def open(cls, sqlalchemy_url: str, reload_seconds: float = 5.0) -> Policy:
         engine = create_engine(sqlalchemy_url, poolclass=pool.NullPool)
         adapter = Adapter(engine, db_class=CasbinRule, create_table=False)
-        enforcer = casbin.SyncedEnforcer(str(MODEL), adapter)
+        policy = cls(casbin.SyncedEnforcer(str(MODEL), adapter))
         # Other backend processes change policy too: reload it on a short interval, so a
         # revocation is in force everywhere within `reload_seconds`.
         if reload_seconds > 0:
-            enforcer.start_auto_load_policy(reload_seconds)
-        return cls(enforcer)
+            threading.Thread(
+                target=policy._reload_every, args=(reload_seconds,), daemon=True
+            ).start()
+        return policy
+
+    def _reload_every(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            try:
+                self.reload()
+            except Exception as e:  # the database may be away for a moment: keep going
+                log.warning("policy reload failed", error=type(e).__name__)
 
     def close(self) -> None:
-        if self.enforcer.is_auto_loading_running():
-            self.enforcer.stop_auto_load_policy()
+        self._stop.set()
 
     def allowed(
         self, user: str, roles: Iterable[str], region: str, resource: str, action: str
     ) -> bool:
         """True if the user, or any of the user's roles, is allowed; deny by default."""
-        subjects = [user, *roles]
-        return any(self.enforcer.enforce(s, region, resource, action) for s in subjects)
+        subjects = (user, *sorted(roles))
+        key = (subjects, region, resource, action)
+        with self._lock:
+            decision = self._memo.get(key)
+            if decision is None:
+                decision = any(self.enforcer.enforce(s, region, resource, action) for s in subjects)
+                if len(self._memo) >= _MEMO_ENTRIES:
+                    self._memo.clear()
+                self._memo[key] = decision
+            return decision
 
     def grant(self, subject: str, region: str, resource: str, action: str) -> bool:
-        return bool(self.enforcer.add_policy(subject, region, resource, action))
+        with self._lock:
+            self._memo.clear()
+            return bool(self.enforcer.add_policy(subject, region, resource, action))
 
     def revoke(self, subject: str, region: str, resource: str, action: str) -> bool:
-        return bool(self.enforcer.remove_policy(subject, region, resource, action))
+        with self._lock:
+            self._memo.clear()
+            return bool(self.enforcer.remove_policy(subject, region, resource, action))
 
     def rules(self) -> list[list[str]]:
         return [list(r) for r in self.enforcer.get_policy()]
 
     def reload(self) -> None:
         self.enforcer.load_policy()
+        with self._lock:
+            self._memo.clear()
 
 
 def seed_defaults(policy: Policy) -> int:

@@ -161,3 +161,32 @@ class HubTokenValidator:
         except ValueError as e:
             raise HubUnavailable("the Hub answered a token check with no JSON") from e
         return model if isinstance(model, dict) and "name" in model else None
+
+
+def login_token(
+    hub_url: str, ca_file: Path | str, name: str, password: str, note: str = "rejuve"
+) -> str:
+    """Log in to the Hub's form as a person would and create an API token for them (what
+    the token page does): for tools and benchmarks acting as a real user, outside a
+    notebook. Raises HubUnavailable if the Hub does not let them in."""
+    import re
+
+    tls = ssl.create_default_context(cafile=str(ca_file))
+    with httpx.Client(base_url=hub_url, verify=tls, timeout=30) as client:
+        page = client.get("/hub/login")
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+        if xsrf is None:
+            raise HubUnavailable(f"no login form at {hub_url}/hub/login")
+        r = client.post(
+            "/hub/login", data={"username": name, "password": password, "_xsrf": xsrf.group(1)}
+        )
+        if r.status_code != 302:
+            raise HubUnavailable(f"login refused for {name} ({r.status_code})")
+        made = client.post(
+            f"/hub/api/users/{name}/tokens",
+            json={"note": note},
+            headers={"X-XSRFToken": client.cookies.get("_xsrf", path="/hub/") or ""},
+        )
+        if made.status_code != 201:
+            raise HubUnavailable(f"token refused for {name} ({made.status_code})")
+        return str(made.json()["token"])

@@ -1,6 +1,7 @@
-"""Cohort statistics for researchers: a cohort defined by criteria over observations, one
-measure summarised by period, under disclosure control (small cells, complements, and the
-differencing guard kept in the database).
+"""Cohort statistics for researchers: a cohort defined by criteria over observations and
+demographics, one measure summarised by period (and optionally sex or age band), under
+disclosure control (small cells, complements, and the differencing guard kept in the
+database).
 
 The study and consent rules are in the SQL (as for datasets); the disclosure rules are
 applied to the row-level result before anything leaves this module."""
@@ -20,6 +21,7 @@ from psycopg import sql
 from backend.governance import disclosure
 from backend.governance.consent import CONSENTED_CODES, code_categories, study_purpose
 from backend.governance.footprints import DbFootprintStore, scope_lock
+from backend.governance.members import age_band
 from backend.keys.study_keys import pseudonym
 from backend.query.viewer import Viewer
 
@@ -41,6 +43,24 @@ class Criterion:
     code: str
     op: Literal[">=", ">", "<=", "<"]
     value: float
+
+
+@dataclass(frozen=True)
+class Demographics:
+    """Members of these sexes (None: any) whose age in the year the window starts is in
+    [age_min, age_max] (None: no bound). A member without the demographic a criterion
+    needs is left out."""
+
+    sexes: frozenset[str] | None = None
+    age_min: int | None = None
+    age_max: int | None = None
+
+    def wants_age(self) -> bool:
+        return self.age_min is not None or self.age_max is not None
+
+
+# Dimensions a cohort may be broken down by, besides the period.
+By = Literal["sex", "age_band"]
 
 
 _ROWS = sql.SQL("""
@@ -68,6 +88,8 @@ def cohort_stats(
     end: dt.datetime,
     period: Period = "week",
     criteria: Sequence[Criterion] = (),
+    demographics: Demographics | None = None,
+    by: Sequence[By] = (),
     stats: Sequence[str] = ("mean", "median"),
     policy: disclosure.DisclosurePolicy | None = None,
 ) -> disclosure.ProtectedTable:
@@ -95,7 +117,12 @@ def cohort_stats(
         means = frame[frame["code"] == c.code].groupby("member")["value"].mean()
         test = _OPS[c.op]
         members &= {m for m, v in means.items() if test(float(v), c.value)}
+    people = _demographics(qconn, members, start.date())
+    if demographics is not None:
+        members = {m for m in members if _admits(demographics, people.get(m, _UNKNOWN))}
     data = frame[(frame["code"] == code) & frame["member"].isin(members)].copy()
+    for dim in by:
+        data[dim] = [getattr(people.get(m, _UNKNOWN), dim) for m in data["member"]]
     names = {m: pseudonym(study_key, m) for m in set(data["member"])}
     data["pseudonym"] = data["member"].map(names)
     data["period"] = (
@@ -110,9 +137,9 @@ def cohort_stats(
         scope_lock(bconn, viewer.user, study)
         guard = disclosure.DifferencingGuard(DbFootprintStore(bconn), k=policy.k, key=study_key)
         return disclosure.aggregate(
-            data[["pseudonym", "period", "value"]],
+            data[["pseudonym", "period", *by, "value"]],
             member_col="pseudonym",
-            dims=["period"],
+            dims=["period", *by],
             value_col="value",
             stats=stats,
             policy=policy,
@@ -120,3 +147,44 @@ def cohort_stats(
             researcher=viewer.user,
             study=study,
         )
+
+
+@dataclass(frozen=True)
+class _Person:
+    sex: str = "unknown"
+    age_band: str = "unknown"
+    age: int | None = None
+
+
+_UNKNOWN = _Person()
+
+
+def _demographics(
+    qconn: psycopg.Connection, members: set[object], on: dt.date
+) -> dict[object, _Person]:
+    """Sex, age and age band of the members already admitted by the study and consent
+    rules; nobody else's are read."""
+    if not members:
+        return {}
+    rows = qconn.execute(
+        "select member_id, birth_year, sex from governance.members where member_id = any(%s)",
+        (list(members),),
+    ).fetchall()
+    qconn.rollback()
+    return {
+        m: _Person(sex or "unknown", age_band(year, on), None if year is None else on.year - year)
+        for m, year, sex in rows
+    }
+
+
+def _admits(d: Demographics, person: _Person) -> bool:
+    if d.sexes is not None and person.sex not in d.sexes:
+        return False
+    if d.wants_age():
+        if person.age is None:
+            return False
+        if d.age_min is not None and person.age < d.age_min:
+            return False
+        if d.age_max is not None and person.age > d.age_max:
+            return False
+    return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -84,3 +85,18 @@ def test_a_revocation_reaches_another_process(db: DatabaseAccess, policy: Policy
             time.sleep(0.1)
     finally:
         other.close()
+
+
+def test_decisions_from_many_threads_at_once(policy: Policy) -> None:
+    # The backend decides in a thread pool; pycasbin parses its matcher with `ast` on every
+    # call, which raised SystemError under concurrency (found by bench/governed.py).
+    def decide(i: int) -> list[bool]:
+        return [
+            policy.allowed(f"u{i}", {"coach"}, "eu", "members/m1/timeline", "read")
+            and not policy.allowed(f"u{i}", {"coach"}, "eu", "studies/s1/dataset", "read")
+            for _ in range(300)
+        ]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = [a for batch in pool.map(decide, range(32)) for a in batch]
+    assert len(answers) == 32 * 300 and all(answers)

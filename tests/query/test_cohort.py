@@ -12,6 +12,7 @@ import pytest
 
 from backend.db import migrate
 from backend.db.access import DatabaseAccess
+from backend.governance import members as members_registry
 from backend.keys.kms import LocalKms
 from backend.keys.study_keys import StudyKeys
 from backend.query import cohort
@@ -41,8 +42,20 @@ def db(migrated_db: DatabaseAccess) -> DatabaseAccess:
             + [(m, T0, "4548-4", 6.8 if n < 25 else 5.2, "%") for n, m in enumerate(members)]
             + [(m, T0 + dt.timedelta(days=21), "8867-4", 70, "/min") for m in members[:3]],
         )
+    with db.connect("owner") as conn:
+        seed.study(conn, "hr-2", ["dora", "dan", "dee", "dina"])
     with db.connect("backend") as conn:
         seed.consent_all(conn, members, "study:hr-1")
+        seed.consent_all(conn, members, "study:hr-2")
+        # 14 women born in 1980, 15 men born in 1960, one member never enrolled.
+        for n, m in enumerate(members[:29]):
+            woman = n < 14
+            members_registry.enrol(
+                conn,
+                members_registry.Enrolment(
+                    m, "eu", birth_year=1980 if woman else 1960, sex="female" if woman else "male"
+                ),
+            )
     return db
 
 
@@ -52,20 +65,31 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return StudyKeys(Path(root), LocalKms.from_file(Path(root) / "m.key")).key("hr-1")
 
 
-def _ask(db: DatabaseAccess, key: bytes, **kw: object) -> pd.DataFrame:
+def _protected(
+    db: DatabaseAccess,
+    key: bytes,
+    viewer: Viewer = RITA,
+    study: str = "hr-1",
+    days: int = 28,
+    **kw: object,
+) -> cohort.disclosure.ProtectedTable:
     with db.connect("query") as q, db.connect("backend") as b:
         return cohort.cohort_stats(
             q,
             b,
-            RITA,
-            "hr-1",
+            viewer,
+            study,
             key,
             code="8867-4",
             start=T0,
-            end=T0 + dt.timedelta(days=28),
+            end=T0 + dt.timedelta(days=days),
             period="week",
-            **kw,
-        ).table  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+def _ask(db: DatabaseAccess, key: bytes, **kw: object) -> pd.DataFrame:
+    return _protected(db, key, **kw).table
 
 
 def _counts(table: pd.DataFrame) -> dict[str, object]:
@@ -97,3 +121,42 @@ def test_the_same_cohort_minus_one_member_reveals_nothing(db: DatabaseAccess, ke
             " where researcher = 'rita' and study = 'hr-1'"
         ).fetchone()
     assert n is not None and n[0] >= 8
+
+
+def _ask_hr2(db: DatabaseAccess, key: bytes, who: str, **kw: object) -> pd.DataFrame:
+    # A researcher of their own per test: the differencing guard's memory is per person.
+    viewer = Viewer(who, frozenset({"researcher"}), "eu")
+    return _protected(db, key, viewer, "hr-2", 14, **kw).table
+
+
+@pytest.mark.parametrize(
+    ("who", "demographics", "expected"),
+    [
+        ("dora", cohort.Demographics(sexes=frozenset({"female"})), 14),
+        ("dan", cohort.Demographics(age_min=60), 15),  # the men: 66 in 2026
+        ("dee", cohort.Demographics(sexes=frozenset({"female"}), age_max=50), 14),
+    ],
+)
+def test_demographic_criteria_choose_the_cohort(
+    db: DatabaseAccess, key: bytes, who: str, demographics: cohort.Demographics, expected: int
+) -> None:
+    table = _ask_hr2(db, key, who, demographics=demographics)
+    assert _counts(table) == {"2026-11-02": expected, "2026-11-09": expected, "Total": expected}
+
+
+def test_breakdown_by_sex_suppresses_the_unknown_and_a_complement(
+    db: DatabaseAccess, key: bytes
+) -> None:
+    table = _ask_hr2(db, key, "dina", by=["sex"])
+    counts = {
+        (str(p), str(s)): (None if pd.isna(c) else int(c))
+        for (p, s), c in zip(table.index, table["count"], strict=True)
+    }
+    # One member without demographics: a cell of 1, withheld; the week's total would give
+    # it away, so the next smallest cell of that week (the 14 women) goes with it.
+    assert counts[("2026-11-02", "unknown")] is None
+    assert counts[("2026-11-02", "female")] is None
+    assert counts[("2026-11-02", "male")] == 15
+    assert counts[("2026-11-02", "Total")] == 30
+    assert counts[("Total", "male")] == 15
+    assert counts[("Total", "unknown")] is None

@@ -1,0 +1,60 @@
+"""The member registry: who is enrolled, in which region, and the few demographics cohort
+criteria use (year of birth, administrative sex). Enrolment is the health network's act,
+not a device's: members come from here, their data from ingestion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import psycopg
+
+from backend.exceptions import UserError
+
+# FHIR AdministrativeGender.
+Sex = Literal["female", "male", "other", "unknown"]
+SEXES: tuple[str, ...] = get_args(Sex)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    member_id: uuid.UUID
+    region: str
+    birth_year: int | None = None
+    sex: str | None = None
+    hub_user: str | None = None
+
+
+def _check(e: Enrolment) -> None:
+    if e.sex is not None and e.sex not in SEXES:
+        raise UserError(f"sex must be one of {', '.join(SEXES)}: {e.sex!r}")
+    this_year = dt.datetime.now(dt.UTC).year
+    if e.birth_year is not None and not 1900 <= e.birth_year <= this_year:
+        raise UserError(f"birth year must be between 1900 and {this_year}: {e.birth_year}")
+
+
+def enrol(conn: psycopg.Connection, e: Enrolment) -> bool:
+    """Register a member (True), or update the demographics of one already registered
+    (False). The region and Hub account of an existing member are not changed here."""
+    _check(e)
+    row = conn.execute(
+        """insert into governance.members (member_id, home_region, birth_year, sex, hub_user)
+           values (%s, %s, %s, %s, %s)
+           on conflict (member_id) do update
+              set birth_year = excluded.birth_year, sex = excluded.sex
+           returning (xmax = 0)""",
+        (e.member_id, e.region, e.birth_year, e.sex, e.hub_user),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def age_band(birth_year: int | None, on: dt.date, width: int = 10) -> str:
+    """'40-49' for someone who turns 40 to 49 in the year of `on` (the year of birth is
+    all we keep, so an age is exact to within a year); 'unknown' without a birth year."""
+    if birth_year is None:
+        return "unknown"
+    low = (on.year - birth_year) // width * width
+    return f"{low}-{low + width - 1}"

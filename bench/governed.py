@@ -1,0 +1,344 @@
+"""Governed-path benchmark: what identity, Casbin, consent in the SQL and the audit cost.
+
+A coach's timeline query (one day of a member's minute-level heart rate, in hourly
+buckets) goes through the running backend over HTTPS as real Hub users, and the same
+library call (`backend.query.timeline`: the same SQL with the same object rules) runs
+directly on a pooled connection: p50/p95/p99 at 1, 8 and 32 concurrent clients, closed
+loop. Besides: one Casbin decision, and one audit record written through
+`governance.audit_append` (alone and with 8 writers, which the chain's lock serialises).
+
+    .venv/bin/python bench/governed.py [--seconds 10] [--quick]
+
+Needs the local stack (`make up`). Prints a table, writes bench/results/governed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import secrets
+import ssl
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from psycopg_pool import ConnectionPool
+from rich.console import Console
+from rich.table import Table
+
+from backend.governance import audit, consent
+from backend.governance.policy import Policy, seed_defaults
+from backend.identity import hub_auth
+from backend.identity.hub_client import login_token
+from backend.query import timeline as tl
+from backend.query.viewer import Viewer
+from backend.stack.context import StackContext
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DAY = dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
+COACHES = 32  # one identity per client at most: the per-identity rate limit stays out of it
+LEVELS = (1, 8, 32)
+
+
+@dataclass
+class Fixture:
+    coaches: list[str]
+    members: list[uuid.UUID]
+    tokens: list[str]
+    password: str
+
+
+def setup(ctx: StackContext, console: Console) -> Fixture:
+    """Coaches, each with one assigned member who consents to coaching, with a day of
+    minute-level heart rate; Hub accounts and tokens for the coaches."""
+    tag = secrets.token_hex(3)
+    coaches = [f"bench-{tag}-{i}" for i in range(COACHES)]
+    members = [uuid.uuid4() for _ in coaches]
+    password = secrets.token_urlsafe(16)
+    with ctx.db.connect("owner") as conn, conn.cursor() as cur:
+        for coach, member in zip(coaches, members, strict=True):
+            cur.execute(
+                "insert into governance.members (member_id, home_region) values (%s, %s)",
+                (member, ctx.settings.region),
+            )
+            cur.execute(
+                "insert into governance.coach_assignments (coach, member_id) values (%s, %s)",
+                (coach, member),
+            )
+        with cur.copy(
+            "copy processed.observations (member_id, observed_at, code, value, unit, source,"
+            " raw_record_id, raw_received_at) from stdin"
+        ) as copy:
+            now = dt.datetime.now(dt.UTC)
+            for member in members:
+                for minute in range(24 * 60):
+                    copy.write_row(
+                        (
+                            member,
+                            DAY + dt.timedelta(minutes=minute),
+                            "8867-4",
+                            60 + minute % 40,
+                            "/min",
+                            "bench",
+                            uuid.uuid4(),
+                            now,
+                        )
+                    )
+    with ctx.db.connect("backend") as conn:
+        consent.grant_all(
+            conn, members, "coaching", ["wearables"], consent_version="bench", recorded_by="bench"
+        )
+    tokens = []
+    with console.status("Hub accounts and tokens for the coaches"):
+        for coach in coaches:
+            hub_auth.add_user(ctx.hub.user_store, coach, password, ["coach"], rounds=4)
+            tokens.append(login_token(ctx.hub.url, ctx.layout.ca_cert, coach, password, "bench"))
+    return Fixture(coaches, members, tokens, password)
+
+
+def teardown(ctx: StackContext, f: Fixture) -> None:
+    for coach in f.coaches:
+        hub_auth.remove_user(ctx.hub.user_store, coach)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    qs = statistics.quantiles(samples, n=100, method="inclusive")
+    return {
+        "n": len(samples),
+        "p50_ms": qs[49] * 1000,
+        "p95_ms": qs[94] * 1000,
+        "p99_ms": qs[98] * 1000,
+        "per_s": 0.0,
+    }
+
+
+def closed_loop(
+    clients: int, seconds: float, make_call: Callable[[int], Callable[[int], None]]
+) -> dict[str, float]:
+    """`clients` threads, each calling its own callable back to back for `seconds`; the
+    argument is a running request number (to rotate identities)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = itertools.count()
+    stop = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        call = make_call(i)
+        mine = []
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            call(next(counter))
+            mine.append(time.perf_counter() - t0)
+        with lock:
+            latencies.extend(mine)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(worker, range(clients)))
+    result = percentiles(latencies)
+    result["per_s"] = len(latencies) / (time.perf_counter() - t0)
+    return result
+
+
+def governed_calls(ctx: StackContext, f: Fixture) -> Callable[[int], Callable[[int], None]]:
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+    params = {
+        "start": DAY.isoformat(),
+        "end": (DAY + dt.timedelta(days=1)).isoformat(),
+        "bucket": "hour",
+    }
+
+    def make(_: int) -> Callable[[int], None]:
+        client = httpx.Client(base_url=ctx.backend_url, verify=tls, timeout=60)
+
+        def call(n: int) -> None:
+            k = n % len(f.coaches)
+            r = client.get(
+                f"/v1/members/{f.members[k]}/timeline",
+                params=params,
+                headers={"Authorization": f"token {f.tokens[k]}"},
+            )
+            if r.status_code != 200 or len(r.json()["points"]) != 24:
+                raise RuntimeError(f"governed request failed: {r.status_code} {r.text[:200]}")
+
+        return call
+
+    return make
+
+
+def direct_calls(
+    pool: ConnectionPool, f: Fixture, region: str
+) -> Callable[[int], Callable[[int], None]]:
+    def make(_: int) -> Callable[[int], None]:
+        def call(n: int) -> None:
+            k = n % len(f.coaches)
+            viewer = Viewer(f.coaches[k], frozenset({"coach"}), region)
+            with pool.connection() as conn:
+                if not tl.can_view(conn, viewer, f.members[k]):
+                    raise RuntimeError("direct: not visible")
+                points = tl.timeline(
+                    conn,
+                    viewer,
+                    f.members[k],
+                    start=DAY,
+                    end=DAY + dt.timedelta(days=1),
+                    bucket="hour",
+                    limit=1000,
+                )
+            if len(points) != 24:
+                raise RuntimeError(f"direct: {len(points)} points")
+
+        return call
+
+    return make
+
+
+def casbin_cost(ctx: StackContext, n: int) -> dict[str, float]:
+    policy = Policy.open(ctx.db.sqlalchemy_url("backend"))
+    try:
+        seed_defaults(policy)
+        roles = frozenset({"coach"})
+        region = ctx.settings.region
+        out = {}
+        # First decisions (each resource new: pycasbin evaluates its matcher per rule) and
+        # remembered ones (the memo Policy keeps until the next reload).
+        for label, resource, expected in (
+            ("first_allowed", "members/{i}/timeline", True),
+            ("first_denied", "studies/s-{i}/dataset", False),
+            ("remembered", "members/m-1/timeline", True),
+        ):
+            t0 = time.perf_counter()
+            for i in range(n):
+                got = policy.allowed("bench-coach", roles, region, resource.format(i=i), "read")
+                if got != expected:
+                    raise RuntimeError(f"casbin gave the wrong answer for {resource}")
+            out[f"{label}_us"] = (time.perf_counter() - t0) / n * 1e6
+        return out
+    finally:
+        policy.close()
+
+
+def audit_cost(ctx: StackContext, seconds: float, writers: int) -> dict[str, float]:
+    def event(i: int) -> audit.AuditEvent:
+        return audit.AuditEvent(
+            actor="bench",
+            role="coach",
+            purpose="coaching",
+            study=None,
+            action="bench.audit",
+            resource=f"members/{uuid.uuid4()}/timeline",
+            outcome="allowed",
+            params={"start": DAY.isoformat(), "bucket": "hour", "i": i},
+            row_count=24,
+            status=200,
+            latency_ms=1.0,
+            client="127.0.0.1",
+            request_id=uuid.uuid4(),
+        )
+
+    with ConnectionPool(ctx.db.conninfo("backend"), min_size=writers, max_size=writers) as pool:
+
+        def make(w: int) -> Callable[[int], None]:
+            def call(i: int) -> None:
+                with pool.connection() as conn:
+                    audit.append(conn, event(i))
+
+            return call
+
+        return closed_loop(writers, seconds, make)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=10, help="per path and concurrency")
+    ap.add_argument("--quick", action="store_true", help="2 s per cell, for a smoke run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds = 2
+    console = Console()
+    ctx = StackContext.from_env()
+    f = setup(ctx, console)
+    runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}}
+    try:
+        with ConnectionPool(ctx.db.conninfo("query"), min_size=4, max_size=max(LEVELS)) as pool:
+            direct = direct_calls(pool, f, ctx.settings.region)
+            governed = governed_calls(ctx, f)
+            # Warm both paths (token cache, connections, plans) before measuring.
+            closed_loop(4, 1.0, governed)
+            closed_loop(4, 1.0, direct)
+            for clients in LEVELS:
+                for path, calls in (("direct", direct), ("governed", governed)):
+                    with console.status(f"{path}: {clients} client(s) for {args.seconds:g} s"):
+                        runs[path][str(clients)] = closed_loop(clients, args.seconds, calls)
+        with console.status("Casbin decisions"):
+            casbin = casbin_cost(ctx, 5_000)
+        with console.status("audit writes"):
+            audit_one = audit_cost(ctx, args.seconds, 1)
+            audit_eight = audit_cost(ctx, args.seconds, 8)
+    finally:
+        teardown(ctx, f)
+
+    table = Table(
+        title="Governed path: coach timeline (1 day, hourly buckets)", title_justify="left"
+    )
+    for col in ("clients", "path", "p50 ms", "p95 ms", "p99 ms", "req/s", "p95 ratio"):
+        table.add_column(col, justify="right" if col != "path" else "left")
+    for clients in map(str, LEVELS):
+        d, g = runs["direct"][clients], runs["governed"][clients]
+        for path, r in (("direct SQL", d), ("governed HTTPS", g)):
+            ratio = f"{g['p95_ms'] / d['p95_ms']:.2f}" if r is g else ""
+            table.add_row(
+                clients,
+                path,
+                f"{r['p50_ms']:.1f}",
+                f"{r['p95_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['per_s']:,.0f}",
+                ratio,
+            )
+    console.print(table)
+    costs = Table(title="Unit costs", title_justify="left")
+    costs.add_column("measure")
+    costs.add_column("value", justify="right")
+    costs.add_row(
+        "Casbin decision, first allowed / first denied / remembered",
+        f"{casbin['first_allowed_us']:.0f} / {casbin['first_denied_us']:.0f}"
+        f" / {casbin['remembered_us']:.0f} µs",
+    )
+    for label, r in (("1 writer", audit_one), ("8 writers", audit_eight)):
+        costs.add_row(
+            f"audit record, {label}: p50 / p95",
+            f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} ms ({r['per_s']:,.0f}/s)",
+        )
+    console.print(costs)
+    RESULTS.mkdir(exist_ok=True)
+    result = {
+        "when": dt.datetime.now(dt.UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
+        "runs": runs,
+        "p95_ratio": {
+            c: runs["governed"][c]["p95_ms"] / runs["direct"][c]["p95_ms"] for c in runs["direct"]
+        },
+        "casbin_decision_us": casbin,
+        "audit_write": {"writers_1": audit_one, "writers_8": audit_eight},
+        "args": vars(args),
+    }
+    out = RESULTS / "governed.json"
+    out.write_text(json.dumps(result, indent=2))
+    console.print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
