@@ -1,7 +1,7 @@
 """Demographics of members, for cohort criteria: year of birth and administrative sex.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-25
 """
 
@@ -9,8 +9,8 @@ from alembic import op
 
 from backend.migrations.roles import current_roles, q
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
