@@ -96,8 +96,12 @@ def _fixed(path: str, query: dict[str, Any] | None = None, body: object = None) 
     return lambda w, role, which: (path, query, body)
 
 
-def _quarantine_path(w: World, role: str, which: str) -> Request:
-    return f"/v1/quarantine/{w.quarantined if which == 'own' else uuid.uuid4()}", None, None
+def _at_quarantine(suffix: str = "", body: object = None) -> Build:
+    def build(w: World, role: str, which: str) -> Request:
+        qid = w.quarantined if which == "own" else uuid.uuid4()
+        return f"/v1/quarantine/{qid}{'/' if suffix else ''}{suffix}", None, body
+
+    return build
 
 
 def _rule(w: World, role: str, which: str) -> Request:
@@ -140,7 +144,10 @@ MATRIX: dict[str, Row] = {
         _study_path("cohort-stats", None, COHORT), {"researcher": (200, 404)}
     ),
     "GET /v1/quarantine": Row(_fixed("/v1/quarantine"), {"steward": (200, None)}, ("own",)),
-    "GET /v1/quarantine/{quarantine_id}": Row(_quarantine_path, {"steward": (200, 404)}),
+    "GET /v1/quarantine/{quarantine_id}": Row(_at_quarantine(), {"steward": (200, 404)}),
+    "POST /v1/quarantine/{quarantine_id}/reject": Row(
+        _at_quarantine("reject", {"note": "matrix"}), {"steward": (200, 404)}
+    ),
     "GET /v1/quality": Row(_fixed("/v1/quality"), {"steward": (200, None)}, ("own",)),
     "GET /v1/audit": Row(_fixed("/v1/audit"), {"auditor": (200, None)}, ("own",)),
     "GET /v1/audit/verify": Row(_fixed("/v1/audit/verify"), {"auditor": (200, None)}, ("own",)),

@@ -224,6 +224,22 @@ def test_the_steward_sees_what_fixing_needs_and_not_who(ctx: StackContext, w: Wo
     one = w.call("stu", "GET", f"/v1/quarantine/{shown['quarantine_id']}")
     assert one.json() == shown
 
+    reject = f"/v1/quarantine/{shown['quarantine_id']}/reject"
+    rejected = w.call("stu", "POST", reject, json={"note": "a typo at the lab"})
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json() == {**shown, "status": "rejected"}
+    again = w.call("stu", "POST", reject, json={"note": "twice"})
+    assert again.status_code == 409
+    assert "already rejected" in again.json()["detail"]
+    with ctx.db.connect("owner") as conn:
+        row = conn.execute(
+            "select q.status, q.resolution_note, a.actor, a.params->>'note'"
+            " from processed.quarantine q join governance.audit_log a"
+            " on a.request_id = %s where q.quarantine_id = %s",
+            (uuid.UUID(rejected.headers["x-request-id"]), shown["quarantine_id"]),
+        ).fetchone()
+    assert row == ("rejected", "a typo at the lab", w.names["stu"], "a typo at the lab")
+
 
 def test_quality_over_http_is_what_the_cli_shows(ctx: StackContext, w: World) -> None:
     with ctx.db.connect("owner") as conn:

@@ -126,7 +126,7 @@ def governed(
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed")
         yield ticket
     except HTTPException as e:
-        # 409: a change the rules refuse (revoking the last way to administer the policy).
+        # 409: a change the rules refuse (the policy's lockout guard, a record resolved).
         refused = e.status_code in (401, 403, 404, 409, 429)
         ticket.write("denied" if refused else "error", e.status_code)
         raise

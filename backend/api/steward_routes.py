@@ -157,3 +157,43 @@ def quality(
             rows = ql.latest(conn, limit=limit, since=since, fmt=format)
         t.row_count = len(rows)
     return rows
+
+
+class Rejection(BaseModel):
+    note: Annotated[str, Field(min_length=1, max_length=500, description="why, for the record")]
+
+
+@router.post(
+    "/quarantine/{quarantine_id}/reject",
+    response_model=QuarantinedRecord,
+    responses={409: {"description": "already released or rejected"}},
+)
+def quarantine_reject(
+    request: Request, gov: Gov, quarantine_id: uuid.UUID, body: Rejection
+) -> QuarantinedRecord:
+    """Reject a quarantined record for good (it stays, marked rejected, with the note).
+    Releasing a corrected record is done on the host (`rejuve quarantine release`)."""
+    with governed(
+        request,
+        gov,
+        action="quarantine.reject",
+        resource="quarantine",
+        act="write",
+        params={"quarantine_id": str(quarantine_id), "note": body.note},
+    ) as ticket:
+        with gov.backend_pool.connection() as conn:
+            try:
+                qr.get(conn, quarantine_id)
+            except UserError:
+                raise HTTPException(404, "no such quarantined record") from None
+            finally:
+                # reject's own transaction must be the outer one, or it would not commit
+                conn.rollback()
+            try:
+                qr.reject(conn, quarantine_id, body.note)
+            except UserError as e:
+                raise HTTPException(409, str(e)) from None
+            entry = qr.get(conn, quarantine_id)
+            conn.rollback()
+        ticket.row_count = 1
+    return _shown(entry)

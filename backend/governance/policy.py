@@ -32,6 +32,7 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("researcher", "studies/:study/dataset", "read"),
     ("researcher", "studies", "read"),
     ("steward", "quarantine", "read"),
+    ("steward", "quarantine", "write"),
     ("steward", "quality", "read"),
     ("auditor", "audit", "read"),
     ("admin", "policy", "*"),
