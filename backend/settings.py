@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     hub_proxy_api_port: int = 8447
     hub_admin_users: str = ""  # comma-separated Hub admins
     max_batch_bytes: int = 8 * 1024 * 1024
+    # Governed routes: bodies (cohort criteria, consent, grants) are small; 413/414 above.
+    max_request_bytes: int = 64 * 1024
+    max_query_bytes: int = 8 * 1024
     drop_dir: Path | None = None  # default: <home>/dropbox
     drop_interval_seconds: int = 30
     # Refining is CPU-bound Python: one process per core keeps up with the API.

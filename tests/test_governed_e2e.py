@@ -4,7 +4,6 @@ Hub tokens reach the backend, Casbin and the SQL decide, and every request is au
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 import ssl
 import uuid
@@ -18,6 +17,7 @@ from backend.governance import audit, consent
 from backend.identity import hub_auth
 from backend.stack.context import StackContext
 from tests import seed
+from tests.hub_people import hub_token
 
 T0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
 RANGE = {"start": T0.isoformat(), "end": (T0 + dt.timedelta(days=1)).isoformat()}
@@ -29,25 +29,6 @@ class People:
     names: dict[str, str]
     ann: uuid.UUID
     bob: uuid.UUID
-
-
-def _token(ctx: StackContext, name: str, password: str) -> str:
-    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(base_url=ctx.hub.url, verify=tls, timeout=30) as client:
-        page = client.get("/hub/login")
-        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        assert xsrf is not None
-        r = client.post(
-            "/hub/login", data={"username": name, "password": password, "_xsrf": xsrf.group(1)}
-        )
-        assert r.status_code == 302, r.text
-        made = client.post(
-            f"/hub/api/users/{name}/tokens",
-            json={"note": "test"},
-            headers={"X-XSRFToken": client.cookies.get("_xsrf", path="/hub/") or ""},
-        )
-        assert made.status_code == 201, made.text
-        return str(made.json()["token"])
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +68,7 @@ def people(ctx: StackContext) -> Iterator[People]:
             consent_version="v1",
             recorded_by=names["ann"],
         )
-    tokens = {k: _token(ctx, names[k], password) for k in roles}
+    tokens = {k: hub_token(ctx, names[k], password) for k in roles}
     yield People(tokens, names, ann, bob)
     for n in names.values():
         hub_auth.remove_user(ctx.hub.user_store, n)

@@ -16,7 +16,7 @@ from nbclient import NotebookClient
 from backend.identity import hub_auth
 from backend.stack.context import StackContext
 from tests import seed
-from tests.test_governed_e2e import _token
+from tests.hub_people import hub_token
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "01_first_cohort.ipynb"
 T0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
@@ -45,7 +45,7 @@ def test_first_notebook_runs_as_a_hub_user(
         )
     with ctx.db.connect("backend") as conn:
         seed.consent_all(conn, members, f"study:{study}")
-    token = _token(ctx, researcher, password)
+    token = hub_token(ctx, researcher, password)
     # What the Hub's spawner puts into a user's server (deploy/jupyterhub/jupyterhub_config.py)
     for name, value in {
         "JUPYTERHUB_API_TOKEN": token,

@@ -113,6 +113,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
     # The backend's governance writer: the audit log only through audit_append (so the
     # hash chain cannot be bypassed), consent append-only, policy and assignments.
     "backend": {
+        # UPDATE of the resolution columns only, for a steward's reject: see below
+        "processed.quarantine": {"SELECT", "UPDATE"},
         "governance.members": {"SELECT", "INSERT"},
         "governance.audit_log": {"SELECT"},
         "governance.consent_events": {"SELECT", "INSERT"},
@@ -178,8 +180,9 @@ def test_role_matrix(seeded: DatabaseAccess, role: str, table: str, op: str) -> 
         assert "raw zone is immutable" in message or "is append-only" in message
 
 
-def test_refiner_may_resolve_but_not_rewrite_quarantine(seeded: DatabaseAccess) -> None:
-    with seeded.connect("refiner") as conn:
+@pytest.mark.parametrize("role", ["refiner", "backend"])
+def test_may_resolve_but_not_rewrite_quarantine(seeded: DatabaseAccess, role: str) -> None:
+    with seeded.connect(role) as conn:
         conn.execute("update processed.quarantine set resolution_note = 'checked'")
         conn.rollback()
         for column in ("reason", "record", "member_id"):

@@ -8,8 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from backend.api import ingest_routes, query_routes
+from backend.api import (
+    audit_routes,
+    consent_routes,
+    ingest_routes,
+    policy_routes,
+    query_routes,
+    steward_routes,
+)
 from backend.api.governance_state import GovernanceState
+from backend.api.request_guard import RequestGuard, RequestLimits
 from backend.api.state import AppState
 from backend.logs import get as get_logger
 
@@ -17,10 +25,12 @@ log = get_logger(__name__)
 
 
 def create_app(
-    governance: Callable[[], GovernanceState] | None = None, **state_kw: object
+    governance: Callable[[], GovernanceState] | None = None,
+    limits: RequestLimits | None = None,
+    **state_kw: object,
 ) -> FastAPI:
-    """`state_kw` are AppState.open's arguments and `governance` opens the governed path's
-    state; the entry point builds both from Settings."""
+    """`state_kw` are AppState.open's arguments, `governance` opens the governed path's
+    state and `limits` bound request sizes; the entry point builds them from Settings."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,9 +51,11 @@ def create_app(
         lifespan=lifespan,
         description="Governed access to the Rejuve health-data platform.",
     )
+    app.add_middleware(RequestGuard, limits=limits or RequestLimits())
     app.include_router(ingest_routes.router)
     if governance is not None:
-        app.include_router(query_routes.router)
+        for module in (query_routes, consent_routes, steward_routes, audit_routes, policy_routes):
+            app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -17,6 +17,16 @@ from backend.exceptions import ServiceDown
 from backend.governance import audit
 from backend.query.viewer import Viewer
 
+# Answers every governed route may give besides its own; routers declare them once.
+GOVERNED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, expired or invalid token"},
+    403: {"description": "the caller's roles do not allow this"},
+    404: {"description": "no such object, or not the caller's to see"},
+    413: {"description": "request body over the configured limit"},
+    414: {"description": "query string over the configured limit"},
+    429: {"description": "too many requests from this identity"},
+}
+
 
 def get_gov(request: Request) -> GovernanceState:
     gov: GovernanceState = request.app.state.governance
@@ -39,6 +49,7 @@ class Ticket:
     study: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     row_count: int | None = None
+    status: int = 200  # a route that creates something says 201
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.perf_counter)
 
@@ -86,6 +97,11 @@ def governed(
     audit the outcome whatever happens."""
     client = request.client.host if request.client else None
     ticket = Ticket(gov, None, client, action, resource, purpose, study, dict(params or {}))
+    # The id the caller sees in X-Request-ID (set by RequestGuard), so a person can point
+    # an auditor at the very record of their request.
+    request_id = getattr(request.state, "request_id", None)
+    if isinstance(request_id, uuid.UUID):
+        ticket.request_id = request_id
     try:
         token = _token(request)
         try:
@@ -110,10 +126,12 @@ def governed(
             raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed")
         yield ticket
     except HTTPException as e:
-        ticket.write("denied" if e.status_code in (401, 403, 404, 429) else "error", e.status_code)
+        # 409: a change the rules refuse (the policy's lockout guard, a record resolved).
+        refused = e.status_code in (401, 403, 404, 409, 429)
+        ticket.write("denied" if refused else "error", e.status_code)
         raise
     except Exception:
         ticket.write("error", 500)
         raise
     else:
-        ticket.write("allowed", 200)
+        ticket.write("allowed", ticket.status)

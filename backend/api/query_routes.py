@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from backend.api.governed import Gov, governed
+from backend.api.governed import GOVERNED_RESPONSES, Gov, governed
 from backend.query import dataset as ds
 from backend.query import timeline as tl
+from backend.query.viewer import target_member
 
-router = APIRouter(prefix="/v1", tags=["queries"])
+router = APIRouter(prefix="/v1", tags=["queries"], responses=GOVERNED_RESPONSES)
 
 MAX_RANGE = dt.timedelta(days=366)
 
@@ -88,7 +88,7 @@ def member_timeline(
         # After authentication: a stranger learns nothing, not even what is valid.
         _range(start, end)
         with gov.query_pool.connection() as conn:
-            target = _member_id(conn, ticket.viewer.user) if member == "self" else _uuid(member)
+            target = target_member(conn, ticket.viewer, member)
             if target is None or not tl.can_view(conn, ticket.viewer, target):
                 # Not "forbidden": whether such a member exists is not the caller's to learn.
                 raise HTTPException(404, "no such member")
@@ -127,23 +127,6 @@ def member_timeline(
         ],
         next_after=f"{last.time.isoformat()}|{last.code}" if last else None,
     )
-
-
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
-
-
-def _member_id(conn: object, hub_user: str) -> uuid.UUID | None:
-    import psycopg
-
-    assert isinstance(conn, psycopg.Connection)
-    row = conn.execute(
-        "select member_id from governance.members where hub_user = %s", (hub_user,)
-    ).fetchone()
-    return row[0] if row else None
 
 
 @router.get(

@@ -304,36 +304,12 @@ def quarantine_reject(
 
 
 def quality_cmd(ctx: StackContext, limit: int, as_json: bool) -> None:
+    from backend.refine.quality import latest
+
     with ctx.db.connect("refiner") as conn:
-        rows = conn.execute(
-            "select batch_id, format, received_at, completeness, validity_rate, duplicate_rate,"
-            " lateness_p50_s, lateness_p95_s, refine_lag_s from analytics.batch_quality"
-            " order by received_at desc limit %s",
-            (limit,),
-        ).fetchall()
+        rows = latest(conn, limit=limit)
     if as_json:
-        print_json(
-            [
-                dict(
-                    zip(
-                        (
-                            "batch_id",
-                            "format",
-                            "received_at",
-                            "completeness",
-                            "validity_rate",
-                            "duplicate_rate",
-                            "lateness_p50_s",
-                            "lateness_p95_s",
-                            "refine_lag_s",
-                        ),
-                        r,
-                        strict=True,
-                    )
-                )
-                for r in rows
-            ]
-        )
+        print_json([r.__dict__ for r in rows])
         return
     table = Table(title=f"Data quality (last {limit} batches)", title_justify="left")
     for col in (
@@ -350,15 +326,15 @@ def quality_cmd(ctx: StackContext, limit: int, as_json: bool) -> None:
         table.add_column(col, justify="left" if col in ("batch", "format", "received") else "right")
     for r in rows:
         table.add_row(
-            str(r[0])[:8],
-            r[1],
-            r[2].strftime("%Y-%m-%d %H:%M:%S"),
-            f"{r[3]:.1%}",
-            f"{r[4]:.1%}",
-            f"{r[5]:.1%}",
-            _duration(r[6]),
-            _duration(r[7]),
-            f"{r[8]:.2f} s",
+            str(r.batch_id)[:8],
+            r.format,
+            r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{r.completeness:.1%}",
+            f"{r.validity_rate:.1%}",
+            f"{r.duplicate_rate:.1%}",
+            _duration(r.lateness_p50_s),
+            _duration(r.lateness_p95_s),
+            f"{r.refine_lag_s:.2f} s",
         )
     console.print(table)
 

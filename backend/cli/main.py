@@ -216,8 +216,11 @@ def backend_run() -> None:
             ctx.settings.region,
         )
 
+    from backend.api.request_guard import RequestLimits
+
     api = create_app(
         governance=governance,
+        limits=RequestLimits(s.max_request_bytes, s.max_query_bytes),
         db=ctx.db,
         keys=ctx.keystore(),
         region=s.region,
@@ -376,8 +379,10 @@ def _register_subcommands() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(sources_app, name="sources")
     from backend.cli.data_cmds import quarantine_app
+    from backend.cli.policy_cmds import policy_app
 
     app.add_typer(quarantine_app, name="quarantine")
+    app.add_typer(policy_app, name="policy")
     from backend.cli.member_cmds import members_app
 
     app.add_typer(members_app, name="members")

@@ -7,11 +7,12 @@ that was edited, deleted or moved."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -122,3 +123,63 @@ def verify(conn: psycopg.Connection, limit_problems: int = 20) -> Verification:
             if len(result.problems) >= limit_problems:
                 break
     return result
+
+
+@dataclass(frozen=True)
+class Record:
+    """One audit record as an auditor reads it (the hashes are for `verify`)."""
+
+    seq: int
+    at: dt.datetime
+    request_id: uuid.UUID
+    actor: str
+    role: str | None
+    purpose: str | None
+    study: str | None
+    action: str
+    resource: str
+    params: dict[str, Any]
+    row_count: int | None
+    outcome: Literal["allowed", "denied", "error"]
+    status: int | None
+    latency_ms: float | None
+    client: str | None
+
+
+@dataclass(frozen=True)
+class Search:
+    """Every given field must match; `resource_prefix` matches the start of the resource;
+    `before` (a seq) continues a listing: keyset pagination, newest first."""
+
+    actor: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    resource_prefix: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    request_id: uuid.UUID | None = None
+    before: int | None = None
+    limit: int = 100
+
+
+_SEARCH = """
+select seq, at, request_id, actor, role, purpose, study, action, resource, params, row_count,
+       outcome, status, latency_ms, client
+  from governance.audit_log
+ where (%(actor)s::text is null or actor = %(actor)s)
+   and (%(action)s::text is null or action = %(action)s)
+   and (%(outcome)s::text is null or outcome = %(outcome)s)
+   and (%(resource_prefix)s::text is null or starts_with(resource, %(resource_prefix)s))
+   and (%(since)s::timestamptz is null or at >= %(since)s)
+   and (%(until)s::timestamptz is null or at < %(until)s)
+   and (%(request_id)s::uuid is null or request_id = %(request_id)s)
+   and (%(before)s::bigint is null or seq < %(before)s)
+ order by seq desc
+ limit %(limit)s
+"""
+
+
+def search(conn: psycopg.Connection, s: Search) -> list[Record]:
+    rows = conn.execute(_SEARCH, s.__dict__).fetchall()
+    conn.rollback()
+    return [Record(*r) for r in rows]

@@ -6,6 +6,7 @@ each query, so a policy mistake cannot widen the rows a query returns."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, create_engine, pool
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy_adapter import Adapter
 
+from backend.exceptions import UserError
 from backend.logs import get as get_logger
 
 MODEL = Path(__file__).parent / "casbin" / "model.conf"
@@ -32,12 +34,41 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("researcher", "studies/:study/dataset", "read"),
     ("researcher", "studies", "read"),
     ("steward", "quarantine", "read"),
+    ("steward", "quarantine", "write"),
     ("steward", "quality", "read"),
     ("auditor", "audit", "read"),
     ("admin", "policy", "*"),
     ("admin", "studies", "*"),
     ("admin", "assignments", "*"),
 )
+
+
+# What a rule may say. Subjects are Hub user names or roles; resources are keyMatch2
+# patterns over the API's resource paths (`members/:member/timeline`).
+RULE_PATTERNS = {
+    "subject": r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$",
+    "region": r"^(\*|[a-z][a-z0-9-]{0,31})$",
+    "resource": r"^[a-z0-9*:][a-z0-9*:/_.-]{0,199}$",
+    "action": r"^(read|write|\*)$",
+}
+# Without this rule nobody can administer the policy over the API any more.
+LOCKOUT_GUARD = ("admin", "*", "policy", "*")
+
+
+@dataclass(frozen=True)
+class Rule:
+    subject: str
+    region: str
+    resource: str
+    action: str
+
+    def __post_init__(self) -> None:
+        for name, pattern in RULE_PATTERNS.items():
+            if not re.fullmatch(pattern, getattr(self, name)):
+                raise UserError(f"{name} '{getattr(self, name)}' does not match {pattern}")
+
+    def as_tuple(self) -> tuple[str, str, str, str]:
+        return (self.subject, self.region, self.resource, self.action)
 
 
 class _Base(DeclarativeBase):
@@ -128,6 +159,16 @@ class Policy:
         with self._lock:
             self._memo.clear()
             return bool(self.enforcer.remove_policy(subject, region, resource, action))
+
+    def change(self, rule: Rule, *, granted: bool) -> bool:
+        """Grant or revoke one rule as stored now (not as this process last loaded it: other
+        processes change the policy too); True if the policy changed."""
+        if not granted and rule.as_tuple() == LOCKOUT_GUARD:
+            raise UserError("refused: revoking it would leave nobody able to administer the policy")
+        self.reload()
+        if granted:
+            return self.grant(*rule.as_tuple())
+        return self.revoke(*rule.as_tuple())
 
     def rules(self) -> list[list[str]]:
         return [list(r) for r in self.enforcer.get_policy()]

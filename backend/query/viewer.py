@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+
+import psycopg
 
 
 @dataclass(frozen=True)
@@ -13,3 +16,18 @@ class Viewer:
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+
+def target_member(conn: psycopg.Connection, viewer: Viewer, member: str) -> uuid.UUID | None:
+    """The member a path names: `self` is the viewer's own member record (None if they have
+    none); anything else must be a member id (None if it is not one)."""
+    if member != "self":
+        try:
+            return uuid.UUID(member)
+        except ValueError:
+            return None
+    row = conn.execute(
+        "select member_id from governance.members where hub_user = %s", (viewer.user,)
+    ).fetchone()
+    conn.rollback()
+    return row[0] if row else None

@@ -54,17 +54,25 @@ def list_entries(
     status: str | None = "open",
     batch: uuid.UUID | None = None,
     reason: str | None = None,
+    since: dt.datetime | None = None,
+    after: tuple[dt.datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[Entry]:
+    """Newest first; `after` (the last entry's time and id) continues a listing: keyset
+    pagination, exact when several records share a timestamp."""
+    at, last_id = after or (None, None)
     rows = conn.execute(
         sql.SQL(
             "select {} from processed.quarantine"
             " where (%(s)s::text is null or status = %(s)s)"
             "   and (%(b)s::uuid is null or batch_id = %(b)s)"
             "   and (%(r)s::text is null or reason = %(r)s)"
-            " order by quarantined_at desc limit %(n)s"
+            "   and (%(since)s::timestamptz is null or quarantined_at >= %(since)s)"
+            "   and (%(at)s::timestamptz is null"
+            "        or (quarantined_at, quarantine_id) < (%(at)s::timestamptz, %(id)s::uuid))"
+            " order by quarantined_at desc, quarantine_id desc limit %(n)s"
         ).format(_COLUMNS),
-        {"s": status, "b": batch, "r": reason, "n": limit},
+        {"s": status, "b": batch, "r": reason, "since": since, "at": at, "id": last_id, "n": limit},
     ).fetchall()
     return [Entry(*r) for r in rows]
 

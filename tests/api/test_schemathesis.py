@@ -23,6 +23,12 @@ def test_every_operation_conforms(ctx: StackContext) -> None:
         "GET /v1/members/{member}/timeline",
         "GET /v1/studies/{study}/dataset",
         "POST /v1/studies/{study}/cohort-stats",
+        "GET /v1/members/{member}/consent",
+        "POST /v1/members/self/consent",
+        "GET /v1/quarantine",
+        "GET /v1/quality",
+        "GET /v1/audit",
+        "POST /v1/policy/grants",
     }
     for op in operations:
 

@@ -11,7 +11,8 @@ import pytest
 
 from backend.db import migrate
 from backend.db.access import DatabaseAccess
-from backend.governance.policy import Policy, seed_defaults
+from backend.exceptions import UserError
+from backend.governance.policy import LOCKOUT_GUARD, Policy, Rule, seed_defaults
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,37 @@ def test_decisions_from_many_threads_at_once(policy: Policy) -> None:
     with ThreadPoolExecutor(16) as pool:
         answers = [a for batch in pool.map(decide, range(32)) for a in batch]
     assert len(answers) == 32 * 300 and all(answers)
+
+
+def test_change_follows_the_database_not_a_stale_copy(db: DatabaseAccess, policy: Policy) -> None:
+    other = Policy.open(db.sqlalchemy_url("backend"), reload_seconds=0)
+    try:
+        rule = Rule("carl", "eu", "quality", "read")
+        assert other.change(rule, granted=True) is True
+        # `policy` loaded before the grant; its revoke still finds and removes the rule.
+        assert policy.change(rule, granted=False) is True
+        other.reload()
+        assert not other.allowed("carl", [], "eu", "quality", "read")
+        assert policy.change(rule, granted=False) is False
+    finally:
+        other.close()
+
+
+def test_the_admins_way_in_cannot_be_revoked(policy: Policy) -> None:
+    with pytest.raises(UserError, match="nobody able to administer"):
+        policy.change(Rule(*LOCKOUT_GUARD), granted=False)
+    assert policy.allowed("someone", ["admin"], "eu", "policy", "write")
+
+
+@pytest.mark.parametrize(
+    ("field", "rule"),
+    [
+        ("subject", ("", "*", "quality", "read")),
+        ("region", ("ann", "EU", "quality", "read")),
+        ("resource", ("ann", "*", "../etc", "read")),
+        ("action", ("ann", "*", "quality", "delete")),
+    ],
+)
+def test_a_malformed_rule_names_its_field(field: str, rule: tuple[str, str, str, str]) -> None:
+    with pytest.raises(UserError, match=f"^{field} "):
+        Rule(*rule)
