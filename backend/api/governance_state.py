@@ -11,6 +11,7 @@ from typing import Protocol
 from psycopg_pool import ConnectionPool
 
 from backend.db.access import DatabaseAccess
+from backend.governance.audit_writer import AuditWriter
 from backend.governance.policy import Policy, seed_defaults
 from backend.keys.study_keys import StudyKeys
 
@@ -55,6 +56,19 @@ class RateLimiter:
             return True
 
 
+def query_pool(db: DatabaseAccess, max_size: int = 16) -> ConnectionPool:
+    """Connections for governed reads. Autocommit: each read is one statement (or a few
+    independent ones), so BEGIN and ROLLBACK would be two extra round trips per query."""
+    return ConnectionPool(
+        db.conninfo("query"),
+        min_size=2,
+        max_size=max_size,
+        open=True,
+        name="query",
+        kwargs={"autocommit": True},
+    )
+
+
 @dataclass
 class GovernanceState:
     region: str
@@ -64,6 +78,7 @@ class GovernanceState:
     validator: TokenValidator
     study_keys: StudyKeys
     limiter: RateLimiter
+    audit: AuditWriter
 
     @classmethod
     def open(
@@ -76,21 +91,22 @@ class GovernanceState:
     ) -> GovernanceState:
         policy = Policy.open(db.sqlalchemy_url("backend"))
         seed_defaults(policy)
+        backend_pool = ConnectionPool(
+            db.conninfo("backend"), min_size=2, max_size=8, open=True, name="backend"
+        )
         return cls(
             region=region,
-            query_pool=ConnectionPool(
-                db.conninfo("query"), min_size=2, max_size=16, open=True, name="query"
-            ),
-            backend_pool=ConnectionPool(
-                db.conninfo("backend"), min_size=1, max_size=8, open=True, name="backend"
-            ),
+            query_pool=query_pool(db),
+            backend_pool=backend_pool,
             policy=policy,
             validator=validator,
             study_keys=study_keys,
             limiter=limiter or RateLimiter(),
+            audit=AuditWriter(backend_pool.connection),
         )
 
     def close(self) -> None:
+        self.audit.close()
         self.policy.close()
         self.query_pool.close()
         self.backend_pool.close()

@@ -69,8 +69,7 @@ class Ticket:
             client=self.client,
             request_id=self.request_id,
         )
-        with self.gov.backend_pool.connection() as conn:
-            audit.append(conn, event)
+        self.gov.audit.write(event)
 
 
 def _token(request: Request) -> str | None:

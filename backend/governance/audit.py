@@ -52,27 +52,33 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def append_sql(e: AuditEvent) -> tuple[str, tuple[object, ...]]:
+    """The statement that appends `e` to the chain, and its parameters."""
+    return (
+        "select governance.audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            e.request_id,
+            _clean(e.actor),
+            e.role,
+            e.purpose,
+            _clean(e.study),
+            e.action,
+            _clean(e.resource),
+            json.dumps(_clean(dict(e.params)), default=str, sort_keys=True),
+            e.row_count,
+            e.outcome,
+            e.status,
+            e.latency_ms,
+            e.client,
+        ),
+    )
+
+
 def append(conn: psycopg.Connection, e: AuditEvent) -> int:
-    """Write one record in its own transaction (the chain lock is held only that long)."""
+    """Write one record in its own transaction (the chain lock is held only that long).
+    The backend batches its records instead (audit_writer.py)."""
     with conn.transaction():
-        row = conn.execute(
-            "select governance.audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                e.request_id,
-                _clean(e.actor),
-                e.role,
-                e.purpose,
-                _clean(e.study),
-                e.action,
-                _clean(e.resource),
-                json.dumps(_clean(dict(e.params)), default=str, sort_keys=True),
-                e.row_count,
-                e.outcome,
-                e.status,
-                e.latency_ms,
-                e.client,
-            ),
-        ).fetchone()
+        row = conn.execute(*append_sql(e)).fetchone()
     assert row is not None
     return int(row[0])
 

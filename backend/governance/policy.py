@@ -173,10 +173,16 @@ class Policy:
     def rules(self) -> list[list[str]]:
         return [list(r) for r in self.enforcer.get_policy()]
 
+    def _snapshot(self) -> tuple[list[list[str]], list[list[str]]]:
+        return self.rules(), [list(r) for r in self.enforcer.get_grouping_policy()]
+
     def reload(self) -> None:
+        # The periodic reload finds nothing new almost always: keep the memo then.
+        before = self._snapshot()
         self.enforcer.load_policy()
-        with self._lock:
-            self._memo.clear()
+        if self._snapshot() != before:
+            with self._lock:
+                self._memo.clear()
 
 
 def seed_defaults(policy: Policy) -> int:
