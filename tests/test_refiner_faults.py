@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from backend.ingest.landing import land_bytes
@@ -85,8 +86,12 @@ def test_kill_9_mid_batch_then_restart_is_exactly_once(
             time.sleep(0.05)
         time.sleep(0.15)  # into the next batch
     finally:
+        workers = psutil.Process(proc.pid).children()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    # Its worker processes die with it (they are not left refining on their own).
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert len(workers) == 2 and alive == []
     done_at_kill = _ledger_count(ctx, batch_ids)
     assert 2 <= done_at_kill < BATCHES, "the kill must land in the middle of the work"
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api import (
     audit_routes,
@@ -17,11 +25,17 @@ from backend.api import (
     steward_routes,
 )
 from backend.api.governance_state import GovernanceState
-from backend.api.request_guard import RequestGuard, RequestLimits
+from backend.api.governed import record_refusal
+from backend.api.request_guard import RequestGuard, RequestLimits, Scope
 from backend.api.state import AppState
 from backend.logs import get as get_logger
 
 log = get_logger(__name__)
+
+
+def _governed_path(path: str) -> bool:
+    # Devices' ingestion keeps its own ledger; people's requests are all under /v1/.
+    return path.startswith("/v1/") and not path.startswith("/v1/ingest/")
 
 
 def create_app(
@@ -51,7 +65,34 @@ def create_app(
         lifespan=lifespan,
         description="Governed access to the Rejuve health-data platform.",
     )
-    app.add_middleware(RequestGuard, limits=limits or RequestLimits())
+
+    async def audit_unrouted(
+        scope: Scope, headers: Mapping[str, str], status_code: int, reason: str
+    ) -> None:
+        """A refusal no governed route saw (too large, malformed, no such endpoint) is
+        audited too: every request to the governed API leaves one record."""
+        path = str(scope.get("path", ""))
+        gov = getattr(app.state, "governance", None)
+        state = scope.get("state") or {}
+        if gov is None or state.get("audited") or not _governed_path(path):
+            return
+        client = scope.get("client")
+        await run_in_threadpool(
+            record_refusal,
+            gov,
+            method=str(scope.get("method", "")),
+            path=path,
+            authorization=headers.get("authorization"),
+            client=client[0] if client else None,
+            request_id=state.get("request_id"),
+            status_code=status_code,
+            reason=reason[:200],
+        )
+
+    async def guard_refusal(scope: Scope, status_code: int, reason: str) -> None:
+        await audit_unrouted(scope, Headers(scope=scope), status_code, reason)
+
+    app.add_middleware(RequestGuard, limits=limits or RequestLimits(), on_refusal=guard_refusal)
     app.include_router(ingest_routes.router)
     if governance is not None:
         for module in (query_routes, consent_routes, steward_routes, audit_routes, policy_routes):
@@ -60,6 +101,16 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        await audit_unrouted(request.scope, request.headers, 422, "invalid input")
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        await audit_unrouted(request.scope, request.headers, exc.status_code, str(exc.detail))
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

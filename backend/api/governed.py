@@ -96,6 +96,9 @@ def governed(
     audit the outcome whatever happens."""
     client = request.client.host if request.client else None
     ticket = Ticket(gov, None, client, action, resource, purpose, study, dict(params or {}))
+    # Whatever happens below writes this request's record: the app's error handlers must
+    # not write a second one.
+    request.state.audited = True
     # The id the caller sees in X-Request-ID (set by RequestGuard), so a person can point
     # an auditor at the very record of their request.
     request_id = getattr(request.state, "request_id", None)
@@ -134,3 +137,37 @@ def governed(
         raise
     else:
         ticket.write("allowed", ticket.status)
+
+
+def record_refusal(
+    gov: GovernanceState,
+    *,
+    method: str,
+    path: str,
+    authorization: str | None,
+    client: str | None,
+    request_id: uuid.UUID | None,
+    status_code: int,
+    reason: str,
+) -> None:
+    """Audit a request refused before any route ran (too large, malformed, no such
+    endpoint): every request leaves a record, not only those a route saw. The caller is
+    named if their token is good; a Hub that does not answer leaves them anonymous."""
+    scheme, _, value = (authorization or "").partition(" ")
+    identity = None
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        try:
+            identity = gov.validator.validate(value.strip())
+        except ServiceDown:
+            identity = None
+    ticket = Ticket(
+        gov,
+        Viewer(identity.name, identity.roles, gov.region) if identity else None,
+        client,
+        action="request.refused",
+        resource=path.removeprefix("/v1/") or "/",
+        params={"method": method, "reason": reason},
+    )
+    if request_id is not None:
+        ticket.request_id = request_id
+    ticket.write("denied" if status_code < 500 else "error", status_code)

@@ -30,10 +30,17 @@ class RequestLimits:
     exempt_prefixes: tuple[str, ...] = ("/v1/ingest/",)
 
 
+# Told of every refusal (scope, status, detail), to audit it.
+OnRefusal = Callable[[Scope, int, str], Awaitable[None]]
+
+
 class RequestGuard:
-    def __init__(self, app: ASGIApp, limits: RequestLimits) -> None:
+    def __init__(
+        self, app: ASGIApp, limits: RequestLimits, on_refusal: OnRefusal | None = None
+    ) -> None:
         self.app = app
         self.limits = limits
+        self.on_refusal = on_refusal
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,6 +63,8 @@ class RequestGuard:
             # No declared length (chunked): read up to the limit here, then replay it.
             receive, refusal = await self._buffered(receive)
         if refusal is not None:
+            if self.on_refusal is not None:
+                await self.on_refusal(scope, *refusal)
             await _respond(send_with_id, *refusal)
             return
         await self.app(scope, receive, send_with_id)

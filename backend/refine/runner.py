@@ -86,8 +86,11 @@ def run_workers(
         run(access, keystore(), stop, heartbeat=heartbeat)
         return
     ctx = mp.get_context("fork")  # before any connection exists in this process
+    parent = os.getpid()
     procs = [
-        ctx.Process(target=_worker, args=(access, keystore), daemon=True, name=f"refiner-{n}")
+        ctx.Process(
+            target=_worker, args=(access, keystore, parent), daemon=True, name=f"refiner-{n}"
+        )
         for n in range(workers)
     ]
     for proc in procs:
@@ -113,9 +116,24 @@ def run_workers(
             proc.join(timeout=20)
 
 
-def _worker(access: DatabaseAccess, keystore: Callable[[], KeyStore]) -> None:
+def _die_with(parent: int) -> None:
+    """A worker must not outlive its refiner: `daemon=True` covers a clean exit only, and
+    an orphan left by a kill -9 would go on refining unsupervised. Linux delivers SIGKILL
+    to us when the parent dies (the work is transactional, so that is safe)."""
+    import ctypes
     import signal
 
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request was in place
+        os._exit(1)
+
+
+def _worker(access: DatabaseAccess, keystore: Callable[[], KeyStore], parent: int) -> None:
+    import signal
+
+    _die_with(parent)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     run(access, keystore(), stop)
