@@ -4,7 +4,6 @@ reads a response's audit record back by its X-Request-ID."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import ssl
 import uuid
@@ -15,26 +14,12 @@ from typing import Any
 import httpx
 
 from backend.identity import hub_auth
+from backend.identity.hub_client import login_token
 from backend.stack.context import StackContext
 
 
 def hub_token(ctx: StackContext, name: str, password: str) -> str:
-    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(base_url=ctx.hub.url, verify=tls, timeout=30) as client:
-        page = client.get("/hub/login")
-        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
-        assert xsrf is not None
-        r = client.post(
-            "/hub/login", data={"username": name, "password": password, "_xsrf": xsrf.group(1)}
-        )
-        assert r.status_code == 302, r.text
-        made = client.post(
-            f"/hub/api/users/{name}/tokens",
-            json={"note": "test"},
-            headers={"X-XSRFToken": client.cookies.get("_xsrf", path="/hub/") or ""},
-        )
-        assert made.status_code == 201, made.text
-        return str(made.json()["token"])
+    return login_token(ctx.hub.url, ctx.layout.ca_cert, name, password, "test")
 
 
 @contextmanager

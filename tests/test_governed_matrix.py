@@ -41,6 +41,7 @@ class World:
     study: str  # the researcher's study
     other_study: str  # somebody else's
     quarantined: uuid.UUID
+    new_study: str  # the one the admin creates, staffs and closes
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,9 @@ def world(ctx: StackContext) -> Iterator[World]:
             seed.consent_all(conn, [ann], "coaching")
             seed.consent_all(conn, [ann], consent.study_purpose(study))
         backend = Backend(ctx)
-        yield World(backend, names, tokens, ann, bob, cal, study, other_study, row[0])
+        yield World(
+            backend, names, tokens, ann, bob, cal, study, other_study, row[0], f"mx-new-{tag}"
+        )
         backend.close()
 
 
@@ -111,6 +114,22 @@ def _rule(w: World, role: str, which: str) -> Request:
 
 def _assignment(w: World, role: str, which: str) -> Request:
     return "", None, {"coach": f"matrix-{w.names['admin']}", "member": str(w.cal)}
+
+
+def _new_study(suffix: str, body: Build | None = None) -> Build:
+    def build(w: World, role: str, which: str) -> Request:
+        payload = body(w, role, which)[2] if body else None
+        return f"/v1/studies/{w.new_study}/{suffix}", None, payload
+
+    return build
+
+
+def _study_body(w: World, role: str, which: str) -> Request:
+    return "", None, {"study_id": w.new_study, "title": "matrix"}
+
+
+def _researcher(w: World, role: str, which: str) -> Request:
+    return "", None, {"researcher": f"matrix-{w.names['admin']}"}
 
 
 def _at(path: str, body: Build) -> Build:
@@ -166,6 +185,18 @@ MATRIX: dict[str, Row] = {
     "POST /v1/assignments/revoke": Row(
         _at("/v1/assignments/revoke", _assignment), {"admin": (200, None)}, ("own",)
     ),
+    "GET /v1/studies": Row(
+        _fixed("/v1/studies"), {"researcher": (200, None), "admin": (200, None)}, ("own",)
+    ),
+    # In this order: the admin creates a study, staffs it, unstaffs it and closes it.
+    "POST /v1/studies": Row(_at("/v1/studies", _study_body), {"admin": (201, None)}, ("own",)),
+    "POST /v1/studies/{study}/researchers": Row(
+        _new_study("researchers", _researcher), {"admin": (201, None)}, ("own",)
+    ),
+    "POST /v1/studies/{study}/researchers/revoke": Row(
+        _new_study("researchers/revoke", _researcher), {"admin": (200, None)}, ("own",)
+    ),
+    "POST /v1/studies/{study}/close": Row(_new_study("close"), {"admin": (200, None)}, ("own",)),
 }
 
 

@@ -51,11 +51,12 @@ def test_first_notebook_runs_as_a_hub_user(
         "JUPYTERHUB_API_TOKEN": token,
         "REJUVE_BACKEND_URL": ctx.backend_url,
         "REJUVE_CA_FILE": str(ctx.layout.ca_cert),
-        "REJUVE_STUDY": study,
+        # No REJUVE_STUDY: the notebook finds the researcher's one study by itself.
         "REJUVE_START": "2026-11-02",
         "REJUVE_END": "2026-11-05",
     }.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("REJUVE_STUDY", raising=False)
     try:
         nb = nbformat.read(NOTEBOOK, as_version=4)
         NotebookClient(
@@ -68,6 +69,7 @@ def test_first_notebook_runs_as_a_hub_user(
         hub_auth.remove_user(ctx.hub.user_store, researcher)
     last = nb.cells[-1].outputs[0]["text"]
     summary = json.loads(last)
+    assert summary["studies"] == [study]  # found by the notebook itself
     assert summary["daily_rows"] == 4  # three days and the total
     assert summary["total_members"] == 12
     assert summary["raised_suppressed"] == 4  # 6 members: all withheld

@@ -47,6 +47,14 @@ class Workbench:
             raise WorkbenchError(f"{r.status_code}: {detail}")
         return r
 
+    def studies(self) -> pd.DataFrame:
+        """The studies you work on: pass a `study_id` to the other calls."""
+        rows = self._check(self.client.get("/v1/studies")).json()
+        frame = pd.DataFrame(
+            rows, columns=["study_id", "title", "created_at", "closed_at", "researchers"]
+        )
+        return frame
+
     def cohort_stats(
         self,
         study: str,

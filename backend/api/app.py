@@ -23,6 +23,7 @@ from backend.api import (
     policy_routes,
     query_routes,
     steward_routes,
+    study_routes,
 )
 from backend.api.governance_state import GovernanceState
 from backend.api.governed import record_refusal
@@ -95,7 +96,14 @@ def create_app(
     app.add_middleware(RequestGuard, limits=limits or RequestLimits(), on_refusal=guard_refusal)
     app.include_router(ingest_routes.router)
     if governance is not None:
-        for module in (query_routes, consent_routes, steward_routes, audit_routes, policy_routes):
+        for module in (
+            query_routes,
+            consent_routes,
+            steward_routes,
+            audit_routes,
+            policy_routes,
+            study_routes,
+        ):
             app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -384,8 +384,10 @@ def _register_subcommands() -> None:
     app.add_typer(quarantine_app, name="quarantine")
     app.add_typer(policy_app, name="policy")
     from backend.cli.member_cmds import members_app
+    from backend.cli.study_cmds import studies_app
 
     app.add_typer(members_app, name="members")
+    app.add_typer(studies_app, name="studies")
 
 
 @app.command("refiner-run", hidden=True)

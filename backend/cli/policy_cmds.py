@@ -6,14 +6,12 @@ over the API. Running backends pick a change up at their next policy reload."""
 
 from __future__ import annotations
 
-import getpass
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from backend.cli.output import console, print_json
-from backend.exceptions import UserError
 
 policy_app = typer.Typer(no_args_is_help=True, help="Authorisation rules: who may do what.")
 
@@ -46,35 +44,18 @@ def policy_list(
 
 def _change(subject: str, resource: str, action: str, region: str, *, granted: bool) -> None:
     from backend.cli.main import context
-    from backend.governance import audit
+    from backend.cli.operator import operator_audit
     from backend.governance.policy import Policy, Rule
 
     verb = "grant" if granted else "revoke"
     rule = Rule(subject, region, resource, action)
     ctx = context()
     policy = Policy.open(ctx.db.sqlalchemy_url("backend"), reload_seconds=0)
-    params: dict[str, object] = dict(rule.__dict__)
-    outcome = "allowed"
     try:
-        params["changed"] = changed = policy.change(rule, granted=granted)
-    except UserError:
-        outcome = "denied"
-        raise
+        with operator_audit(ctx, f"policy.{verb}", "policy", dict(rule.__dict__)) as params:
+            params["changed"] = changed = policy.change(rule, granted=granted)
     finally:
         policy.close()
-        with ctx.db.connect("backend") as conn:
-            audit.append(
-                conn,
-                audit.AuditEvent(
-                    actor=f"operator:{getpass.getuser()}",
-                    role="operator",
-                    action=f"policy.{verb}",
-                    resource="policy",
-                    outcome=outcome,
-                    params=params,
-                    client="cli",
-                ),
-            )
     what = f"{subject} {action} {resource} in {region}"
     if changed:
         console.print(f"{'granted' if granted else 'revoked'}: {what}")

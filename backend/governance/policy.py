@@ -39,6 +39,8 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("auditor", "audit", "read"),
     ("admin", "policy", "*"),
     ("admin", "studies", "*"),
+    ("admin", "studies/:study/researchers", "write"),
+    ("admin", "studies/:study/close", "write"),
     ("admin", "assignments", "*"),
 )
 
