@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from backend import demo_study
 from backend.api.api_keys import register
 from backend.cli.output import services_table
 from backend.exceptions import UserError
@@ -218,9 +219,15 @@ def run_demo(ctx: StackContext, console: Console) -> None:
         else "[red]does NOT reconcile: see `rejuve reconcile`[/]"
     )
     console.print(_quality(ctx, started))
+    with console.status("a study over the cohort, asked by a researcher through the backend"):
+        password_kept = demo_study.prepare(ctx, [m.member_id for m in manifest.members])
+        answer = demo_study.first_question(ctx, password_kept, SPEC.start, SPEC.end)
+    console.print(demo_study.as_table(answer))
     console.print(services_table(supervisor.status(ctx)))
     console.print(
-        f"JupyterHub: [bold]{ctx.hub.url}[/] (accounts: rejuve users add)   "
+        f"JupyterHub: [bold]{ctx.hub.url}[/] (log in as {demo_study.RESEARCHER}: password"
+        f" '{demo_study.KEPT_AS}' in {ctx.layout.secrets_file}; more accounts:"
+        " rejuve users add)   "
         f"Prefect UI: [bold]{ctx.prefect.ui_url}[/]   API docs: "
         f"[bold]{ctx.backend_url}/docs[/]   (certificates from the local CA "
         f"{ctx.layout.ca_cert})"

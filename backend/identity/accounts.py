@@ -86,3 +86,19 @@ def remove(hub_user: str) -> bool:
         raise SetupError(f"could not remove the account {name}", done.stderr.strip())
     shutil.rmtree(entry.pw_dir, ignore_errors=True)
     return True
+
+
+def seed_home(entry: pwd.struct_passwd, skeleton: Path) -> list[str]:
+    """Copy the platform's notebooks into a home where they are missing (never over the
+    person's own copy); returns what was copied."""
+    copied = []
+    home = Path(entry.pw_dir)
+    for source in sorted(skeleton.glob("*.ipynb")):
+        target = home / source.name
+        if target.exists():
+            continue
+        shutil.copyfile(source, target)
+        os.chown(target, entry.pw_uid, entry.pw_gid)
+        target.chmod(0o600)
+        copied.append(source.name)
+    return copied

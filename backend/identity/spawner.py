@@ -25,6 +25,9 @@ from backend.identity import accounts
 
 class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
     homes_dir = Unicode(help="where the accounts' homes are made (mode 0711)").tag(config=True)
+    skeleton_dir = Unicode(
+        "", help="notebooks copied into a home where missing (e.g. the first-cohort one)"
+    ).tag(config=True)
 
     def _account(self) -> str:
         return accounts.account_name(self.user.name)
@@ -41,6 +44,8 @@ class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
 
     async def start(self) -> Any:
         entry = await asyncio.to_thread(accounts.ensure, Path(self.homes_dir), self.user.name)
+        if self.skeleton_dir:
+            await asyncio.to_thread(accounts.seed_home, entry, Path(self.skeleton_dir))
         # The notebook directory is the home, whatever the config template says.
         self.notebook_dir = entry.pw_dir
         return await super().start()

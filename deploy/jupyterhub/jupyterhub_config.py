@@ -99,6 +99,7 @@ c.RejuveAuthenticator.auth_refresh_strict = True
 runtime = Path(_env("NOTEBOOK_RUNTIME"))
 c.JupyterHub.spawner_class = AccountSpawner
 c.AccountSpawner.homes_dir = _env("NOTEBOOK_HOMES")
+c.AccountSpawner.skeleton_dir = str(_repo / "notebooks")  # a researcher's first notebook
 c.Spawner.cmd = [str(runtime / "bin" / "jupyterhub-singleuser")]
 c.Spawner.args = []
 c.Spawner.default_url = "/lab"

@@ -494,6 +494,10 @@ def test_spawned_server_is_up_and_its_token_reaches_the_backend(hub: Hub) -> Non
     assert account.pw_uid != 0 and account.pw_dir == str(home)
     assert all(Path(f"/proc/{pid}").stat().st_uid == account.pw_uid for pid in pids)
     assert (home.stat().st_uid, home.stat().st_mode & 0o777) == (account.pw_uid, 0o700)
+    # The platform's notebooks are there for her, hers to change.
+    first = home / "01_first_cohort.ipynb"
+    assert first.read_bytes() == (REPO / "notebooks" / "01_first_cohort.ipynb").read_bytes()
+    assert first.stat().st_uid == account.pw_uid
     assert environ["HOME"] == str(home) and environ["USER"] == account.pw_name
     secrets_readable = subprocess.run(
         [
