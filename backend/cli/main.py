@@ -198,7 +198,7 @@ def backend_run() -> None:
 
     ctx = _ctx(service=True)
     s = ctx.settings
-    from backend.api.governance_state import GovernanceState
+    from backend.api.governance_state import GovernanceState, RateLimiter
     from backend.keys.study_keys import StudyKeys
 
     def governance() -> GovernanceState:
@@ -214,6 +214,7 @@ def backend_run() -> None:
             validator,
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
+            RateLimiter(s.rate_limit_per_second, s.rate_limit_burst),
         )
 
     from backend.api.request_guard import RequestLimits
