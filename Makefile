@@ -42,6 +42,11 @@ test: setup ## set everything up, then lint and run the test suite against the r
 	@$(REJUVE) up
 	@.venv/bin/pytest
 
+clean-stack: down ## delete this checkout's stack state (databases, keys, logs): cannot be undone
+	@home=$$(.venv/bin/python -c 'from backend.settings import Settings; print(Settings().home)') && \
+		case "$$home" in /var/lib/rejuve/stacks/*) rm -rf -- "$$home" && echo "removed $$home";; \
+		*) echo "not removing $$home (outside /var/lib/rejuve/stacks)";; esac
+
 bench: setup ## run the benchmarks in bench/ (tables printed, JSON in bench/results/)
 	@$(REJUVE) up
 	@shopt -s nullglob; for b in bench/*.py; do .venv/bin/python $$b || exit $$?; done
