@@ -4,9 +4,11 @@ except the certificates they need to trust our servers."""
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
+from backend.identity import accounts
 from backend.stack.context import StackContext
 
 # What any local account may read: public certificates.
@@ -45,10 +47,15 @@ def test_stack_home_is_private_but_for_the_certificates(ctx: StackContext) -> No
 
 def test_notebook_homes_belong_to_their_account_only(ctx: StackContext) -> None:
     homes = ctx.layout.home / "notebooks"
-    if not homes.exists():
-        return  # nobody has started a notebook on this stack yet
-    assert stat.S_IMODE(homes.stat().st_mode) == 0o711
-    for home in homes.iterdir():
-        st = home.stat()
-        assert home.name.startswith("rjv-") and st.st_uid != 0
-        assert stat.S_IMODE(st.st_mode) == 0o700, home
+    name = f"perm-{secrets.token_hex(3)}"
+    entry = accounts.ensure(homes, name)  # what the Hub's spawner does at a first login
+    try:
+        assert stat.S_IMODE(homes.stat().st_mode) == 0o711
+        assert entry.pw_uid != 0 and entry.pw_name == f"rjv-{name}"
+        for home in homes.iterdir():
+            st = home.stat()
+            assert home.name.startswith("rjv-") and st.st_uid != 0
+            assert stat.S_IMODE(st.st_mode) == 0o700, home
+    finally:
+        assert accounts.remove(name)
+    assert not (homes / f"rjv-{name}").exists()
