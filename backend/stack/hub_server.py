@@ -107,13 +107,14 @@ class HubServer:
         # Notebooks run as unprivileged accounts, from a runtime they can read.
         runtime = notebook_runtime.ensure(REPO_ROOT)
         hub = str(Path(sys.executable).parent / "jupyterhub")
-        pid = system.spawn_detached([hub, "-f", str(CONFIG)], self._env(runtime), self.log)
-        self.pid_file.write_text(f"{pid}\n")
-        system.wait_until(
-            lambda: self.healthy() or not system.pid_alive(pid), 90, "JupyterHub", self.log
+        system.start_service(
+            [hub, "-f", str(CONFIG)],
+            self._env(runtime),
+            self.log,
+            self.pid_file,
+            self.healthy,
+            "JupyterHub",
         )
-        if not system.pid_alive(pid):
-            raise SetupError("JupyterHub exited during start", f"see {self.log}")
 
     def stop(self) -> None:
         pid = self.pid()

@@ -114,13 +114,14 @@ class PrefectServer:
             "warning",
             "--no-access-log",
         ]
-        pid = system.spawn_detached(cmd, {**os.environ, **self.access.server_env()}, self.log)
-        self.pid_file.write_text(f"{pid}\n")
-        system.wait_until(
-            lambda: self.healthy() or not system.pid_alive(pid), 90, "Prefect server", self.log
+        system.start_service(
+            cmd,
+            {**os.environ, **self.access.server_env()},
+            self.log,
+            self.pid_file,
+            self.healthy,
+            "Prefect server",
         )
-        if not system.pid_alive(pid):
-            raise SetupError("Prefect server exited during start", f"see {self.log}")
 
     def stop(self) -> None:
         pid = self.pid()

@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from backend.exceptions import SetupError
 from backend.stack import system
 from backend.stack.layout import Layout
 from backend.stack.service import ServiceStatus
@@ -60,17 +59,15 @@ class PythonService:
         if self.pid() is not None:
             return
         self.heartbeat.unlink(missing_ok=True)
-        pid = system.spawn_detached(
+        system.start_service(
             [sys.executable, "-m", "backend.cli.main", *self.argv],
             {**os.environ, **self.env},
             self.log,
+            self.pid_file,
+            self.healthy,
+            self.name,
+            timeout=60,
         )
-        self.pid_file.write_text(f"{pid}\n")
-        system.wait_until(
-            lambda: self.healthy() or not system.pid_alive(pid), 60, self.name, self.log
-        )
-        if not system.pid_alive(pid):
-            raise SetupError(f"{self.name} exited during start", f"see {self.log}")
 
     def stop(self) -> None:
         pid = self.pid()

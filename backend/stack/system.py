@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,27 @@ def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
         )
     finally:
         os.close(fd)
+
+
+def start_service(
+    argv: list[str],
+    env: dict[str, str],
+    log_file: Path,
+    pid_file: Path,
+    healthy: Callable[[], bool],
+    what: str,
+    timeout: float = 90,
+) -> int:
+    """Spawn a service, record its pid, and wait until it is healthy; a service that exits
+    meanwhile is an error pointing at its log, not a timeout."""
+    from backend.exceptions import SetupError
+
+    pid = spawn_detached(argv, env, log_file)
+    pid_file.write_text(f"{pid}\n")
+    wait_until(lambda: healthy() or not pid_alive(pid), timeout, what, log_file)
+    if not pid_alive(pid):
+        raise SetupError(f"{what} exited during start", f"see {log_file}")
+    return pid
 
 
 def https_ok(
