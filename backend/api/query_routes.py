@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, governed
+from backend.governance.studies import STUDY_ID
 from backend.query import dataset as ds
 from backend.query import timeline as tl
 from backend.query.viewer import target_member
@@ -56,7 +57,6 @@ def _range(start: dt.datetime, end: dt.datetime) -> None:
 @router.get(
     "/members/{member}/timeline",
     response_model=TimelinePage,
-    responses={401: {}, 403: {}, 404: {}, 429: {}},
 )
 def member_timeline(
     request: Request,
@@ -111,20 +111,7 @@ def member_timeline(
     last = points[-1] if len(points) == limit else None
     return TimelinePage(
         member=member,
-        points=[
-            TimelinePoint(**p.__dict__)
-            if hasattr(p, "__dict__")
-            else TimelinePoint(
-                time=p.time,
-                code=p.code,
-                value=p.value,
-                unit=p.unit,
-                count=p.count,
-                min=p.min,
-                max=p.max,
-            )
-            for p in points
-        ],
+        points=[TimelinePoint.model_validate(p, from_attributes=True) for p in points],
         next_after=f"{last.time.isoformat()}|{last.code}" if last else None,
     )
 
@@ -133,16 +120,12 @@ def member_timeline(
     "/studies/{study}/dataset",
     responses={
         200: {"content": {"application/json": {}, "application/vnd.apache.parquet": {}}},
-        401: {},
-        403: {},
-        404: {},
-        429: {},
     },
 )
 def study_dataset(
     request: Request,
     gov: Gov,
-    study: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")],
+    study: Annotated[str, Field(pattern=STUDY_ID)],
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
     codes: Annotated[
@@ -242,12 +225,11 @@ class CohortStatsOut(BaseModel):
 @router.post(
     "/studies/{study}/cohort-stats",
     response_model=CohortStatsOut,
-    responses={401: {}, 403: {}, 404: {}, 429: {}},
 )
 def study_cohort_stats(
     request: Request,
     gov: Gov,
-    study: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")],
+    study: Annotated[str, Field(pattern=STUDY_ID)],
     body: CohortStatsIn,
 ) -> CohortStatsOut:
     """Statistics of one measure by period for a cohort, under disclosure control:

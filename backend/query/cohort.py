@@ -19,10 +19,11 @@ import psycopg
 from psycopg import sql
 
 from backend.governance import disclosure
-from backend.governance.consent import CONSENTED_CODES, code_categories, study_purpose
+from backend.governance.consent import code_categories, study_purpose
 from backend.governance.footprints import DbFootprintStore, scope_lock
 from backend.governance.members import age_band
 from backend.keys.study_keys import pseudonym
+from backend.query.study_scope import STUDY_OBSERVATIONS
 from backend.query.viewer import Viewer
 
 Period = Literal["day", "week", "month"]
@@ -63,17 +64,9 @@ class Demographics:
 By = Literal["sex", "age_band"]
 
 
-_ROWS = sql.SQL("""
-select o.member_id, o.observed_at, o.code, o.value
-  from processed.observations o
-  join ({consented}) ok on ok.member_id = o.member_id and ok.code = o.code
- where exists (select 1 from governance.study_researchers r
-                 join governance.studies s on s.study_id = r.study_id
-                where r.study_id = %(study)s and r.researcher = %(viewer)s
-                  and s.closed_at is null)
-   and o.observed_at >= %(start)s and o.observed_at < %(end)s
-   and o.code = any(%(want)s)
-""").format(consented=sql.SQL(CONSENTED_CODES))
+_ROWS = sql.SQL(
+    "select o.member_id, o.observed_at, o.code, o.value {} and o.code = any(%(want)s)"
+).format(STUDY_OBSERVATIONS)
 
 
 def cohort_stats(

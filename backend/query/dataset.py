@@ -14,25 +14,18 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from backend.governance.consent import CONSENTED_CODES, code_categories, study_purpose
+from backend.governance.consent import code_categories, study_purpose
 from backend.keys.study_keys import pseudonym
+from backend.query.study_scope import STUDY_OBSERVATIONS
 from backend.query.viewer import Viewer
 
 Shape = Literal["long", "wide"]
 
-_QUERY = sql.SQL("""
-select o.member_id, o.observed_at, o.code, o.value, o.unit
-  from processed.observations o
-  join ({consented}) ok on ok.member_id = o.member_id and ok.code = o.code
- where exists (select 1 from governance.study_researchers r
-                 join governance.studies s on s.study_id = r.study_id
-                where r.study_id = %(study)s and r.researcher = %(viewer)s
-                  and s.closed_at is null)
-   and o.observed_at >= %(start)s and o.observed_at < %(end)s
-   and (%(want)s::text[] is null or o.code = any(%(want)s))
- order by o.member_id, o.observed_at, o.code
- limit %(limit)s
-""").format(consented=sql.SQL(CONSENTED_CODES))
+_QUERY = sql.SQL(
+    "select o.member_id, o.observed_at, o.code, o.value, o.unit {}"
+    "   and (%(want)s::text[] is null or o.code = any(%(want)s))"
+    " order by o.member_id, o.observed_at, o.code limit %(limit)s"
+).format(STUDY_OBSERVATIONS)
 
 
 def on_study(conn: psycopg.Connection, viewer: Viewer, study: str) -> bool:
