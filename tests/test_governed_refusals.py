@@ -4,7 +4,6 @@ under the request id the caller was given."""
 
 from __future__ import annotations
 
-import secrets
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -13,19 +12,14 @@ import httpx
 import pytest
 
 from backend.governance import audit
-from backend.identity import hub_auth
-from backend.identity.hub_client import login_token
 from backend.stack.context import StackContext
+from tests.hub_people import hub_people
 
 
 @pytest.fixture(scope="module")
 def token(ctx: StackContext) -> Iterator[tuple[str, str]]:
-    name, password = f"ria-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-    hub_auth.add_user(ctx.hub.user_store, name, password, ["researcher"], rounds=4)
-    try:
-        yield name, login_token(ctx.hub.url, ctx.layout.ca_cert, name, password)
-    finally:
-        hub_auth.remove_user(ctx.hub.user_store, name)
+    with hub_people(ctx, {"ria": "researcher"}) as (names, tokens):
+        yield names["ria"], tokens["ria"]
 
 
 def _record(ctx: StackContext, request_id: str) -> list[tuple[object, ...]]:

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-import ssl
 import subprocess
 import sys
 import uuid
 
-import httpx
-
 from backend.governance import members as registry
-from backend.identity import hub_auth
-from backend.identity.hub_client import login_token
 from backend.stack.context import StackContext
 from tests import seed
+from tests.hub_people import Backend, hub_people
 
 REJUVE = [sys.executable, "-m", "backend.cli.main"]
 T0 = dt.datetime(2026, 10, 5, tzinfo=dt.UTC)  # a Monday
@@ -55,45 +51,43 @@ def test_bad_demographics_are_one_clear_line(ctx: StackContext) -> None:
 
 
 def test_cohort_by_age_band_for_women_over_http(ctx: StackContext) -> None:
-    tag = secrets.token_hex(3)
-    study, rita, password = f"demo-{tag}", f"rita-{tag}", f"correct horse {tag}"
+    study = f"demo-{secrets.token_hex(3)}"
     # 12 women in their forties, 12 in their sixties, 12 men: only women are asked for.
     people = [(uuid.uuid4(), "female", 1980) for _ in range(12)]
     people += [(uuid.uuid4(), "female", 1960) for _ in range(12)]
     people += [(uuid.uuid4(), "male", 1980) for _ in range(12)]
-    with ctx.db.connect("owner") as conn:
-        seed.study(conn, study, [rita])
-        seed.observations(
-            conn,
-            [
-                (m, T0 + dt.timedelta(hours=h), "8867-4", 70.0, "/min")
-                for m, _, _ in people
-                for h in range(3)
-            ],
-        )
-    with ctx.db.connect("backend") as conn:
-        for m, sex, year in people:
-            registry.enrol(conn, registry.Enrolment(m, ctx.settings.region, year, sex))
-        seed.consent_all(conn, [m for m, _, _ in people], f"study:{study}")
-    hub_auth.add_user(ctx.hub.user_store, rita, password, ["researcher"], rounds=4)
-    try:
-        token = login_token(ctx.hub.url, ctx.layout.ca_cert, rita, password)
-        r = httpx.post(
-            f"{ctx.backend_url}/v1/studies/{study}/cohort-stats",
-            json={
-                "code": "8867-4",
-                "start": T0.isoformat(),
-                "end": (T0 + dt.timedelta(days=7)).isoformat(),
-                "sex": ["female"],
-                "by": ["age_band"],
-                "stats": ["mean"],
-            },
-            headers={"Authorization": f"token {token}"},
-            verify=ssl.create_default_context(cafile=str(ctx.layout.ca_cert)),
-            timeout=30,
-        )
-    finally:
-        hub_auth.remove_user(ctx.hub.user_store, rita)
+    with hub_people(ctx, {"rita": "researcher"}) as (names, tokens):
+        with ctx.db.connect("owner") as conn:
+            seed.study(conn, study, [names["rita"]])
+            seed.observations(
+                conn,
+                [
+                    (m, T0 + dt.timedelta(hours=h), "8867-4", 70.0, "/min")
+                    for m, _, _ in people
+                    for h in range(3)
+                ],
+            )
+        with ctx.db.connect("backend") as conn:
+            for m, sex, year in people:
+                registry.enrol(conn, registry.Enrolment(m, ctx.settings.region, year, sex))
+            seed.consent_all(conn, [m for m, _, _ in people], f"study:{study}")
+        api = Backend(ctx)
+        try:
+            r = api.call(
+                "POST",
+                f"/v1/studies/{study}/cohort-stats",
+                tokens["rita"],
+                json={
+                    "code": "8867-4",
+                    "start": T0.isoformat(),
+                    "end": (T0 + dt.timedelta(days=7)).isoformat(),
+                    "sex": ["female"],
+                    "by": ["age_band"],
+                    "stats": ["mean"],
+                },
+            )
+        finally:
+            api.close()
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["dims"] == ["period", "age_band"]
