@@ -179,7 +179,7 @@ def reconcile_cmd(
     console.print(_reconcile_table(result.batches[-50:], title="Reconciliation (last 50 batches)"))
     totals = result.totals()
     summary = Table(title="Totals", title_justify="left")
-    for key in (
+    columns = (
         "batches",
         "parsed",
         "processed",
@@ -188,23 +188,10 @@ def reconcile_cmd(
         "pending",
         "failed_batches",
         "problems",
-    ):
-        summary.add_column(key, justify="right")
-    summary.add_row(
-        *(
-            f"{totals[k]:,}"
-            for k in (
-                "batches",
-                "parsed",
-                "processed",
-                "quarantined",
-                "duplicate",
-                "pending",
-                "failed_batches",
-                "problems",
-            )
-        )
     )
+    for key in columns:
+        summary.add_column(key, justify="right")
+    summary.add_row(*(f"{totals[k]:,}" for k in columns))
     console.print(summary)
     if totals["unmapped"]:
         unm = Table(title="Unmapped record types (counted, not processed)", title_justify="left")

@@ -486,6 +486,17 @@ def _layout(categories: list[list[Hashable]]) -> tuple[list[Key], list[Line]]:
     return keys, lines
 
 
+def _margin_spans(categories: list[list[Hashable]]) -> dict[Key, list[Key]]:
+    """Each margin (total) of the table and the interior cells it adds up."""
+    if len(categories) == 1:
+        return {(TOTAL,): [(c,) for c in categories[0]]}
+    rows, cols = categories
+    spans: dict[Key, list[Key]] = {(r, TOTAL): [(r, c) for c in cols] for r in rows}
+    spans.update({(TOTAL, c): [(r, c) for r in rows] for c in cols})
+    spans[(TOTAL, TOTAL)] = [(r, c) for r in rows for c in cols]
+    return spans
+
+
 def _cells(
     df: pd.DataFrame,
     member_col: str,
@@ -515,15 +526,7 @@ def _cells(
 
     interior = [key for key in _layout(categories)[0] if not any(_is_total(v) for v in key)]
     spans: dict[Key, list[Key]] = {key: [key] for key in interior}
-    if len(dims) == 1:
-        spans[(TOTAL,)] = interior
-    else:
-        rows, cols = categories
-        for r in rows:
-            spans[(r, TOTAL)] = [(r, c) for c in cols]
-        for c in cols:
-            spans[(TOTAL, c)] = [(r, c) for r in rows]
-        spans[(TOTAL, TOTAL)] = interior
+    spans.update(_margin_spans(categories))
     out_members = {key: union(span) for key, span in spans.items()}
     described = {key: _describe(concat(span), stats) for key, span in spans.items()}
     return out_members, described
@@ -658,16 +661,7 @@ def _withheld_extremes(
 ) -> set[tuple[Key, str]]:
     """min/max of shown margins that span a withheld cell (the pattern, never the values)."""
     extremes = [s for s in stats if s in _EXTREMES]
-    spans: dict[Key, list[Key]] = {}
-    if len(categories) == 1:
-        spans[(TOTAL,)] = [(c,) for c in categories[0]]
-    else:
-        rows, cols = categories
-        for r in rows:
-            spans[(r, TOTAL)] = [(r, c) for c in cols]
-        for c in cols:
-            spans[(TOTAL, c)] = [(r, c) for r in rows]
-        spans[(TOTAL, TOTAL)] = [(r, c) for r in rows for c in cols]
+    spans = _margin_spans(categories)
     return {
         (margin, stat)
         for margin, span in spans.items()
