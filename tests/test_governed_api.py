@@ -11,6 +11,7 @@ import pytest
 
 from backend.governance import audit
 from backend.stack.context import StackContext
+from tests.hub_people import hub_people
 
 RANGE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-02T00:00:00Z"}
 
@@ -37,16 +38,23 @@ def test_refused_and_audited(ctx: StackContext, auth: str | None) -> None:
             (f"studies/{study}/dataset",),
         ).fetchall()
         assert audit.verify(conn).ok
-    assert rows == [
-        ("anonymous", "dataset.extract", "denied", 401, "2026-11-01T00:00:00+00:00", "127.0.0.1")
-    ]
+    # Refused before the route ran: the record holds the parameters as sent.
+    assert rows == [("anonymous", "dataset.extract", "denied", 401, RANGE["start"], "127.0.0.1")]
 
 
-def test_bad_parameters_are_422_with_the_field(ctx: StackContext) -> None:
+def test_bad_parameters_are_422_with_the_field_after_authentication(ctx: StackContext) -> None:
+    """The guard runs first: a stranger gets 401 and learns nothing of what is valid; a
+    person with a token gets 422 naming the field."""
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(base_url=ctx.backend_url, verify=tls) as client:
-        r = client.get(
-            "/v1/members/self/timeline", params={"start": "yesterday", "end": RANGE["end"]}
-        )
+    bad = {"start": "yesterday", "end": RANGE["end"]}
+    with hub_people(ctx, {"mia": "member"}) as (_, tokens):
+        with httpx.Client(base_url=ctx.backend_url, verify=tls) as client:
+            stranger = client.get("/v1/members/self/timeline", params=bad)
+            r = client.get(
+                "/v1/members/self/timeline",
+                params=bad,
+                headers={"Authorization": f"token {tokens['mia']}"},
+            )
+    assert stranger.status_code == 401
     assert r.status_code == 422
     assert ["query", "start"] in [d["loc"] for d in r.json()["detail"]]

@@ -44,10 +44,11 @@ def test_malformed_input_is_audited_with_the_callers_name(
 ) -> None:
     name, tok = token
     with _client(ctx, tok) as client:
-        r = client.get("/v1/members/self/timeline", params={"start": "yesterday", "end": "today"})
+        # The guard runs first (a researcher may read a study's dataset), then validation.
+        r = client.get("/v1/studies/s-1/dataset", params={"start": "yesterday", "end": "today"})
     assert r.status_code == 422
     assert _record(ctx, r.headers["x-request-id"]) == [
-        (name, "request.refused", "members/self/timeline", "denied", 422, "invalid input")
+        (name, "request.refused", "studies/s-1/dataset", "denied", 422, "invalid input")
     ]
 
 

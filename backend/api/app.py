@@ -6,10 +6,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import (
-    http_exception_handler,
-    request_validation_exception_handler,
-)
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -20,18 +18,17 @@ from backend.api import (
     audit_routes,
     consent_routes,
     ingest_routes,
+    openapi_docs,
     policy_routes,
     query_routes,
     steward_routes,
     study_routes,
 )
 from backend.api.governance_state import GovernanceState
-from backend.api.governed import record_refusal
+from backend.api.governed import record_refusal, storable
 from backend.api.request_guard import RequestGuard, RequestLimits, Scope
 from backend.api.state import AppState
-from backend.logs import get as get_logger
-
-log = get_logger(__name__)
+from backend.exceptions import UserError, http_status
 
 
 def _governed_path(path: str) -> bool:
@@ -64,7 +61,10 @@ def create_app(
         title="Rejuve backend",
         version="0.1.0",
         lifespan=lifespan,
-        description="Governed access to the Rejuve health-data platform.",
+        description=openapi_docs.DESCRIPTION,
+        # Served from the platform itself (openapi_docs), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
 
     async def audit_unrouted(
@@ -110,20 +110,26 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    openapi_docs.install(app)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
         await audit_unrouted(request.scope, request.headers, 422, "invalid input")
-        return await request_validation_exception_handler(request, exc)
+        # The errors echo the input: made printable (a lone surrogate cannot be encoded).
+        return JSONResponse({"detail": storable(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         await audit_unrouted(request.scope, request.headers, exc.status_code, str(exc.detail))
         return await http_exception_handler(request, exc)
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # Never a stack trace or SQL in a response; the log gets the type, not the data.
-        log.error("unhandled error", path=request.url.path, error=type(exc).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+    @app.exception_handler(UserError)
+    async def domain_error(request: Request, exc: UserError) -> Response:
+        # The one place a domain error becomes an HTTP status (backend.exceptions' table);
+        # a governed route's guard has already audited it with the same status.
+        code = http_status(exc)
+        await audit_unrouted(request.scope, request.headers, code, str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=code)
 
+    # Anything else: RequestGuard answers 500 (with the request id) and logs one line.
     return app

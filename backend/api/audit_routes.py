@@ -8,11 +8,14 @@ import datetime as dt
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from backend.api.governed import GOVERNED_RESPONSES, Gov, governed
+from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance import audit
+
+# Text columns cannot hold NUL: a filter with one is the caller's mistake (422), not a 500.
+NO_NUL = r"^[^\x00]*$"
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=GOVERNED_RESPONSES)
 
@@ -35,12 +38,12 @@ class ChainVerification(BaseModel):
 
 @router.get("/audit", response_model=AuditPage)
 def audit_search(
-    request: Request,
     gov: Gov,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
+    ticket: Annotated[Ticket, Guard("audit", "read", action="audit.search")],
+    actor: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_.]+$")] = None,
     outcome: Literal["allowed", "denied", "error"] | None = None,
-    resource_prefix: Annotated[str | None, Query(max_length=500)] = None,
+    resource_prefix: Annotated[str | None, Query(max_length=500, pattern=NO_NUL)] = None,
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     request_id: uuid.UUID | None = None,
@@ -60,7 +63,7 @@ def audit_search(
         before=before,
         limit=limit,
     )
-    params = {
+    ticket.params = {
         k: v.isoformat()
         if isinstance(v, dt.datetime)
         else str(v)
@@ -68,10 +71,9 @@ def audit_search(
         else v
         for k, v in search.__dict__.items()
     }
-    with governed(request, gov, action="audit.search", resource="audit", params=params) as t:
-        with gov.backend_pool.connection() as conn:
-            records = audit.search(conn, search)
-        t.row_count = len(records)
+    with gov.backend_pool.connection() as conn:
+        records = audit.search(conn, search)
+    ticket.row_count = len(records)
     return AuditPage(
         records=records,
         next_before=records[-1].seq if len(records) == limit else None,
@@ -79,12 +81,13 @@ def audit_search(
 
 
 @router.get("/audit/verify", response_model=ChainVerification)
-def audit_verify(request: Request, gov: Gov) -> ChainVerification:
+def audit_verify(
+    gov: Gov, ticket: Annotated[Ticket, Guard("audit", "read", action="audit.verify")]
+) -> ChainVerification:
     """Recompute the hash chain; name every edited, deleted or reordered record."""
-    with governed(request, gov, action="audit.verify", resource="audit") as ticket:
-        with gov.backend_pool.connection() as conn:
-            result = audit.verify(conn)
-        ticket.row_count = result.checked
+    with gov.backend_pool.connection() as conn:
+        result = audit.verify(conn)
+    ticket.row_count = result.checked
     return ChainVerification(
         ok=result.ok,
         checked=result.checked,

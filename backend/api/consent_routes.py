@@ -7,10 +7,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, field_validator
 
-from backend.api.governed import GOVERNED_RESPONSES, Gov, Ticket, governed
+from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance import consent
 from backend.query import member_consent as mc
 from backend.query import timeline as tl
@@ -78,7 +78,6 @@ def _invalid(field: str, msg: str) -> HTTPException:
 
 
 def _read(gov: Gov, ticket: Ticket, member: str) -> MemberConsent:
-    assert ticket.viewer is not None
     with gov.backend_pool.connection() as conn:
         target = target_member(conn, ticket.viewer, member)
         if target is None or not tl.can_view(conn, ticket.viewer, target):
@@ -94,12 +93,14 @@ def _read(gov: Gov, ticket: Ticket, member: str) -> MemberConsent:
 
 
 @router.get("/members/{member}/consent", response_model=MemberConsent)
-def member_consent(request: Request, gov: Gov, member: str) -> MemberConsent:
+def member_consent(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("members/:member/consent", "read", action="consent.read")],
+    member: str,
+) -> MemberConsent:
     """A member's consent (`self` for one's own): what is in force and the ledger behind it.
     A coach sees the coaching consent of an assigned member only."""
-    resource = "members/self/consent" if member == "self" else f"members/{member}/consent"
-    with governed(request, gov, action="consent.read", resource=resource) as ticket:
-        return _read(gov, ticket, member)
+    return _read(gov, ticket, member)
 
 
 @router.post(
@@ -108,38 +109,34 @@ def member_consent(request: Request, gov: Gov, member: str) -> MemberConsent:
     status_code=status.HTTP_201_CREATED,
     responses={422: {"description": "unknown purpose, study or category"}},
 )
-def change_consent(request: Request, gov: Gov, body: ConsentChange) -> MemberConsent:
+def change_consent(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("members/self/consent", "write", action="consent.change")],
+    body: ConsentChange,
+) -> MemberConsent:
     """Grant or withdraw the caller's consent for one purpose x data category, against the
     consent text version they saw. In force from the very next request."""
-    with governed(
-        request,
-        gov,
-        action="consent.grant" if body.granted else "consent.withdraw",
-        resource="members/self/consent",
-        act="write",
-        params=body.model_dump(mode="json"),
-    ) as ticket:
-        assert ticket.viewer is not None
-        with gov.backend_pool.connection() as conn:
-            target = target_member(conn, ticket.viewer, "self")
-            if target is None:
-                raise HTTPException(404, "no member record for this account")
-            if body.purpose.startswith("study:"):
-                # After authentication: study ids are not for strangers to probe.
-                state = mc.study_state(conn, body.purpose.removeprefix("study:"))
-                if state is None:
-                    raise _invalid("purpose", "no such study")
-                if state == "closed" and body.granted:
-                    raise _invalid("purpose", "the study is closed: consent can only be withdrawn")
-            consent.record(
-                conn,
-                member=target,
-                purpose=body.purpose,
-                category=body.category,
-                granted=body.granted,
-                consent_version=body.consent_version,
-                recorded_by=ticket.viewer.user,
-                evidence={"channel": "api", "request_id": str(ticket.request_id)},
-            )
-        ticket.status = status.HTTP_201_CREATED
-        return _read(gov, ticket, "self")
+    ticket.action = "consent.grant" if body.granted else "consent.withdraw"
+    ticket.params = body.model_dump(mode="json")
+    with gov.backend_pool.connection() as conn:
+        target = target_member(conn, ticket.viewer, "self")
+        if target is None:
+            raise HTTPException(404, "no member record for this account")
+        if body.purpose.startswith("study:"):
+            # After authentication: study ids are not for strangers to probe.
+            state = mc.study_state(conn, body.purpose.removeprefix("study:"))
+            if state is None:
+                raise _invalid("purpose", "no such study")
+            if state == "closed" and body.granted:
+                raise _invalid("purpose", "the study is closed: consent can only be withdrawn")
+        consent.record(
+            conn,
+            member=target,
+            purpose=body.purpose,
+            category=body.category,
+            granted=body.granted,
+            consent_version=body.consent_version,
+            recorded_by=ticket.viewer.user,
+            evidence={"channel": "api", "request_id": str(ticket.request_id)},
+        )
+    return _read(gov, ticket, "self")

@@ -25,7 +25,8 @@ def ingest_source(
     state: State,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> SourceKey:
-    if creds is None:
+    if creds is None or not (creds.credentials.isascii() and creds.credentials.isprintable()):
+        # Keys are ASCII: anything else is no key (and must not reach the key lookup).
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing API key", headers={"WWW-Authenticate": "Bearer"}
         )

@@ -8,10 +8,10 @@ import datetime as dt
 import io
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
-from backend.api.governed import GOVERNED_RESPONSES, Gov, governed
+from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance.studies import STUDY_ID
 from backend.query import dataset as ds
 from backend.query import timeline as tl
@@ -40,6 +40,22 @@ class TimelinePage(BaseModel):
     )
 
 
+def _timeline_cursor(after: str) -> tuple[dt.datetime, str]:
+    """The keyset cursor a page handed out (`time|code`); anything else is the caller's
+    mistake, 422 naming the parameter."""
+    at, _, code = after.partition("|")
+    try:
+        when = dt.datetime.fromisoformat(at)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None or not code:
+        raise HTTPException(
+            422,
+            [{"loc": ["query", "after"], "type": "value_error", "msg": "not a `next_after`"}],
+        )
+    return when, code
+
+
 def _range(start: dt.datetime, end: dt.datetime) -> None:
     if end <= start or end - start > MAX_RANGE:
         raise HTTPException(
@@ -59,8 +75,11 @@ def _range(start: dt.datetime, end: dt.datetime) -> None:
     response_model=TimelinePage,
 )
 def member_timeline(
-    request: Request,
     gov: Gov,
+    ticket: Annotated[
+        Ticket,
+        Guard("members/:member/timeline", "read", action="timeline.read", purpose="coaching"),
+    ],
     member: str,
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
@@ -70,44 +89,43 @@ def member_timeline(
     ] = None,
     bucket: Literal["hour", "day"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
-    after: Annotated[str | None, Query(max_length=120, pattern=r"^[^|]+\|[^|]+$")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=120,
+            pattern=r"^[^|]+\|[^|]+$",
+            description="the `next_after` of the previous page",
+        ),
+    ] = None,
 ) -> TimelinePage:
     """A member's observations (or hourly/daily buckets), for the member or their coach."""
-    resource = "members/self/timeline" if member == "self" else f"members/{member}/timeline"
-    params = {
+    ticket.params = {
         "start": start.isoformat(),
         "end": end.isoformat(),
         "codes": codes,
         "bucket": bucket,
         "limit": limit,
     }
-    with governed(
-        request, gov, action="timeline.read", resource=resource, purpose="coaching", params=params
-    ) as ticket:
-        assert ticket.viewer is not None
-        # After authentication: a stranger learns nothing, not even what is valid.
-        _range(start, end)
-        with gov.query_pool.connection() as conn:
-            target = target_member(conn, ticket.viewer, member)
-            if target is None or not tl.can_view(conn, ticket.viewer, target):
-                # Not "forbidden": whether such a member exists is not the caller's to learn.
-                raise HTTPException(404, "no such member")
-            cursor = None
-            if after:
-                t, code = after.split("|")
-                cursor = (dt.datetime.fromisoformat(t), code)
-            points = tl.timeline(
-                conn,
-                ticket.viewer,
-                target,
-                start=start,
-                end=end,
-                codes=codes,
-                bucket=bucket,
-                limit=limit,
-                after=cursor,
-            )
-        ticket.row_count = len(points)
+    # After authentication: a stranger learns nothing, not even what is valid.
+    _range(start, end)
+    cursor = _timeline_cursor(after) if after else None
+    with gov.query_pool.connection() as conn:
+        target = target_member(conn, ticket.viewer, member)
+        if target is None or not tl.can_view(conn, ticket.viewer, target):
+            # Not "forbidden": whether such a member exists is not the caller's to learn.
+            raise HTTPException(404, "no such member")
+        points = tl.timeline(
+            conn,
+            ticket.viewer,
+            target,
+            start=start,
+            end=end,
+            codes=codes,
+            bucket=bucket,
+            limit=limit,
+            after=cursor,
+        )
+    ticket.row_count = len(points)
     last = points[-1] if len(points) == limit else None
     return TimelinePage(
         member=member,
@@ -123,8 +141,11 @@ def member_timeline(
     },
 )
 def study_dataset(
-    request: Request,
     gov: Gov,
+    ticket: Annotated[
+        Ticket,
+        Guard("studies/:study/dataset", "read", action="dataset.extract", purpose="study:{study}"),
+    ],
     study: Annotated[str, Field(pattern=STUDY_ID)],
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
@@ -136,39 +157,29 @@ def study_dataset(
     format: Literal["json", "parquet"] = "json",
 ) -> Response:
     """A pseudonymised extract of a study: consenting members only, per-study pseudonyms."""
-    params = {
+    ticket.params = {
         "start": start.isoformat(),
         "end": end.isoformat(),
         "codes": codes,
         "shape": shape,
         "format": format,
     }
-    with governed(
-        request,
-        gov,
-        action="dataset.extract",
-        resource=f"studies/{study}/dataset",
-        purpose=f"study:{study}",
-        study=study,
-        params=params,
-    ) as ticket:
-        assert ticket.viewer is not None
-        # After authentication: a stranger learns nothing, not even what is valid.
-        _range(start, end)
-        with gov.query_pool.connection() as conn:
-            if not ds.on_study(conn, ticket.viewer, study):
-                raise HTTPException(404, "no such study for you")
-            frame = ds.extract(
-                conn,
-                ticket.viewer,
-                study,
-                gov.study_keys.key(study),
-                start=start,
-                end=end,
-                codes=codes,
-                shape=shape,
-            )
-        ticket.row_count = len(frame)
+    # After authentication: a stranger learns nothing, not even what is valid.
+    _range(start, end)
+    with gov.query_pool.connection() as conn:
+        if not ds.on_study(conn, ticket.viewer, study):
+            raise HTTPException(404, "no such study for you")
+        frame = ds.extract(
+            conn,
+            ticket.viewer,
+            study,
+            gov.study_keys.key(study),
+            start=start,
+            end=end,
+            codes=codes,
+            shape=shape,
+        )
+    ticket.row_count = len(frame)
     if format == "parquet":
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)
@@ -181,7 +192,8 @@ def study_dataset(
 class CriterionIn(BaseModel):
     code: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")]
     op: Literal[">=", ">", "<=", "<"]
-    value: float
+    # NaN and infinities compare to nothing a member has: the caller's mistake.
+    value: Annotated[float, Field(allow_inf_nan=False)]
 
 
 class CohortStatsIn(BaseModel):
@@ -227,8 +239,13 @@ class CohortStatsOut(BaseModel):
     response_model=CohortStatsOut,
 )
 def study_cohort_stats(
-    request: Request,
     gov: Gov,
+    ticket: Annotated[
+        Ticket,
+        Guard(
+            "studies/:study/cohort-stats", "read", action="cohort.stats", purpose="study:{study}"
+        ),
+    ],
     study: Annotated[str, Field(pattern=STUDY_ID)],
     body: CohortStatsIn,
 ) -> CohortStatsOut:
@@ -237,41 +254,32 @@ def study_cohort_stats(
     earlier one by fewer than k people is withheld."""
     from backend.query import cohort
 
-    with governed(
-        request,
-        gov,
-        action="cohort.stats",
-        resource=f"studies/{study}/cohort-stats",
-        purpose=f"study:{study}",
-        study=study,
-        params=body.model_dump(mode="json"),
-    ) as ticket:
-        assert ticket.viewer is not None
-        # After authentication: a stranger learns nothing, not even what is valid.
-        _range(body.start, body.end)
-        with gov.query_pool.connection() as q, gov.backend_pool.connection() as b:
-            if not ds.on_study(q, ticket.viewer, study):
-                raise HTTPException(404, "no such study for you")
-            result = cohort.cohort_stats(
-                q,
-                b,
-                ticket.viewer,
-                study,
-                gov.study_keys.key(study),
-                code=body.code,
-                start=body.start,
-                end=body.end,
-                period=body.period,
-                criteria=[cohort.Criterion(c.code, c.op, c.value) for c in body.criteria],
-                demographics=cohort.Demographics(
-                    frozenset(body.sex) if body.sex is not None else None,
-                    body.age_min,
-                    body.age_max,
-                ),
-                by=list(dict.fromkeys(body.by)),
-                stats=body.stats,
-            )
-        ticket.row_count = len(result.table)
+    ticket.params = body.model_dump(mode="json")
+    # After authentication: a stranger learns nothing, not even what is valid.
+    _range(body.start, body.end)
+    with gov.query_pool.connection() as q, gov.backend_pool.connection() as b:
+        if not ds.on_study(q, ticket.viewer, study):
+            raise HTTPException(404, "no such study for you")
+        result = cohort.cohort_stats(
+            q,
+            b,
+            ticket.viewer,
+            study,
+            gov.study_keys.key(study),
+            code=body.code,
+            start=body.start,
+            end=body.end,
+            period=body.period,
+            criteria=[cohort.Criterion(c.code, c.op, c.value) for c in body.criteria],
+            demographics=cohort.Demographics(
+                frozenset(body.sex) if body.sex is not None else None,
+                body.age_min,
+                body.age_max,
+            ),
+            by=list(dict.fromkeys(body.by)),
+            stats=body.stats,
+        )
+    ticket.row_count = len(result.table)
     out = result.to_json(audience="researcher")
     return CohortStatsOut(
         threshold=result.policy.k,

@@ -14,11 +14,10 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field
 
-from backend.api.governed import GOVERNED_RESPONSES, Gov, governed
-from backend.exceptions import UserError
+from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.refine import quality as ql
 from backend.refine import quarantine as qr
 
@@ -64,8 +63,8 @@ def _shown(e: qr.Entry) -> QuarantinedRecord:
 
 @router.get("/quarantine", response_model=QuarantinePage)
 def quarantine_list(
-    request: Request,
     gov: Gov,
+    ticket: Annotated[Ticket, Guard("quarantine", "read", action="quarantine.list")],
     status: Literal["open", "released", "rejected", "all"] = "open",
     reason: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
     batch: uuid.UUID | None = None,
@@ -76,7 +75,7 @@ def quarantine_list(
     ] = None,
 ) -> QuarantinePage:
     """Quarantined records, newest first, by status, reason, batch and time."""
-    params = {
+    ticket.params = {
         "status": status,
         "reason": reason,
         "batch": str(batch) if batch else None,
@@ -84,22 +83,19 @@ def quarantine_list(
         "limit": limit,
         "after": after,
     }
-    with governed(
-        request, gov, action="quarantine.list", resource="quarantine", params=params
-    ) as ticket:
-        cursor = _cursor(after) if after else None
-        with gov.query_pool.connection() as conn:
-            entries = qr.list_entries(
-                conn,
-                status=None if status == "all" else status,
-                batch=batch,
-                reason=reason,
-                since=since,
-                after=cursor,
-                limit=limit,
-            )
-            conn.rollback()
-        ticket.row_count = len(entries)
+    cursor = _cursor(after) if after else None
+    with gov.query_pool.connection() as conn:
+        entries = qr.list_entries(
+            conn,
+            status=None if status == "all" else status,
+            batch=batch,
+            reason=reason,
+            since=since,
+            after=cursor,
+            limit=limit,
+        )
+        conn.rollback()
+    ticket.row_count = len(entries)
     last = entries[-1] if len(entries) == limit else None
     return QuarantinePage(
         records=[_shown(e) for e in entries],
@@ -122,40 +118,39 @@ def _cursor(after: str) -> tuple[dt.datetime, uuid.UUID]:
 
 
 @router.get("/quarantine/{quarantine_id}", response_model=QuarantinedRecord)
-def quarantine_show(request: Request, gov: Gov, quarantine_id: uuid.UUID) -> QuarantinedRecord:
+def quarantine_show(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("quarantine", "read", action="quarantine.show")],
+    quarantine_id: uuid.UUID,
+) -> QuarantinedRecord:
     """One quarantined record (the same view as in the listing)."""
-    with governed(
-        request,
-        gov,
-        action="quarantine.show",
-        resource="quarantine",
-        params={"quarantine_id": str(quarantine_id)},
-    ) as ticket:
-        with gov.query_pool.connection() as conn:
-            try:
-                entry = qr.get(conn, quarantine_id)
-            except UserError:
-                raise HTTPException(404, "no such quarantined record") from None
-            finally:
-                conn.rollback()
-        ticket.row_count = 1
+    ticket.params = {"quarantine_id": str(quarantine_id)}
+    with gov.query_pool.connection() as conn:
+        try:
+            entry = qr.get(conn, quarantine_id)  # NotFound: 404
+        finally:
+            conn.rollback()
+    ticket.row_count = 1
     return _shown(entry)
 
 
 @router.get("/quality", response_model=list[ql.BatchQuality])
 def quality(
-    request: Request,
     gov: Gov,
+    ticket: Annotated[Ticket, Guard("quality", "read", action="quality.read")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     since: AwareDatetime | None = None,
     format: Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$")] = None,
 ) -> list[ql.BatchQuality]:
     """Data-quality metrics per batch, newest first: what `rejuve quality` shows."""
-    params = {"limit": limit, "since": since.isoformat() if since else None, "format": format}
-    with governed(request, gov, action="quality.read", resource="quality", params=params) as t:
-        with gov.query_pool.connection() as conn:
-            rows = ql.latest(conn, limit=limit, since=since, fmt=format)
-        t.row_count = len(rows)
+    ticket.params = {
+        "limit": limit,
+        "since": since.isoformat() if since else None,
+        "format": format,
+    }
+    with gov.query_pool.connection() as conn:
+        rows = ql.latest(conn, limit=limit, since=since, fmt=format)
+    ticket.row_count = len(rows)
     return rows
 
 
@@ -169,31 +164,22 @@ class Rejection(BaseModel):
     responses={409: {"description": "already released or rejected"}},
 )
 def quarantine_reject(
-    request: Request, gov: Gov, quarantine_id: uuid.UUID, body: Rejection
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("quarantine", "write", action="quarantine.reject")],
+    quarantine_id: uuid.UUID,
+    body: Rejection,
 ) -> QuarantinedRecord:
     """Reject a quarantined record for good (it stays, marked rejected, with the note).
     Releasing a corrected record is done on the host (`rejuve quarantine release`)."""
-    with governed(
-        request,
-        gov,
-        action="quarantine.reject",
-        resource="quarantine",
-        act="write",
-        params={"quarantine_id": str(quarantine_id), "note": body.note},
-    ) as ticket:
-        with gov.backend_pool.connection() as conn:
-            try:
-                qr.get(conn, quarantine_id)
-            except UserError:
-                raise HTTPException(404, "no such quarantined record") from None
-            finally:
-                # reject's own transaction must be the outer one, or it would not commit
-                conn.rollback()
-            try:
-                qr.reject(conn, quarantine_id, body.note)
-            except UserError as e:
-                raise HTTPException(409, str(e)) from None
-            entry = qr.get(conn, quarantine_id)
+    ticket.params = {"quarantine_id": str(quarantine_id), "note": body.note}
+    with gov.backend_pool.connection() as conn:
+        try:
+            qr.get(conn, quarantine_id)  # NotFound: 404
+        finally:
+            # reject's own transaction must be the outer one, or it would not commit
             conn.rollback()
-        ticket.row_count = 1
+        qr.reject(conn, quarantine_id, body.note)  # Conflict (already resolved): 409
+        entry = qr.get(conn, quarantine_id)
+        conn.rollback()
+    ticket.row_count = 1
     return _shown(entry)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
-from backend.api.governed import GOVERNED_RESPONSES, Gov, Ticket, governed
+from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance import studies as st
 from backend.governance.policy import RULE_PATTERNS
 
@@ -45,81 +45,64 @@ class Change(BaseModel):
     changed: bool
 
 
-def _status(ticket: Ticket, response: Response, created: bool) -> None:
-    ticket.status = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    response.status_code = ticket.status
+def _status(response: Response, created: bool) -> None:
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
 
 
 @router.get("/studies", response_model=list[StudyOut])
-def study_list(request: Request, gov: Gov) -> list[StudyOut]:
+def study_list(
+    gov: Gov, ticket: Annotated[Ticket, Guard("studies", "read", action="studies.list")]
+) -> list[StudyOut]:
     """The studies you work on (an admin: every study)."""
-    with governed(request, gov, action="studies.list", resource="studies") as ticket:
-        assert ticket.viewer is not None
-        who = None if ticket.viewer.has("admin") else ticket.viewer.user
-        with gov.query_pool.connection() as conn:
-            found = st.listing(conn, who)
-        ticket.row_count = len(found)
+    who = None if ticket.viewer.has("admin") else ticket.viewer.user
+    with gov.query_pool.connection() as conn:
+        found = st.listing(conn, who)
+    ticket.row_count = len(found)
     return [StudyOut(**{**s.__dict__, "researchers": list(s.researchers)}) for s in found]
 
 
 @router.post("/studies", response_model=Change, responses=_CREATED)
-def study_create(request: Request, gov: Gov, response: Response, body: StudyIn) -> Change:
+def study_create(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("studies", "write", action="studies.create")],
+    response: Response,
+    body: StudyIn,
+) -> Change:
     """Declare a study (a purpose members can consent to)."""
-    with governed(
-        request,
-        gov,
-        action="studies.create",
-        resource="studies",
-        act="write",
-        params=body.model_dump(),
-    ) as ticket:
-        assert ticket.viewer is not None
-        with gov.backend_pool.connection() as conn:
-            created = st.create(conn, body.study_id, body.title, ticket.viewer.user)
-        ticket.params["changed"] = created
-        _status(ticket, response, created)
+    ticket.params = body.model_dump()
+    with gov.backend_pool.connection() as conn:
+        created = st.create(conn, body.study_id, body.title, ticket.viewer.user)
+    ticket.params["changed"] = created
+    _status(response, created)
     return Change(study_id=body.study_id, changed=created)
 
 
 def _change(
-    request: Request,
     gov: Gov,
+    ticket: Ticket,
     response: Response,
     study: str,
-    what: str,
     params: dict[str, Any],
     apply: Any,
     created_is_201: bool = False,
 ) -> Change:
-    with governed(
-        request,
-        gov,
-        action=f"studies.{what}",
-        resource=f"studies/{study}/{what.split('.')[0]}",
-        act="write",
-        study=study,
-        params=params,
-    ) as ticket:
-        with gov.backend_pool.connection() as conn:
-            try:
-                changed = bool(apply(conn))
-            except st.NoSuchStudy:
-                raise HTTPException(404, "no such study") from None
-        ticket.params["changed"] = changed
-        _status(ticket, response, created_is_201 and changed)
+    ticket.params = params
+    with gov.backend_pool.connection() as conn:
+        changed = bool(apply(conn))  # NoSuchStudy: 404
+    ticket.params["changed"] = changed
+    _status(response, created_is_201 and changed)
     return Change(study_id=study, changed=changed)
 
 
 def _staff(
-    request: Request, gov: Gov, response: Response, study: str, body: ResearcherIn, add: bool
+    gov: Gov, ticket: Ticket, response: Response, study: str, body: ResearcherIn, add: bool
 ) -> Change:
     change = st.add_researcher if add else st.remove_researcher
     return _change(
-        request,
         gov,
+        ticket,
         response,
         study,
-        f"researchers.{'add' if add else 'remove'}",
         body.model_dump(),
         lambda conn: change(conn, study, body.researcher),
         created_is_201=add,
@@ -132,10 +115,16 @@ def _staff(
     responses={**_CREATED, 404: {"description": "no such study"}},
 )
 def study_add_researcher(
-    request: Request, gov: Gov, response: Response, study: StudyId, body: ResearcherIn
+    gov: Gov,
+    ticket: Annotated[
+        Ticket, Guard("studies/:study/researchers", "write", action="studies.researchers.add")
+    ],
+    response: Response,
+    study: StudyId,
+    body: ResearcherIn,
 ) -> Change:
     """Let a researcher work on a study (they see its consenting members, pseudonymised)."""
-    return _staff(request, gov, response, study, body, add=True)
+    return _staff(gov, ticket, response, study, body, add=True)
 
 
 @router.post(
@@ -144,10 +133,17 @@ def study_add_researcher(
     responses={404: {"description": "no such study"}},
 )
 def study_remove_researcher(
-    request: Request, gov: Gov, response: Response, study: StudyId, body: ResearcherIn
+    gov: Gov,
+    ticket: Annotated[
+        Ticket,
+        Guard("studies/:study/researchers", "write", action="studies.researchers.remove"),
+    ],
+    response: Response,
+    study: StudyId,
+    body: ResearcherIn,
 ) -> Change:
     """Take a researcher off a study: their next request on it is refused."""
-    return _staff(request, gov, response, study, body, add=False)
+    return _staff(gov, ticket, response, study, body, add=False)
 
 
 @router.post(
@@ -155,6 +151,11 @@ def study_remove_researcher(
     response_model=Change,
     responses={404: {"description": "no such study"}},
 )
-def study_close(request: Request, gov: Gov, response: Response, study: StudyId) -> Change:
+def study_close(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("studies/:study/close", "write", action="studies.close")],
+    response: Response,
+    study: StudyId,
+) -> Change:
     """Close a study for good: nobody's requests on it are answered any more."""
-    return _change(request, gov, response, study, "close", {}, lambda conn: st.close(conn, study))
+    return _change(gov, ticket, response, study, {}, lambda conn: st.close(conn, study))

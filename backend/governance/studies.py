@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from backend.exceptions import UserError
+from backend.exceptions import NotFound
 
 STUDY_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
 
-class NoSuchStudy(UserError):
+class NoSuchStudy(NotFound):
     pass
 
 

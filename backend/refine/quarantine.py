@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from backend.exceptions import UserError
+from backend.exceptions import Conflict, NotFound, UserError
 from backend.ingest.model import Sample
 from backend.refine.normalise import Quarantined, normalise
 
@@ -83,14 +83,14 @@ def get(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:
         (quarantine_id,),
     ).fetchone()
     if row is None:
-        raise UserError(f"no quarantined record {quarantine_id}")
+        raise NotFound(f"no quarantined record {quarantine_id}")
     return Entry(*row)
 
 
 def _open(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:
     entry = get(conn, quarantine_id)
     if entry.status != "open":
-        raise UserError(f"quarantined record {quarantine_id} is already {entry.status}")
+        raise Conflict(f"quarantined record {quarantine_id} is already {entry.status}")
     return entry
 
 
