@@ -17,7 +17,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -162,11 +162,24 @@ def _identity(gov: GovernanceState, token: str | None) -> Identity | None:
         ) from None
 
 
+def _within_limit(allow: Callable[[str], bool], who: str) -> bool:
+    try:
+        return allow(who)
+    except ServiceDown:
+        # Limits that cannot be checked refuse (fail closed): an unlimited path is what
+        # an attacker would wait for.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "rate limits unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
+
+
 def anonymous_allowed(gov: GovernanceState, client: str | None) -> bool:
     """The one call site of the per-client-address limit on unauthenticated requests
     (`limiter.allow_anonymous`, when the limiter has it)."""
     allow = getattr(gov.limiter, "allow_anonymous", None)
-    return True if allow is None else bool(allow(client or "unknown"))
+    return True if allow is None else _within_limit(allow, client or "unknown")
 
 
 # -- the guard ----------------------------------------------------------------------------
@@ -185,6 +198,13 @@ class Ticket:
     params: dict[str, Any] = field(default_factory=dict)
     row_count: int | None = None
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+
+class _Unfilled(dict[str, Any]):
+    """Path parameters for `str.format_map`; a name the path lacks stays as written."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
 
 
 _PARAM = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
@@ -219,7 +239,7 @@ class RouteGuard:
         path_params = request.path_params
         resource = self.concrete(path_params)
         study = path_params.get("study")
-        purpose = self.purpose.format(**path_params) if self.purpose else None
+        purpose = self.purpose.format_map(_Unfilled(path_params)) if self.purpose else None
         client = request.client.host if request.client else None
         request_id = getattr(request.state, "request_id", None)
         if not isinstance(request_id, uuid.UUID):
@@ -291,7 +311,7 @@ class RouteGuard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
             viewer = Viewer(identity.name, identity.roles, gov.region)
-            if not gov.limiter.allow(identity.name):
+            if not _within_limit(gov.limiter.allow, identity.name):
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
                     "too many requests",

@@ -77,7 +77,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /v1/policy": {
         "answer": [
             {
-                "subject": "coach",
+                "subject": "role:coach",
                 "region": "*",
                 "resource": "members/:member/timeline",
                 "action": "read",
@@ -85,10 +85,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ],
     },
     "POST /v1/policy/grants": {
-        "body": {"subject": "steward", "region": "*", "resource": "quality", "action": "read"},
+        "body": {"subject": "role:steward", "region": "*", "resource": "quality", "action": "read"},
     },
     "POST /v1/policy/grants/revoke": {
-        "body": {"subject": "steward", "region": "*", "resource": "quality", "action": "read"},
+        "body": {"subject": "role:steward", "region": "*", "resource": "quality", "action": "read"},
     },
     "GET /v1/assignments": {"params": {"coach": "carol", "include_revoked": False}},
     "POST /v1/assignments": {"body": {"coach": "carol", "member": _MEMBER}},

@@ -82,8 +82,9 @@ def _change_rule(
     except Conflict:
         raise
     except UserError as e:
-        # The rule passed the body's patterns, so what `change` refuses is the lockout
-        # guard: a conflict with the policy's state. (Until policy.py raises Conflict.)
+        # What `change` refuses (the lockout guard, a rule the policy model does not
+        # allow) conflicts with the policy's own rules: 409, as before. Until policy.py
+        # raises Conflict itself, this is the one translation left in a route.
         raise Conflict(str(e)) from None
     ticket.params["changed"] = changed
     _created(response, granted and changed)
