@@ -47,14 +47,16 @@ def test_bad_parameters_are_422_with_the_field_after_authentication(ctx: StackCo
     person with a token gets 422 naming the field."""
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     bad = {"start": "yesterday", "end": RANGE["end"]}
-    with hub_people(ctx, {"mia": "member"}) as (_, tokens):
-        with httpx.Client(base_url=ctx.backend_url, verify=tls) as client:
-            stranger = client.get("/v1/members/self/timeline", params=bad)
-            r = client.get(
-                "/v1/members/self/timeline",
-                params=bad,
-                headers={"Authorization": f"token {tokens['mia']}"},
-            )
+    with (
+        hub_people(ctx, {"mia": "member"}) as (_, tokens),
+        httpx.Client(base_url=ctx.backend_url, verify=tls) as client,
+    ):
+        stranger = client.get("/v1/members/self/timeline", params=bad)
+        r = client.get(
+            "/v1/members/self/timeline",
+            params=bad,
+            headers={"Authorization": f"token {tokens['mia']}"},
+        )
     assert stranger.status_code == 401
     assert r.status_code == 422
     assert ["query", "start"] in [d["loc"] for d in r.json()["detail"]]

@@ -9,7 +9,7 @@ import math
 import secrets
 import ssl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +17,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from backend.api.governed import storable
-from backend.api.request_guard import RequestGuard, RequestLimits
 from backend.stack.context import StackContext
 from tests.hub_people import add_member, hub_people
 
@@ -87,7 +85,7 @@ def test_a_non_ascii_authorization_header_is_4xx_everywhere_without_a_traceback(
     answers = {}
     with _client(ctx) as client:
         for method, path in _operations(ctx):
-            r = client.request(method, path, headers={"Authorization": header}, json={})
+            r = client.request(method, path, headers={b"Authorization": header}, json={})
             answers[f"{method} {path}"] = r.status_code
             assert "x-request-id" in r.headers, (method, path)
     assert len(answers) >= 20
@@ -200,6 +198,8 @@ def test_no_answer_without_its_audit_record(ctx: StackContext, people: People) -
 
 
 def test_audit_params_are_always_storable() -> None:
+    from backend.api.governed import storable
+
     cleaned = storable(
         {"v": float("inf"), "n": float("nan"), "s": "a\x00b\ud800", "k\x00": [float("-inf")]}
     )
@@ -207,6 +207,8 @@ def test_audit_params_are_always_storable() -> None:
 
 
 def test_an_unhandled_error_is_a_500_with_the_request_id() -> None:
+    from backend.api.request_guard import RequestGuard, RequestLimits
+
     app = FastAPI()
 
     @app.get("/boom")
@@ -214,12 +216,12 @@ def test_an_unhandled_error_is_a_500_with_the_request_id() -> None:
         raise RuntimeError("with personal data: Anna Smith")
 
     app.add_middleware(RequestGuard, limits=RequestLimits())
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {
