@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, Field, field_validator
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
+from backend.exceptions import NotFound
 from backend.governance import consent
 from backend.query import member_consent as mc
 from backend.query import timeline as tl
@@ -82,7 +83,7 @@ def _read(gov: Gov, ticket: Ticket, member: str) -> MemberConsent:
         target = target_member(conn, ticket.viewer, member)
         if target is None or not tl.can_view(conn, ticket.viewer, target):
             # Not "forbidden": whether such a member exists is not the caller's to learn.
-            raise HTTPException(404, "no such member")
+            raise NotFound("no such member")
         effective, history = mc.for_viewer(conn, ticket.viewer, target)
     ticket.row_count = len(history)
     return MemberConsent(
@@ -121,7 +122,7 @@ def change_consent(
     with gov.backend_pool.connection() as conn:
         target = target_member(conn, ticket.viewer, "self")
         if target is None:
-            raise HTTPException(404, "no member record for this account")
+            raise NotFound("no member record for this account")
         if body.purpose.startswith("study:"):
             # After authentication: study ids are not for strangers to probe.
             state = mc.study_state(conn, body.purpose.removeprefix("study:"))

@@ -1,5 +1,5 @@
 """Policy administration for admins: the Casbin rules, grants and revocations, and coach
-assignments. Every change is audited (by `governed`, with the rule in the params); other
+assignments. Every change is audited (by the route's guard, with the rule in the params); other
 backend processes pick a change up at their next policy reload (`Policy.open`)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Governed queries: member timelines (coaches, members), study datasets (researchers),
-audit search (auditors). Each route goes through `governed` and its SQL enforces the
+audit search (auditors). Each route declares its guard and its SQL enforces the
 object-level rules again."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
+from backend.exceptions import NotFound
 from backend.governance.studies import STUDY_ID
 from backend.query import dataset as ds
 from backend.query import timeline as tl
@@ -113,7 +114,7 @@ def member_timeline(
         target = target_member(conn, ticket.viewer, member)
         if target is None or not tl.can_view(conn, ticket.viewer, target):
             # Not "forbidden": whether such a member exists is not the caller's to learn.
-            raise HTTPException(404, "no such member")
+            raise NotFound("no such member")
         points = tl.timeline(
             conn,
             ticket.viewer,
@@ -168,7 +169,7 @@ def study_dataset(
     _range(start, end)
     with gov.query_pool.connection() as conn:
         if not ds.on_study(conn, ticket.viewer, study):
-            raise HTTPException(404, "no such study for you")
+            raise NotFound("no such study for you")
         frame = ds.extract(
             conn,
             ticket.viewer,
@@ -259,7 +260,7 @@ def study_cohort_stats(
     _range(body.start, body.end)
     with gov.query_pool.connection() as q, gov.backend_pool.connection() as b:
         if not ds.on_study(q, ticket.viewer, study):
-            raise HTTPException(404, "no such study for you")
+            raise NotFound("no such study for you")
         result = cohort.cohort_stats(
             q,
             b,

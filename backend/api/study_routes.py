@@ -1,5 +1,5 @@
 """The study registry: researchers list the studies they work on; admins create studies,
-add and remove researchers, and close studies. Every change is audited by `governed`."""
+add and remove researchers, and close studies. Every change is audited by the route's guard."""
 
 from __future__ import annotations
 
