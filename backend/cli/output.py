@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from backend.stack.service import ServiceStatus
+if TYPE_CHECKING:
+    from backend.stack.service import ServiceStatus
 
 # Wide enough off a terminal (CI logs, pipes) that addresses and paths are not cut.
 console = Console(width=None if sys.stdout.isatty() else 160)
