@@ -35,6 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _stack_down(runtime: Runtime) -> str | None:
     """Why the stack cannot serve the tests, or None: its database and backend answer."""
+    import ssl
+
     import httpx
 
     try:
@@ -43,8 +45,9 @@ def _stack_down(runtime: Runtime) -> str | None:
     except (psycopg.Error, UserError) as e:
         return f"the database does not answer ({type(e).__name__})"
     try:
-        httpx.get(f"{runtime.backend_url}/healthz", verify=str(runtime.ca_file), timeout=5)
-    except httpx.HTTPError as e:
+        tls = ssl.create_default_context(cafile=str(runtime.ca_file))
+        httpx.get(f"{runtime.backend_url}/healthz", verify=tls, timeout=5)
+    except (httpx.HTTPError, OSError) as e:
         return f"the backend does not answer ({type(e).__name__})"
     return None
 
