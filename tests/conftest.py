@@ -22,14 +22,21 @@ from backend.db.roles import Roles
 from backend.exceptions import UserError
 from backend.runtime import Runtime
 
-# Fixtures that need a stack: the running one (`ctx`), or one a test brings up itself
-# (`stack_env` in tests/test_stack_cli.py: a whole second stack, minutes of work).
-STACK_FIXTURES = frozenset({"ctx", "stack_env"})
+# Fixtures that need a stack: the running one (`ctx`), or servers a test brings up itself
+# (`stack_env` in tests/test_stack_cli.py: a whole second stack; `hub` in
+# tests/identity/test_hub.py: a JupyterHub that spawns notebook servers as system users).
+STACK_FIXTURES = frozenset({"ctx", "stack_env", "hub"})
+# Test modules that drive the running stack only through `rejuve` in a subprocess, so no
+# fixture shows it.
+STACK_MODULES = frozenset({"test_cli_data.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        if (
+            STACK_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+            or item.path.name in STACK_MODULES
+        ):
             item.add_marker(pytest.mark.stack)
 
 
