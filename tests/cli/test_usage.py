@@ -5,9 +5,9 @@ None of these needs the stack: they run with `pytest -m "not stack"`."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -61,19 +61,20 @@ def test_import_of_the_cli_stays_light() -> None:
 
 @pytest.mark.parametrize("args", [("--help",), ("members", "--help"), ("psql", "--help")])
 def test_help_is_quick(args: tuple[str, ...]) -> None:
-    # A generous bound (a loaded 2-core machine took 6-8 s before); the real figures are
-    # measured with hyperfine and written in the README, not asserted here.
-    best = min(_timed(args) for _ in range(2))
-    assert best < 10.0
+    # CPU time, not wall time: on a shared 2-core machine the wall clock measures the other
+    # processes. A generous bound (importing the whole platform took ~1.4 s of CPU); the
+    # figures are measured with hyperfine and written in the README, not asserted here.
+    best = min(_cpu_seconds(args) for _ in range(2))
+    assert best < 2.0
 
 
-def _timed(args: tuple[str, ...]) -> float:
-    start = time.perf_counter()
+def _cpu_seconds(args: tuple[str, ...]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = _rejuve(*args)
-    elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout
-    return elapsed
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def test_a_domain_error_is_one_line_with_its_exit_status(tmp_path: Path) -> None:
