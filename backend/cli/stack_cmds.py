@@ -81,7 +81,9 @@ def psql(
     role: Annotated[
         str, typer.Option(help="super, owner, ingest, refiner, query, backend or prefect")
     ] = "owner",
-    dbname: Annotated[str | None, typer.Option("--db", help="database (default: the zones database)")] = None,
+    dbname: Annotated[
+        str | None, typer.Option("--db", help="database (default: the zones database)")
+    ] = None,
 ) -> None:
     """Open psql on the stack's database over verified TLS (for operators). Other options
     and arguments go to psql as they are, e.g. -At -c 'select 1'."""
