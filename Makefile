@@ -8,7 +8,7 @@ REJUVE := .venv/bin/rejuve
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON_PREFERENCE := only-system
 
-.PHONY: help setup venv up down status demo test lint bench clean-stack
+.PHONY: help setup venv up down status demo test test-fast lint bench clean-stack
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,15 +32,19 @@ status: ## show each service, its address, pid and log
 demo: setup ## set everything up and run the demo job on the local stack
 	@$(REJUVE) demo
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import layers (lint-imports: no cycles, no layer crossed)
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
 	@.venv/bin/mypy
+	@.venv/bin/lint-imports --no-cache
 
 test: setup ## set everything up, then lint and run the test suite against the real stack
 	@$(MAKE) --no-print-directory lint
 	@$(REJUVE) up
 	@.venv/bin/pytest
+
+test-fast: venv ## the tests that need no running stack (pytest -m "not stack"), stack up or down
+	@.venv/bin/pytest -m "not stack"
 
 clean-stack: down ## delete this checkout's stack state (databases, keys, logs): cannot be undone
 	@home=$$(.venv/bin/python -c 'from backend.settings import Settings; print(Settings().home)') && \

@@ -18,13 +18,13 @@ from rich.table import Table
 
 from backend import demo_study
 from backend.api.api_keys import register
-from backend.cli.output import services_table
 from backend.exceptions import UserError
 from backend.governance.members import Enrolment, enrol
 from backend.ingest.files import ingest_file, ingest_multi_member_csv, wait_refined
 from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
+from backend.stack.status_table import services_table
 from backend.synth.cohort import CohortSpec, write_cohort
 from backend.synth.manifest import Manifest
 

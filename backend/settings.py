@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     prefect_database_url: SecretStr | None = None
     redis_url: SecretStr | None = None
     ca_file: Path | None = None
+    # Generated credentials (default: <home>/secrets.json); read, never created, except by
+    # the local stack that generates them.
+    secrets_file: Path | None = None
 
     db_name: str = "rejuve"
     pg_port: int = 54329

@@ -11,13 +11,13 @@ from prefect import flow, get_run_logger
 
 from backend.ingest import dropbox
 from backend.ingest.files import ingest_file
-from backend.stack.context import StackContext
+from backend.runtime import Runtime
 
 
 @flow(name="ingest-file")
 def ingest_file_flow(path: str, fmt: str, member_id: str) -> dict[str, object]:
     """Land and refine one file; returns its reconciliation line."""
-    ctx = StackContext.from_env()
+    ctx = Runtime.from_env()
     result = ingest_file(
         ctx.db,
         ctx.keystore(),
@@ -50,7 +50,7 @@ def ingest_file_flow(path: str, fmt: str, member_id: str) -> dict[str, object]:
 @flow(name="drop-folder")
 def drop_folder_flow() -> list[dict[str, object]]:
     """Ingest every settled file in the drop folder."""
-    ctx = StackContext.from_env()
+    ctx = Runtime.from_env()
     root = ctx.drop_dir
     dropbox.ensure(root)
     notes = [

@@ -15,16 +15,16 @@ import httpx
 
 from backend.identity import hub_auth
 from backend.identity.hub_client import login_token
-from backend.stack.context import StackContext
+from backend.runtime import Runtime
 
 
-def hub_token(ctx: StackContext, name: str, password: str) -> str:
+def hub_token(ctx: Runtime, name: str, password: str) -> str:
     return login_token(ctx.hub.url, ctx.layout.ca_cert, name, password, "test")
 
 
 @contextmanager
 def hub_people(
-    ctx: StackContext, roles: Mapping[str, str]
+    ctx: Runtime, roles: Mapping[str, str]
 ) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """Accounts for {key: role} (names made unique per run); yields (names, tokens) by key
     and removes the accounts afterwards."""
@@ -40,7 +40,7 @@ def hub_people(
             hub_auth.remove_user(ctx.hub.user_store, n)
 
 
-def add_member(ctx: StackContext, hub_user: str | None = None) -> uuid.UUID:
+def add_member(ctx: Runtime, hub_user: str | None = None) -> uuid.UUID:
     member = uuid.uuid4()
     with ctx.db.connect("owner") as conn:
         conn.execute(
@@ -54,7 +54,7 @@ def add_member(ctx: StackContext, hub_user: str | None = None) -> uuid.UUID:
 class Backend:
     """The backend over HTTPS, as a person with `token` (None: anonymous)."""
 
-    def __init__(self, ctx: StackContext) -> None:
+    def __init__(self, ctx: Runtime) -> None:
         self.ctx = ctx
         self.client = httpx.Client(
             base_url=ctx.backend_url,

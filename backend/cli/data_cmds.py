@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -19,7 +19,10 @@ from rich.table import Table
 
 from backend.cli.output import console, print_json
 from backend.exceptions import UserError
-from backend.stack.context import StackContext
+
+if TYPE_CHECKING:
+    # Data commands run on the read-only runtime (helper f, issue 8), not the local stack.
+    from backend.runtime import Runtime as StackContext
 
 quarantine_app = typer.Typer(no_args_is_help=True, help="Review quarantined records.")
 
@@ -215,7 +218,7 @@ def quarantine_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List quarantined records (newest first)."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.refine import quarantine as q
 
     ctx = context()
@@ -248,7 +251,7 @@ def quarantine_list(
 @quarantine_app.command("show")
 def quarantine_show(quarantine_id: str) -> None:
     """Show one quarantined record in full."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.refine import quarantine as q
 
     with context().db.connect("refiner") as conn:
@@ -263,7 +266,7 @@ def quarantine_release(
     note: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
     """Correct a record (--set unit=kg) and release it into the processed zone."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.refine import quarantine as q
 
     corrections: dict[str, str] = {}
@@ -282,7 +285,7 @@ def quarantine_reject(
     quarantine_id: str, note: Annotated[str | None, typer.Option(help="why")] = None
 ) -> None:
     """Reject a record for good (it stays in quarantine, marked rejected)."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.refine import quarantine as q
 
     with context().db.connect("refiner") as conn:

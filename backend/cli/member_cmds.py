@@ -1,13 +1,13 @@
-"""`rejuve members`: the member registry (enrolment and demographics)."""
+"""`rejuve members add | list`: the member registry (enrolment and demographics)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import typer
 
-from backend.cli.output import console
+from backend.cli.app import runtime
+from backend.cli.output import console, print_json
 
 members_app = typer.Typer(no_args_is_help=True, help="The member registry.")
 
@@ -22,7 +22,8 @@ def members_add(
     hub_user: Annotated[str | None, typer.Option(help="the member's Hub account")] = None,
 ) -> None:
     """Enrol a member in this region, or update the demographics of an enrolled one."""
-    from backend.cli.main import _ctx
+    import uuid
+
     from backend.exceptions import UserError
     from backend.governance.members import Enrolment, enrol
 
@@ -30,7 +31,36 @@ def members_add(
         member_id = uuid.UUID(member) if member else uuid.uuid4()
     except ValueError:
         raise UserError(f"not a member id (UUID): {member!r}") from None
-    ctx = _ctx()
+    ctx = runtime()
     with ctx.db.connect("backend") as conn:
         new = enrol(conn, Enrolment(member_id, ctx.settings.region, birth_year, sex, hub_user))
     console.print(f"{'enrolled' if new else 'updated'} {member_id}")
+
+
+@members_app.command("list")
+def members_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The members enrolled in this region: id, Hub account, year of birth, sex, enrolment."""
+    from rich.table import Table
+
+    from backend.governance.members import listing
+
+    ctx = runtime()
+    with ctx.db.connect("backend") as conn:
+        found = listing(conn, ctx.settings.region)
+    if as_json:
+        print_json([m.__dict__ for m in found])
+        return
+    table = Table(title=f"Members in {ctx.settings.region}", title_justify="left")
+    for col in ("member", "hub user", "birth year", "sex", "enrolled at"):
+        table.add_column(col)
+    for m in found:
+        table.add_row(
+            str(m.member_id),
+            m.hub_user or "",
+            str(m.birth_year or ""),
+            m.sex or "",
+            m.enrolled_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)

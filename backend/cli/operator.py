@@ -6,15 +6,17 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.exceptions import UserError
-from backend.stack.context import StackContext
+
+if TYPE_CHECKING:
+    from backend.runtime import Runtime
 
 
 @contextmanager
 def operator_audit(
-    ctx: StackContext, action: str, resource: str, params: dict[str, Any]
+    ctx: Runtime, action: str, resource: str, params: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """One audit record for the change made in the block, whatever its outcome; the block
     may add to `params` (e.g. whether anything changed)."""

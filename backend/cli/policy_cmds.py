@@ -23,7 +23,7 @@ def policy_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every rule in force (what is not listed is refused)."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.governance.policy import Policy
 
     policy = Policy.open(context().db.sqlalchemy_url("backend"), reload_seconds=0)
@@ -43,7 +43,7 @@ def policy_list(
 
 
 def _change(subject: str, resource: str, action: str, region: str, *, granted: bool) -> None:
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.cli.operator import operator_audit
     from backend.governance.policy import Policy, Rule
 

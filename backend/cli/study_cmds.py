@@ -17,7 +17,7 @@ def studies_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Every study, its researchers, and whether it is closed."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.governance import studies
 
     with context().db.connect("backend") as conn:
@@ -45,7 +45,7 @@ def studies_add(
     """Declare a study, optionally with its researchers (audited)."""
     import re
 
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.cli.operator import operator_audit
     from backend.exceptions import UserError
     from backend.governance import studies
@@ -70,7 +70,7 @@ def studies_add(
 
 
 def _researchers(study: str, names: list[str], remove: bool) -> None:
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.cli.operator import operator_audit
     from backend.governance import studies
 
@@ -103,7 +103,7 @@ def studies_researchers(
 @studies_app.command("close")
 def studies_close(study: str) -> None:
     """Close a study for good: its researchers' requests are refused from now on."""
-    from backend.cli.main import context
+    from backend.cli.app import context
     from backend.cli.operator import operator_audit
     from backend.governance import studies
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import TYPE_CHECKING
 
 from backend.db.roles import PREFECT_ROLE, SUPERUSER, Roles
 from backend.exceptions import SetupError
+
+if TYPE_CHECKING:
+    # psycopg is imported where a connection is made: commands that only show their help,
+    # or the stack's status, do not pay for it.
+    import psycopg
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class DatabaseAccess:
         return special.get(key) or self.roles.by_key(key)
 
     def conninfo(self, key: str, dbname: str | None = None) -> str:
+        from psycopg.conninfo import make_conninfo
+
         try:
             password = self.passwords[key]
         except KeyError:
@@ -48,6 +53,8 @@ class DatabaseAccess:
         )
 
     def connect(self, key: str, dbname: str | None = None, **kw: object) -> psycopg.Connection:
+        import psycopg
+
         return psycopg.connect(self.conninfo(key, dbname), **kw)  # type: ignore[arg-type]
 
     def sqlalchemy_url(self, key: str, dbname: str | None = None) -> str:
@@ -74,6 +81,8 @@ class DatabaseAccess:
     ) -> DatabaseAccess:
         """An existing server: the URL names the migration owner; app roles get generated
         passwords that the owner sets while migrating."""
+        from psycopg.conninfo import conninfo_to_dict
+
         parts = conninfo_to_dict(url)
         ca = parts.get("sslrootcert") or (str(ca_file) if ca_file else None)
         if not ca:

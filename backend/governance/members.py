@@ -58,3 +58,23 @@ def age_band(birth_year: int | None, on: dt.date, width: int = 10) -> str:
         return "unknown"
     low = (on.year - birth_year) // width * width
     return f"{low}-{low + width - 1}"
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: uuid.UUID
+    hub_user: str | None
+    birth_year: int | None
+    sex: str | None
+    enrolled_at: dt.datetime
+
+
+def listing(conn: psycopg.Connection, region: str, limit: int = 10_000) -> list[Member]:
+    """The members enrolled in `region`, oldest enrolment first."""
+    rows = conn.execute(
+        "select member_id, hub_user, birth_year, sex, enrolled_at from governance.members"
+        " where home_region = %s order by enrolled_at, member_id limit %s",
+        (region, limit),
+    ).fetchall()
+    conn.rollback()
+    return [Member(*r) for r in rows]

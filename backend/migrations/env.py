@@ -22,9 +22,10 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
         # Entry point of `alembic ...` used directly: settings come from the environment.
-        from backend.stack.context import StackContext
+        # The runtime only reads: migrating never provisions the local stack.
+        from backend.runtime import Runtime
 
-        url = StackContext.from_env().db.sqlalchemy_url("owner")
+        url = Runtime.from_env().db.sqlalchemy_url("owner")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         _run(connection)

@@ -1,22 +1,27 @@
-"""The composition root of the local stack: settings -> paths, secrets, access, services."""
+"""The local stack on top of the runtime: what provisioning adds (directories, generated
+secrets, the master key) and the services it supervises.
+
+`backend.runtime.Runtime` only reads; `StackContext.from_settings` is the one place that
+creates the stack's home, its secrets file and its key store, for `rejuve up` and the
+stack's own commands."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Self
 
 from backend.db.access import DatabaseAccess
-from backend.db.roles import PREFECT_DB, PREFECT_ROLE
 from backend.exceptions import SetupError
-from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
+from backend.runtime import Runtime
+from backend.runtime.access import RedisAccess
 from backend.settings import Settings
 from backend.stack import secrets_store, system
-from backend.stack.hub_server import HubAccess, HubServer
+from backend.stack.hub_server import HubServer
 from backend.stack.layout import Layout
-from backend.stack.prefect_server import PrefectAccess, PrefectServer
+from backend.stack.prefect_server import PrefectServer
 from backend.stack.python_service import PythonService
-from backend.stack.redis_server import REDIS_USER, RedisAccess, RedisServer
+from backend.stack.redis_server import RedisServer
 from backend.stack.service import Service, ServiceStatus
 from backend.stack.timescaledb import TimescaleDB
 
@@ -46,63 +51,20 @@ class ExternalService:
 
 
 @dataclass(frozen=True)
-class StackContext:
-    settings: Settings
+class StackContext(Runtime):
     layout: Layout
-    secrets: dict[str, str]
-    db: DatabaseAccess
-    redis: RedisAccess
-    prefect: PrefectAccess
 
     @classmethod
-    def from_env(cls) -> StackContext:
-        return cls.from_settings(Settings())
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> StackContext:
-        layout = Layout(s.home)
+    def from_settings(cls, s: Settings) -> Self:
+        """Provision what the stack keeps in its home (idempotent), then read it."""
+        layout = Layout(s.home, s.secrets_file)
         layout.ensure()
         secrets = secrets_store.load_or_create(layout.secrets_file)
-        pw = {k.removeprefix("pg_"): v for k, v in secrets.items() if k.startswith("pg_")}
-        if s.database_url is not None:
-            db = DatabaseAccess.from_owner_url(s.database_url.get_secret_value(), s.ca_file, pw)
-        else:
-            db = DatabaseAccess("127.0.0.1", s.pg_port, s.db_name, layout.ca_cert, pw)
-        if s.redis_url is not None:
-            redis = RedisAccess.from_url(s.redis_url.get_secret_value(), s.ca_file)
-        else:
-            redis = RedisAccess(
-                "127.0.0.1", s.redis_port, layout.ca_cert, REDIS_USER, secrets["redis"]
-            )
-        if s.prefect_database_url is not None:
-            prefect_db = s.prefect_database_url.get_secret_value()
-        else:
-            prefect_db = (
-                f"postgresql+asyncpg://{PREFECT_ROLE}:{secrets['pg_prefect']}"
-                f"@{db.host}:{db.port}/{PREFECT_DB}"
-            )
-        prefect = PrefectAccess(
-            s.prefect_port,
-            layout.ca_cert,
-            layout.service_dir("prefect"),
-            prefect_db,
-            f"rejuve:{secrets['prefect_api']}",
-        )
-        return cls(s, layout, secrets, db, redis, prefect)
-
-    @property
-    def external_db(self) -> bool:
-        return self.settings.database_url is not None
-
-    @property
-    def external_redis(self) -> bool:
-        return self.settings.redis_url is not None
-
-    def kms(self) -> LocalKms:
-        return LocalKms.from_file(self.layout.master_key)
-
-    def keystore(self) -> KeyStore:
-        return KeyStore(self.layout.keys, self.kms())
+        # The runtime refuses a missing key store rather than make an empty one: this is
+        # where it is made, once.
+        LocalKms.from_file(layout.master_key)
+        layout.keys.mkdir(mode=0o700, exist_ok=True)
+        return cls.assemble(s, layout, secrets)
 
     def services(self) -> list[Service]:
         """In start order; stopped in reverse."""
@@ -142,30 +104,9 @@ class StackContext:
         hub = HubServer(self.layout, self.hub, self.backend_url)
         return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, hub, flows]
 
-    @property
-    def hub(self) -> HubAccess:
-        s = self.settings
-        return HubAccess(
-            port=s.hub_port,
-            api_port=s.hub_api_port,
-            proxy_api_port=s.hub_proxy_api_port,
-            state=self.layout.service_dir("jupyterhub"),
-            ca_file=self.layout.ca_cert,
-            backend_token=self.secrets["hub_backend"],
-            admin_users=s.hub_admin_users,
-        )
-
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"
         return system.https_ok(deployment, self.layout.ca_cert, auth=self.prefect.basic_auth)
-
-    @property
-    def drop_dir(self) -> Path:
-        return self.settings.drop_dir or self.layout.home / "dropbox"
-
-    @property
-    def backend_url(self) -> str:
-        return f"https://127.0.0.1:{self.settings.backend_port}"
 
     def _backend_answers(self) -> bool:
         return system.https_ok(f"{self.backend_url}/healthz", self.layout.ca_cert)

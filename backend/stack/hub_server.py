@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.exceptions import SetupError
 from backend.identity import notebook_runtime
+from backend.runtime.access import HubAccess
 from backend.settings import REPO_ROOT
 from backend.stack import system
 from backend.stack.layout import Layout
@@ -17,33 +17,6 @@ from backend.stack.service import ServiceStatus
 
 CONFIG = REPO_ROOT / "deploy" / "jupyterhub" / "jupyterhub_config.py"
 SERVICE = "rejuve-backend"
-
-
-@dataclass(frozen=True)
-class HubAccess:
-    port: int
-    api_port: int
-    proxy_api_port: int
-    state: Path
-    ca_file: Path
-    backend_token: str = field(repr=False)
-    admin_users: str = ""
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/hub/api"
-
-    @property
-    def user_store(self) -> Path:
-        return self.state / "hub-users.json"
-
-    @property
-    def token_file(self) -> Path:
-        return self.state / "backend.token"
 
 
 class HubServer:

@@ -5,58 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.runtime.paths import HomePaths
+
 # Directories of the home others may enter; the rest are 0700.
 SHARED = frozenset({"tls", "logs", "notebooks"})
 
 
 @dataclass(frozen=True)
-class Layout:
-    home: Path
-
-    @property
-    def tls(self) -> Path:
-        return self.home / "tls"
-
-    @property
-    def ca_cert(self) -> Path:
-        return self.tls / "ca.crt"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.tls / "ca.key"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.tls / "server.crt"
-
-    @property
-    def server_key(self) -> Path:
-        return self.tls / "server.key"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.home / "secrets.json"
-
-    @property
-    def keys(self) -> Path:
-        """Wrapped per-member data keys: outside the database and its backups."""
-        return self.home / "keys"
-
-    @property
-    def master_key(self) -> Path:
-        """The local KMS's master key, in a directory of its own."""
-        return self.home / "kms" / "master.key"
+class Layout(HomePaths):
+    """The runtime's paths plus what provisioning the stack makes and writes."""
 
     @property
     def logs(self) -> Path:
         return self.home / "logs"
-
-    @property
-    def run(self) -> Path:
-        return self.home / "run"
-
-    def service_dir(self, name: str) -> Path:
-        return self.home / name
 
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"

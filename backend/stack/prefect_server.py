@@ -8,60 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.exceptions import SetupError
+from backend.runtime.access import PrefectAccess
 from backend.stack import system
 from backend.stack.layout import Layout
 from backend.stack.service import ServiceStatus
-
-
-@dataclass(frozen=True)
-class PrefectAccess:
-    port: int
-    ca_file: Path
-    home: Path
-    database_url: str = field(repr=False)
-    # HTTP basic auth on the API: every local account can reach 127.0.0.1:<port>, notebook
-    # accounts included, and flow runs' parameters name files and members.
-    auth_string: str = field(repr=False, default="")
-
-    @property
-    def api_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}/api"
-
-    @property
-    def ui_url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def basic_auth(self) -> tuple[str, str]:
-        user, _, password = self.auth_string.partition(":")
-        return user, password
-
-    def client_env(self) -> dict[str, str]:
-        """Environment for anything that talks to this Prefect server (flows, workers, CLI)."""
-        return {
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_API_SSL_CERT_FILE": str(self.ca_file),
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_API_AUTH_STRING": self.auth_string,
-        }
-
-    def server_env(self) -> dict[str, str]:
-        return {
-            **self.client_env(),
-            "PREFECT_UI_API_URL": self.api_url,
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
-            # Without these, asyncpg uses TLS but does not verify the server certificate.
-            "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_ENABLED": "true",
-            "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS_CA_FILE": str(self.ca_file),
-            "PREFECT__SERVER_FINAL": "1",
-            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,
-        }
 
 
 class PrefectServer:

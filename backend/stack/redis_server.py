@@ -5,54 +5,15 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from backend.exceptions import SetupError
+from backend.runtime.access import REDIS_USER, RedisAccess  # noqa: F401 (moved to the runtime)
 from backend.stack import system
 from backend.stack.layout import Layout
 from backend.stack.service import ServiceStatus
-
-REDIS_USER = "rejuve"
-
-
-@dataclass(frozen=True)
-class RedisAccess:
-    host: str
-    port: int
-    ca_file: Path
-    username: str
-    password: str = field(repr=False)
-    db: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"rediss://{self.username}:{self.password}@{self.host}:{self.port}/{self.db}"
-
-    @property
-    def display_url(self) -> str:
-        return f"rediss://{self.host}:{self.port}/{self.db}"
-
-    def client(self, **kw: object) -> redis.Redis:
-        return redis.Redis.from_url(self.url, ssl_ca_certs=str(self.ca_file), **kw)
-
-    @classmethod
-    def from_url(cls, url: str, ca_file: Path | None) -> RedisAccess:
-        parsed = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
-        if not url.startswith("rediss://"):
-            raise SetupError("REJUVE_REDIS_URL must use TLS (rediss://)")
-        if ca_file is None:
-            raise SetupError("REJUVE_REDIS_URL needs REJUVE_CA_FILE to verify the server")
-        return cls(
-            host=str(parsed.get("host", "localhost")),
-            port=int(parsed.get("port", 6379)),
-            ca_file=ca_file,
-            username=str(parsed.get("username") or "default"),
-            password=str(parsed.get("password") or ""),
-            db=int(parsed.get("db", 0)),
-        )
 
 
 class RedisServer:

@@ -1,0 +1,26 @@
+"""The local stack's services as a table, for `rejuve up | down | status` and the demo.
+
+Here rather than in the CLI so that the demo, which the CLI runs, need not import the
+CLI back (import cycle)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from backend.stack.service import ServiceStatus
+
+_STATE_STYLE = {"up": "green", "external": "green", "degraded": "yellow", "down": "red"}
+
+
+def services_table(rows: Sequence[ServiceStatus]) -> Table:
+    table = Table(title="Rejuve local stack", title_justify="left")
+    for col in ("service", "state", "address", "pid", "log"):
+        table.add_column(col)
+    for s in rows:
+        style = _STATE_STYLE.get(s.state, "")
+        table.add_row(s.name, f"[{style}]{s.state}[/]", s.url, str(s.pid or "-"), s.log or "-")
+    return table
