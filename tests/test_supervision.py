@@ -131,6 +131,7 @@ def _wait_acked(ingester: Ingester, more_than: int) -> None:
 VICTIMS = ["refiner-worker", "refiner", "backend", "redis", "flows", "prefect", "jupyterhub"]
 
 
+@pytest.mark.timeout(1500)  # eight restarts, each waited for, on a loaded 2-core machine
 def test_kill_9_each_service_under_load(ctx: StackContext, source_key: str) -> None:
     before = _status(ctx)
     assert all(row["state"] == "up" for row in before.values()), before
@@ -198,6 +199,7 @@ def _up() -> str:
 OUR_CODE = ("refiner", "backend", "jupyterhub", "flows")
 
 
+@pytest.mark.timeout(1500)  # three `rejuve up`s, two of which restart four services
 def test_up_restarts_the_services_whose_code_changed(ctx: StackContext) -> None:
     """An edit under backend/ followed by `rejuve up` (as `make test` does): the services
     running our code are restarted, the servers that do not run it are left alone."""

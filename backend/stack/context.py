@@ -157,7 +157,10 @@ class StackContext:
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"
-        return system.https_ok(deployment, self.layout.ca_cert, auth=self.prefect.basic_auth)
+        # Prefect answers this query slowly on a loaded machine: more time than a /health.
+        return system.https_ok(
+            deployment, self.layout.ca_cert, timeout=10, auth=self.prefect.basic_auth
+        )
 
     @property
     def drop_dir(self) -> Path:
