@@ -216,7 +216,7 @@ def test_up_restarts_the_services_whose_code_changed(ctx: StackContext) -> None:
         assert after[name]["state"] == "up", after[name]
         # A restart we made is not a crash.
         assert after[name]["restarts"] == before[name]["restarts"], name
-    assert "restarted: code changed" in out
+    assert "restarted: code or settings changed" in out
     for name in ("timescaledb", "redis", "prefect"):
         assert after[name]["pid"] == before[name]["pid"], name
 

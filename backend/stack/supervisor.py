@@ -68,7 +68,9 @@ def up(
             migrate.upgrade(ctx.db)
     rows = status(ctx, names)
     return [
-        _note(r, "restarted: code changed") if r.name in restarted and not r.detail else r
+        _note(r, "restarted: code or settings changed")
+        if r.name in restarted and not r.detail
+        else r
         for r in rows
     ]
 
