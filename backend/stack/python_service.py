@@ -15,7 +15,7 @@ from backend.stack.supervisord import Program, base_env
 
 
 class PythonService(SupervisedService):
-    start_timeout = 60
+    start_timeout = 180
 
     def __init__(
         self,

@@ -25,7 +25,8 @@ class SupervisedService:
     name: str
     # Environment variable that moves each port, for the "port taken" hint.
     port_settings: str = ""
-    start_timeout: float = 90
+    # Generous: on a loaded machine a healthy start can take minutes (Prefect, the Hub).
+    start_timeout: float = 180
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
