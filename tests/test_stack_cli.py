@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,17 +92,39 @@ def test_lifecycle(stack_env: dict[str, str]) -> None:
     assert refused.returncode != 0
     assert "permission denied" in refused.stderr
 
-    # A service that dies is reported as down, the others stay up.
+    # A service that dies is started again by supervisord, and `status` counts it; the
+    # others are left alone.
     redis_pid = after_first["redis"][1]
     assert redis_pid is not None
     os.kill(redis_pid, signal.SIGKILL)
-    now = states(stack_env)
-    assert now["redis"] == ("down", None)
-    assert now["timescaledb"] == after_first["timescaledb"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = rows(stack_env)["redis"]
+        if row["state"] == "up" and row["pid"] not in (None, redis_pid):
+            break
+        time.sleep(0.5)
+    assert row["state"] == "up" and row["restarts"] == 1, row
+    assert row["pid"] not in (None, redis_pid)
+    assert states(stack_env)["timescaledb"] == after_first["timescaledb"]
+    # Only root may talk to the supervisor: its socket and configuration are private.
+    home = Path(stack_env["REJUVE_HOME"])
+    sock = home / "run" / "supervisord.sock"
+    conf = home / "supervisor" / "supervisord.conf"
+    assert sock.stat().st_mode & 0o777 == 0o700 and sock.stat().st_uid == 0
+    assert conf.stat().st_mode & 0o777 == 0o600
+    assert (home / "run").stat().st_mode & 0o077 == 0
 
     down = rejuve(stack_env, "down")
     assert down.returncode == 0, down.stderr
     assert states(stack_env) == ALL_DOWN
+    # `down` stops the supervisor too: nothing of this stack is left running.
+    assert not (Path(stack_env["REJUVE_HOME"]) / "run" / "supervisord.sock").exists()
+
+
+def rows(env: dict[str, str]) -> dict[str, dict[str, object]]:
+    res = rejuve(env, "status", "--json")
+    assert res.returncode == 0, res.stderr
+    return {s["name"]: s for s in json.loads(res.stdout)}
 
 
 def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
@@ -144,6 +167,7 @@ def test_existing_servers_are_used_not_provisioned(ctx: StackContext) -> None:
         with external.connect("query") as conn:
             assert conn.execute("select count(*) from processed.observations").fetchone() == (0,)
     finally:
+        rejuve(env, "down")
         drop_scratch_database(ctx, access)
         shutil.rmtree(home, ignore_errors=True)
 

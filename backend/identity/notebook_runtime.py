@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -62,11 +63,39 @@ def _readable_by_all(top: Path) -> None:
     top.chmod(0o755)
 
 
+# JupyterLab settings every notebook user starts with (users may still change them): no
+# "would you like to get notified about official Jupyter news?" pop-up on a first start,
+# and no fetching news from the internet, which a hospital network would not reach anyway.
+LAB_OVERRIDES = {
+    "@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    }
+}
+
+
+def location(repo: Path, root: Path = ROOT) -> Path:
+    """Where the runtime for this checkout's lock lives (built or not)."""
+    return root / digest(repo)
+
+
+def _write_lab_overrides(target: Path) -> None:
+    settings = target / "share" / "jupyter" / "lab" / "settings"
+    settings.mkdir(mode=0o755, parents=True, exist_ok=True)
+    overrides = settings / "overrides.json"
+    text = json.dumps(LAB_OVERRIDES, indent=2) + "\n"
+    if not overrides.exists() or overrides.read_text() != text:
+        overrides.write_text(text)
+    overrides.chmod(0o644)
+
+
 def ensure(repo: Path, root: Path = ROOT, python: Path = SYSTEM_PYTHON) -> Path:
     """The runtime's directory, built if missing (~20 s from uv's cache). Its
     `bin/jupyterhub-singleuser` is what the Hub spawns."""
-    target = root / digest(repo)
+    target = location(repo, root)
     if (target / _DONE).exists():
+        # Also for a runtime built before these settings existed.
+        _write_lab_overrides(target)
         return target
     if not python.exists():
         raise SetupError(f"{python} is missing", "apt-get install python3")
@@ -108,6 +137,7 @@ def ensure(repo: Path, root: Path = ROOT, python: Path = SYSTEM_PYTHON) -> Path:
             ignore=shutil.ignore_patterns("__pycache__"),
         )
         _run([py, "-m", "compileall", "-q", str(Path(purelib.strip()) / "workbench")])
+        _write_lab_overrides(target)
         _readable_by_all(target)
         (target / _DONE).write_text("")
         (target / _DONE).chmod(0o644)

@@ -10,7 +10,9 @@ called `postgres` or `root` must not become that account).
 from __future__ import annotations
 
 import asyncio
+import os
 import pwd
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,30 @@ from jupyterhub.spawner import (  # type: ignore[import-untyped]
 from traitlets import Unicode
 
 from backend.identity import accounts
+
+# Where the platform's notebooks go in a home, as README.md tells researchers.
+NOTEBOOKS = "notebooks"
+
+
+def seed_notebooks(entry: pwd.struct_passwd, skeleton: Path) -> list[str]:
+    """Copy the platform's notebooks into `~/notebooks/` where they are missing (never over
+    the person's own copy); returns the home-relative paths copied."""
+    home = Path(entry.pw_dir)
+    folder = home / NOTEBOOKS
+    copied = []
+    for source in sorted(skeleton.glob("*.ipynb")):
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
+            os.chown(folder, entry.pw_uid, entry.pw_gid)
+        target = folder / source.name
+        # A copy made where notebooks used to go (the home itself) counts as theirs.
+        if target.exists() or (home / source.name).exists():
+            continue
+        shutil.copyfile(source, target)
+        os.chown(target, entry.pw_uid, entry.pw_gid)
+        target.chmod(0o600)
+        copied.append(f"{NOTEBOOKS}/{source.name}")
+    return copied
 
 
 class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
@@ -44,8 +70,17 @@ class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
 
     async def start(self) -> Any:
         entry = await asyncio.to_thread(accounts.ensure, Path(self.homes_dir), self.user.name)
+        # The spawner outlives a server: each start begins from the configured page.
+        # (getattr: the trait comes from an untyped base that mypy cannot see into)
+        configured = getattr(self, "_configured_url", None) or str(getattr(self, "default_url"))  # noqa: B009
+        self._configured_url = configured
+        self.default_url = configured
         if self.skeleton_dir:
-            await asyncio.to_thread(accounts.seed_home, entry, Path(self.skeleton_dir))
+            copied = await asyncio.to_thread(seed_notebooks, entry, Path(self.skeleton_dir))
+            if copied:
+                # A new person lands in their first notebook, not on the Launcher; later
+                # starts reopen whatever JupyterLab's workspace remembers.
+                self.default_url = f"/lab/tree/{copied[0]}"
         # The notebook directory is the home, whatever the config template says.
         self.notebook_dir = entry.pw_dir
         return await super().start()

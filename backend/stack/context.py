@@ -106,7 +106,10 @@ class StackContext(Runtime):
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"
-        return system.https_ok(deployment, self.layout.ca_cert, auth=self.prefect.basic_auth)
+        # Prefect answers this query slowly on a loaded machine: more time than a /health.
+        return system.https_ok(
+            deployment, self.layout.ca_cert, timeout=10, auth=self.prefect.basic_auth
+        )
 
     def _backend_answers(self) -> bool:
         return system.https_ok(f"{self.backend_url}/healthz", self.layout.ca_cert)

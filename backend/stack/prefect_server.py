@@ -6,47 +6,34 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
+from dataclasses import replace
 
-from backend.exceptions import SetupError
 from backend.runtime.access import PrefectAccess
-from backend.stack import system
+from backend.stack import code, system
 from backend.stack.layout import Layout
 from backend.stack.service import ServiceStatus
+from backend.stack.supervised import SupervisedService
+from backend.stack.supervisord import Program, base_env
 
 
-class PrefectServer:
+class PrefectServer(SupervisedService):
     name = "prefect"
+    port_settings = "REJUVE_PREFECT_PORT"
     _marker = "prefect.server.api.server:create_app"
 
     def __init__(self, layout: Layout, access: PrefectAccess) -> None:
-        self.layout = layout
+        super().__init__(layout)
         self.access = access
-        self.log = layout.log_file("prefect")
-        self.pid_file = layout.pid_file("prefect")
 
-    def pid(self) -> int | None:
-        pid = system.read_pid(self.pid_file)
-        if pid is None:
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return None
-        # A recycled pid belonging to something else is not our server.
-        return pid if self._marker.encode() in cmdline else None
+    @property
+    def url(self) -> str:
+        return self.access.ui_url
 
-    def start(self) -> None:
-        if self.pid() is not None:
-            return
-        if system.port_in_use(self.access.port):
-            raise SetupError(
-                f"port {self.access.port} is taken by another program",
-                "set REJUVE_PREFECT_PORT to a free port",
-            )
-        self.access.home.mkdir(parents=True, exist_ok=True)
+    def ports(self) -> tuple[int, ...]:
+        return (self.access.port,)
+
+    def program(self) -> Program:
         cmd = [
             sys.executable,
             "-m",
@@ -67,32 +54,21 @@ class PrefectServer:
             "warning",
             "--no-access-log",
         ]
-        system.start_service(
-            cmd,
-            {**os.environ, **self.access.server_env()},
-            self.log,
-            self.pid_file,
-            self.healthy,
-            "Prefect server",
-        )
+        # It runs Prefect's code, not ours: only a changed lock restarts it.
+        env = {
+            **base_env(),
+            **self.access.server_env(),
+            "REJUVE_CODE_DIGEST": code.lock_digest(),
+        }
+        return Program(self.name, cmd, self.log, env=env)
 
-    def stop(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            system.terminate(pid)
-        self.pid_file.unlink(missing_ok=True)
+    def prepare(self) -> None:
+        self.access.home.mkdir(parents=True, exist_ok=True)
 
     def healthy(self) -> bool:
         return system.https_ok(f"{self.access.api_url}/health", self.access.ca_file)
 
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        if pid is None:
-            return ServiceStatus(self.name, "down", self.access.ui_url, None, str(self.log))
-        return ServiceStatus(
-            self.name,
-            "up" if self.healthy() else "degraded",
-            self.access.ui_url,
-            pid,
-            str(self.log),
-        )
+    def status(self, restarts: dict[str, int] | None = None) -> ServiceStatus:
+        # The UI's own login page has one field and wants `user:password` in it (the API's
+        # 401 carries no WWW-Authenticate, so a browser never offers its basic-auth prompt).
+        return replace(super().status(restarts), login=self.access.auth_string)

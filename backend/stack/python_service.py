@@ -1,20 +1,22 @@
-"""A service of ours: a Python process from this virtualenv, detached, with a pid file,
-a log file and a heartbeat file it touches while it is healthy."""
+"""A service of ours: a Python process from this virtualenv that supervisord runs, with a
+log file and, unless it says otherwise, a heartbeat file it touches while it is healthy."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from backend.stack import system
+from backend.settings import REPO_ROOT
+from backend.stack import code
 from backend.stack.layout import Layout
-from backend.stack.service import ServiceStatus
+from backend.stack.supervised import SupervisedService
+from backend.stack.supervisord import Program, base_env
 
 
-class PythonService:
+class PythonService(SupervisedService):
+    start_timeout = 180
+
     def __init__(
         self,
         name: str,
@@ -24,28 +26,39 @@ class PythonService:
         env: dict[str, str] | None = None,
         healthy: Callable[[], bool] | None = None,
         heartbeat_max_age: float = 30.0,
+        digest: str | None = None,
     ) -> None:
+        super().__init__(layout)
         self.name = name
-        self.layout = layout
         self.argv = list(argv)
-        self.url = url
+        self._url = url
         self.env = env or {}
-        self.log = layout.log_file(name)
-        self.pid_file = layout.pid_file(name)
         self.heartbeat = layout.run / f"{name}.heartbeat"
         self._healthy = healthy
         self._max_age = heartbeat_max_age
+        self._digest = digest
 
-    def pid(self) -> int | None:
-        pid = system.read_pid(self.pid_file)
-        if pid is None:
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return None
-        # A recycled pid that belongs to some other program is not our service.
-        return pid if self.argv[-1].encode() in cmdline else None
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def program(self) -> Program:
+        env = {
+            **base_env(),
+            **self.env,
+            "REJUVE_CODE_DIGEST": self._digest or code.code_digest(),
+        }
+        return Program(
+            self.name,
+            [sys.executable, "-m", "backend.cli.main", *self.argv],
+            self.log,
+            env=env,
+            directory=REPO_ROOT,
+        )
+
+    def prepare(self) -> None:
+        # A heartbeat left by the previous run must not pass for this one's.
+        self.heartbeat.unlink(missing_ok=True)
 
     def healthy(self) -> bool:
         if self._healthy is not None:
@@ -54,32 +67,3 @@ class PythonService:
             return time.time() - self.heartbeat.stat().st_mtime < self._max_age
         except FileNotFoundError:
             return False
-
-    def start(self) -> None:
-        if self.pid() is not None:
-            return
-        self.heartbeat.unlink(missing_ok=True)
-        system.start_service(
-            [sys.executable, "-m", "backend.cli.main", *self.argv],
-            {**os.environ, **self.env},
-            self.log,
-            self.pid_file,
-            self.healthy,
-            self.name,
-            timeout=60,
-        )
-
-    def stop(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            system.terminate(pid)
-        self.pid_file.unlink(missing_ok=True)
-        self.heartbeat.unlink(missing_ok=True)
-
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        if pid is None:
-            return ServiceStatus(self.name, "down", self.url, None, str(self.log))
-        return ServiceStatus(
-            self.name, "up" if self.healthy() else "degraded", self.url, pid, str(self.log)
-        )

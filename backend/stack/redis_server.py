@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import redis
 
 from backend.exceptions import SetupError
-from backend.runtime.access import REDIS_USER, RedisAccess  # noqa: F401 (moved to the runtime)
+from backend.runtime.access import RedisAccess
 from backend.stack import system
 from backend.stack.layout import Layout
-from backend.stack.service import ServiceStatus
+from backend.stack.supervised import SupervisedService
+from backend.stack.supervisord import Program
 
 
-class RedisServer:
+class RedisServer(SupervisedService):
+    """redis-server in the foreground under supervisord, as the service user."""
+
     name = "redis"
+    port_settings = "REJUVE_REDIS_PORT"
 
     def __init__(self, layout: Layout, access: RedisAccess, service_user: str) -> None:
-        self.layout = layout
+        super().__init__(layout)
         self.access = access
         self.user = service_user
         self.dir = layout.service_dir("redis")
-        self.log = layout.log_file("redis")
-        self.pid_file = self.dir / "redis.pid"
+
+    @property
+    def url(self) -> str:
+        return self.access.display_url
 
     def _write_config(self) -> Path:
         system.ensure_service_user(self.user)
@@ -55,9 +60,9 @@ class RedisServer:
             # Clients authenticate with the ACL password, not certificates.
             "tls-auth-clients no\n"
             f"aclfile {acl}\n"
-            "daemonize yes\n"
-            f"pidfile {self.pid_file}\n"
-            f"logfile {self.log}\n"
+            # supervisord runs it in the foreground and keeps its log (stdout).
+            "daemonize no\n"
+            'logfile ""\n'
             f"dir {self.dir}\n"
             # Streams carry member events: an append-only file makes acknowledged writes durable.
             "appendonly yes\n"
@@ -67,56 +72,33 @@ class RedisServer:
         for f in (acl, conf):
             f.chmod(0o600)
             system.chown_to(f, self.user)
-        self.log.touch(mode=0o640, exist_ok=True)
-        self.log.chmod(0o640)
-        system.chown_to(self.log, self.user)
         return conf
 
-    def pid(self) -> int | None:
-        return system.read_pid(self.pid_file)
-
-    def start(self) -> None:
-        if self.pid() is not None:
-            return
-        if system.port_in_use(self.access.port):
-            raise SetupError(
-                f"port {self.access.port} is taken by another program",
-                "set REJUVE_REDIS_PORT to a free port",
-            )
+    def _server(self) -> str:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(server).exists():
             raise SetupError(
                 "redis-server is not installed", "run `make setup` (apt: redis-server)"
             )
-        conf = self._write_config()
-        res = subprocess.run(
-            [server, str(conf)],
-            check=False,
-            capture_output=True,
-            text=True,
-            cwd="/",
-            **system.run_as(self.user),
-        )
-        if res.returncode != 0:
-            raise SetupError("Redis did not start", f"see {self.log}\n{res.stderr}")
-        system.wait_until(self.healthy, 20, "Redis", self.log)
+        return server
 
-    def stop(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            system.terminate(pid)
+    def ports(self) -> tuple[int, ...]:
+        return (self.access.port,)
+
+    def program(self) -> Program:
+        system.ensure_service_user(self.user)
+        return Program(
+            self.name,
+            [self._server(), str(self.dir / "redis.conf")],
+            self.log,
+            user=self.user if system.is_root() else None,
+        )
+
+    def prepare(self) -> None:
+        self._write_config()
 
     def healthy(self) -> bool:
         try:
             return bool(self.access.client(socket_timeout=2).ping())
         except (redis.RedisError, OSError):
             return False
-
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        url = self.access.display_url
-        if pid is None:
-            return ServiceStatus(self.name, "down", url, None, str(self.log))
-        return ServiceStatus(
-            self.name, "up" if self.healthy() else "degraded", url, pid, str(self.log)
-        )

@@ -18,9 +18,20 @@ _STATE_STYLE = {"up": "green", "external": "green", "degraded": "yellow", "down"
 
 def services_table(rows: Sequence[ServiceStatus]) -> Table:
     table = Table(title="Rejuve local stack", title_justify="left")
-    for col in ("service", "state", "address", "pid", "log"):
+    for col in ("service", "state", "address", "pid", "restarts", "log"):
         table.add_column(col)
     for s in rows:
         style = _STATE_STYLE.get(s.state, "")
-        table.add_row(s.name, f"[{style}]{s.state}[/]", s.url, str(s.pid or "-"), s.log or "-")
+        state = f"[{style}]{s.state}[/]" + (f" ({s.detail})" if s.detail else "")
+        # Restarts supervisord made after the service died (since the stack came up).
+        restarts = "-" if s.restarts is None else str(s.restarts)
+        table.add_row(s.name, state, s.url, str(s.pid or "-"), restarts, s.log or "-")
+    logins = [
+        f"{s.name.capitalize()} UI {s.url}: log in by typing [bold]{s.login}[/] into its one field"
+        for s in rows
+        if s.login and s.state == "up"
+    ]
+    if logins:
+        table.caption = "\n".join(logins)
+        table.caption_justify = "left"
     return table

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,50 +96,6 @@ def terminate(pid: int, timeout: float = 20.0) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
-
-def spawn_detached(argv: list[str], env: dict[str, str], log_file: Path) -> int:
-    """Start a service process in a session of its own, output to `log_file`; return its pid.
-
-    posix_spawn rather than Popen: the service outlives this process by design, and a
-    Popen object would warn, when collected, that its child is still running."""
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-    os.fchmod(fd, 0o640)  # also a log made before logs were private
-    try:
-        return os.posix_spawn(
-            argv[0],
-            argv,
-            env,
-            setsid=True,
-            file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, fd, 1),
-                (os.POSIX_SPAWN_DUP2, fd, 2),
-            ],
-        )
-    finally:
-        os.close(fd)
-
-
-def start_service(
-    argv: list[str],
-    env: dict[str, str],
-    log_file: Path,
-    pid_file: Path,
-    healthy: Callable[[], bool],
-    what: str,
-    timeout: float = 90,
-) -> int:
-    """Spawn a service, record its pid, and wait until it is healthy; a service that exits
-    meanwhile is an error pointing at its log, not a timeout."""
-    from backend.exceptions import SetupError
-
-    pid = spawn_detached(argv, env, log_file)
-    pid_file.write_text(f"{pid}\n")
-    wait_until(lambda: healthy() or not pid_alive(pid), timeout, what, log_file)
-    if not pid_alive(pid):
-        raise SetupError(f"{what} exited during start", f"see {log_file}")
-    return pid
 
 
 def https_ok(

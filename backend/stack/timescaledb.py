@@ -15,7 +15,8 @@ from backend.exceptions import SetupError
 from backend.settings import REPO_ROOT
 from backend.stack import system
 from backend.stack.layout import Layout
-from backend.stack.service import ServiceStatus
+from backend.stack.supervised import SupervisedService
+from backend.stack.supervisord import Program
 
 DEBIAN_BINDIR = Path("/usr/lib/postgresql/17/bin")
 INSTALL_SCRIPT = REPO_ROOT / "deploy" / "local" / "install-timescaledb.sh"
@@ -61,19 +62,23 @@ def _path() -> str:
     return "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class TimescaleDB:
+class TimescaleDB(SupervisedService):
+    """PostgreSQL run in the foreground by supervisord, as the service user (it refuses
+    root). supervisord stops it with SIGINT, PostgreSQL's "fast" shutdown: sessions are
+    ended and a checkpoint written, so the next start needs no crash recovery."""
+
     name = "timescaledb"
+    port_settings = "REJUVE_PG_PORT"
 
     def __init__(
         self, layout: Layout, access: DatabaseAccess, tree: Path, service_user: str
     ) -> None:
-        self.layout = layout
+        super().__init__(layout)
         self.access = access
         self.tree = tree
         self.user = service_user
         self.dir = layout.service_dir("timescaledb")
         self.data = self.dir / "data"
-        self.log = layout.log_file("timescaledb")
 
     @property
     def url(self) -> str:
@@ -164,44 +169,27 @@ class TimescaleDB:
             main.write_text(text + "\ninclude_if_exists = 'rejuve.conf'\n")
         (self.data / "pg_hba.conf").write_text(_HBA)
 
-    def pid(self) -> int | None:
-        return system.read_pid(self.data / "postmaster.pid")
+    def ports(self) -> tuple[int, ...]:
+        return (self.access.port,)
 
-    def start(self) -> None:
+    def program(self) -> Program:
+        system.ensure_service_user(self.user)
+        return Program(
+            self.name,
+            [str(self._bindir() / "postgres"), "-D", str(self.data)],
+            self.log,
+            env={"LANG": "C.UTF-8"},
+            user=self.user if system.is_root() else None,
+            stop_signal="INT",
+            stop_wait=60,
+            # The postmaster stops its own backends; a signal to each would cancel queries.
+            as_group=False,
+            start_secs=5,
+        )
+
+    def prepare(self) -> None:
         self._init_cluster()
-        if self.pid() is not None:
-            return
-        if system.port_in_use(self.access.port):
-            raise SetupError(
-                f"port {self.access.port} is taken by another program",
-                "set REJUVE_PG_PORT to a free port",
-            )
         self._configure()
-        self.log.touch(mode=0o640, exist_ok=True)
-        self.log.chmod(0o640)
-        system.chown_to(self.log, self.user)
-        res = self._pg(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-w",
-            "-t",
-            "60",
-            "start",
-            check=False,
-        )
-        if res.returncode != 0:
-            raise SetupError("TimescaleDB did not start", f"see {self.log}\n{res.stdout}")
-        system.wait_until(self.healthy, 30, "TimescaleDB", self.log)
-
-    def stop(self) -> None:
-        if self.pid() is None:
-            return
-        self._pg(
-            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False
-        )
 
     def healthy(self) -> bool:
         try:
@@ -209,14 +197,6 @@ class TimescaleDB:
                 return conn.execute("select 1").fetchone() == (1,)
         except psycopg.Error:
             return False
-
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        if pid is None:
-            return ServiceStatus(self.name, "down", self.url, None, str(self.log))
-        return ServiceStatus(
-            self.name, "up" if self.healthy() else "degraded", self.url, pid, str(self.log)
-        )
 
     # -- bootstrap: what only a superuser may do, once per cluster ----------------------------
 

@@ -494,8 +494,9 @@ def test_spawned_server_is_up_and_its_token_reaches_the_backend(hub: Hub) -> Non
     assert account.pw_uid != 0 and account.pw_dir == str(home)
     assert all(Path(f"/proc/{pid}").stat().st_uid == account.pw_uid for pid in pids)
     assert (home.stat().st_uid, home.stat().st_mode & 0o777) == (account.pw_uid, 0o700)
-    # The platform's notebooks are there for her, hers to change.
-    first = home / "01_first_cohort.ipynb"
+    # The platform's notebooks are there for her, in ~/notebooks/ as README.md says, hers
+    # to change.
+    first = home / "notebooks" / "01_first_cohort.ipynb"
     assert first.read_bytes() == (REPO / "notebooks" / "01_first_cohort.ipynb").read_bytes()
     assert first.stat().st_uid == account.pw_uid
     assert environ["HOME"] == str(home) and environ["USER"] == account.pw_name
@@ -556,9 +557,20 @@ def test_browser_login_lands_in_jupyterlab(hub: Hub) -> None:
             page.fill("#username_input", "bob")
             page.fill("#password_input", PASSWORDS["bob"])
             page.click("#login_submit")
-            page.wait_for_url(re.compile(r"/user/bob/lab"), timeout=60_000)
+            # A new person lands in the researcher's first notebook, not on the Launcher.
+            page.wait_for_url(
+                re.compile(r"/user/bob/lab/tree/notebooks/01_first_cohort\.ipynb"),
+                timeout=60_000,
+            )
             page.wait_for_selector("#jp-main-dock-panel", timeout=60_000)
-            assert "JupyterLab" in page.title()
+            assert "JupyterLab" in page.title() or "01_first_cohort" in page.title()
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+            tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+            assert "01_first_cohort.ipynb" in tab.inner_text()
+            # JupyterLab asks about "official Jupyter news" a few seconds after a first
+            # start; our settings override says never.
+            page.wait_for_timeout(8_000)
+            assert page.get_by_text("Jupyter news").count() == 0
         finally:
             browser.close()
 
