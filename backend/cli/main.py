@@ -199,6 +199,7 @@ def backend_run() -> None:
     ctx = _ctx(service=True)
     s = ctx.settings
     from backend.api.governance_state import GovernanceState, RateLimiter
+    from backend.governance.audit_anchor import AnchorFiles, AnchorSigner
     from backend.keys.study_keys import StudyKeys
 
     def governance() -> GovernanceState:
@@ -215,6 +216,8 @@ def backend_run() -> None:
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
             RateLimiter(s.rate_limit_per_second, s.rate_limit_burst),
+            # Signs the audit chain's head with a key the database never sees.
+            AnchorSigner(AnchorFiles.in_home(ctx.layout.home), ctx.db.dbname),
         )
 
     from backend.api.request_guard import RequestLimits
@@ -303,24 +306,37 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit tra
 def audit_verify(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Recompute the hash chain; name every edited, deleted or reordered record."""
-    from backend.governance import audit
+    """Check the hash chain against the heads signed outside the database and the triggers
+    that protect it; name every edited, deleted, truncated or rewritten record."""
+    from backend.governance.audit_anchor import AnchorFiles, verify_all
 
-    with console.status("verifying the audit chain"), _ctx().db.connect("backend") as conn:
-        result = audit.verify(conn)
+    ctx = _ctx()
+    with console.status("verifying the audit chain"), ctx.db.connect("backend") as conn:
+        result = verify_all(conn, AnchorFiles.in_home(ctx.layout.home), ctx.db.dbname)
     if as_json:
         print_json(
             {
                 "ok": result.ok,
                 "checked": result.checked,
-                "problems": [{"seq": s, "problem": p} for s, p in result.problems],
+                "anchors": result.anchors,
+                "latest_anchor": result.latest.seq if result.latest else None,
+                "problems": [
+                    {"kind": f.kind, "seq": f.seq, "problem": f.text} for f in result.findings
+                ],
+                "notes": result.notes,
             }
         )
-    elif result.ok:
-        console.print(f"[green]audit chain intact[/]: {result.checked:,} records")
     else:
-        for seq, problem in result.problems:
-            err.print(f"[red]record {seq}[/]: {problem}")
+        for f in result.findings:
+            where = f"record {f.seq}" if f.seq is not None else f.kind
+            err.print(f"[red]{where}[/] ({f.kind}): {f.text}")
+        for note in result.notes:
+            console.print(f"[dim]{note}[/]")
+        if result.ok:
+            console.print(
+                f"[green]audit chain intact[/]: {result.checked:,} records,"
+                f" {result.anchors:,} signed anchors, protections in place"
+            )
     if not result.ok:
         raise typer.Exit(1)
 
