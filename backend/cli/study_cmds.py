@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from backend.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+    from backend.governance.studies import AccountDirectory
+    from backend.stack.context import StackContext
 
 studies_app = typer.Typer(no_args_is_help=True, help="Studies and their researchers.")
 
@@ -62,11 +68,18 @@ def studies_add(
     ):
         params["changed"] = created = studies.create(conn, study, title, "operator")
         for name in names:
-            studies.add_researcher(conn, study, name)
+            studies.add_researcher(conn, study, name, accounts=_accounts(ctx))
     console.print(
         f"{'created' if created else 'already there'}: {study}"
         + (f" (researchers: {', '.join(names)})" if names else "")
     )
+
+
+def _accounts(ctx: StackContext) -> AccountDirectory:
+    """Researchers must have an account (with the researcher role) before they join."""
+    from backend.identity.hub_auth import StoreDirectory
+
+    return StoreDirectory(ctx.hub.user_store)
 
 
 def _researchers(study: str, names: list[str], remove: bool) -> None:
@@ -76,7 +89,12 @@ def _researchers(study: str, names: list[str], remove: bool) -> None:
 
     ctx = context()
     what = "remove" if remove else "add"
-    change = studies.remove_researcher if remove else studies.add_researcher
+
+    def change(conn: Connection, study: str, name: str) -> bool:
+        if remove:
+            return studies.remove_researcher(conn, study, name)
+        return studies.add_researcher(conn, study, name, accounts=_accounts(ctx))
+
     with (
         operator_audit(
             ctx,
