@@ -12,11 +12,13 @@ import json
 import re
 import secrets
 import ssl
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from backend.api.api_keys import register, revoke
 from backend.governance import members
@@ -147,3 +149,36 @@ def test_no_member_id_value_or_device_name_reaches_a_log(ctx: StackContext) -> N
     assert hits == [], "personal data in the logs:\n" + "\n".join(hits[:20])
     # The test saw the failure path: the refiner logged the poison batches by batch id.
     assert _hits(_log_files(ctx), [str(b) for b in poison_batches]), "no refiner failure logged"
+
+
+def test_exceptions_are_logged_without_locals_or_messages(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Both log paths of a process (structlog, and stdlib loggers such as uvicorn's)."""
+    import logging
+
+    from backend import logs
+
+    logs.configure("INFO")
+    device = "Anna Smith's iPhone"  # a local of the failing frame
+
+    def refine() -> None:
+        raise ValueError(f"unit of {device} refused: 61.734 10*999/min")
+
+    try:
+        refine()
+    except ValueError:
+        logs.get("test.refiner").exception("batch failed to refine", batch_id="b-1")
+        handler = logging.StreamHandler(sys.stderr)
+        stdlib = logging.getLogger("test.stdlib")
+        stdlib.addHandler(handler)
+        try:
+            stdlib.exception("Exception in ASGI application")
+        finally:
+            stdlib.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "batch failed to refine" in err and "Exception in ASGI application" in err
+    assert err.count("builtins.ValueError (message withheld") == 2
+    assert ", in refine" in err
+    for secret in ("Anna Smith", "61.734", "10*999", "device ="):
+        assert secret not in err

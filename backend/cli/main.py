@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Run and inspect the Rejuve health-data platform.",
 )
 
-_state: dict[str, bool] = {"verbose": False}
+_state: dict[str, bool] = {"verbose": False, "service": False}
 
 Services = Annotated[list[str] | None, typer.Argument(help="services (default: all)")]
 
@@ -34,6 +34,7 @@ def _ctx(service: bool = False) -> StackContext:
     """Settings from the environment. People's commands log warnings only (their output is
     the tables); services log at REJUVE_LOG_LEVEL into their log files."""
     settings = Settings()
+    _state["service"] = _state["service"] or service
     level = settings.log_level if service or _state["verbose"] else "WARNING"
     logs.configure(level, settings.log_json)
     return StackContext.from_settings(settings)
@@ -482,6 +483,14 @@ def main() -> None:
         if isinstance(e, click.exceptions.ClickException):
             e.show()
             sys.exit(e.exit_code)
+        if _state["service"]:
+            # A service's stderr is its log file: no message (it may quote personal data),
+            # the frames only.
+            from backend.logs import safe_traceback
+
+            trace = safe_traceback((type(e), e, e.__traceback__))
+            err.print(f"internal error: {trace}", markup=False, highlight=False)
+            sys.exit(1)
         err.print(f"[red]internal error:[/] {type(e).__name__}: {e}")
         if _state["verbose"]:
             err.print_exception()
