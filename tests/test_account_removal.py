@@ -125,6 +125,9 @@ def test_study_memberships_and_personal_rules_go_with_the_account(
     made = rejuve("studies", "add", study, "--title", "removal", "--researcher", name)
     assert made.returncode != 0
     assert f"{name} has no account with the researcher role" in made.stderr
+    listed = rejuve("studies", "list", "--json")
+    assert study not in listed.stdout, "a refused study is not created half-way"
+    assert rejuve("studies", "add", study, "--title", "removal").returncode == 0
     policy = Policy.open(ctx.db.sqlalchemy_url("backend"), reload_seconds=0)
     try:
         _account(ctx, name, "researcher")

@@ -60,6 +60,10 @@ def studies_add(
         raise UserError(f"invalid study id {study!r}", "lower-case letters, digits and '-'")
     ctx = context()
     names = researcher or []
+    # Refuse before anything is created: a study must not appear half-made.
+    accounts = _accounts(ctx)
+    for name in names:
+        studies.require_account(accounts, name)
     with (
         operator_audit(
             ctx, "studies.create", "studies", {"study_id": study, "researchers": names}
@@ -68,7 +72,7 @@ def studies_add(
     ):
         params["changed"] = created = studies.create(conn, study, title, "operator")
         for name in names:
-            studies.add_researcher(conn, study, name, accounts=_accounts(ctx))
+            studies.add_researcher(conn, study, name, accounts=accounts)
     console.print(
         f"{'created' if created else 'already there'}: {study}"
         + (f" (researchers: {', '.join(names)})" if names else "")

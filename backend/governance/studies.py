@@ -58,6 +58,14 @@ def _exists(conn: psycopg.Connection, study_id: str) -> None:
         raise NoSuchStudy(f"no study {study_id}")
 
 
+def require_account(accounts: AccountDirectory, researcher: str) -> None:
+    if "researcher" not in (accounts.roles_of(researcher) or ()):
+        raise NoSuchResearcher(
+            f"refused: {researcher} has no account with the researcher role"
+            f" (create it first: rejuve users add {researcher} --role researcher)"
+        )
+
+
 def add_researcher(
     conn: psycopg.Connection,
     study_id: str,
@@ -67,11 +75,8 @@ def add_researcher(
 ) -> bool:
     """`accounts`, when given, must know the researcher: a membership for a name nobody
     holds yet would be inherited by whoever is next given that name."""
-    if accounts is not None and "researcher" not in (accounts.roles_of(researcher) or ()):
-        raise NoSuchResearcher(
-            f"refused: {researcher} has no account with the researcher role"
-            f" (create it first: rejuve users add {researcher} --role researcher)"
-        )
+    if accounts is not None:
+        require_account(accounts, researcher)
     with conn.transaction():
         _exists(conn, study_id)
         n = conn.execute(
