@@ -102,16 +102,19 @@ def _rejuve(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_operator_manages_studies_from_the_cli(ctx: StackContext) -> None:
     study = f"cli-{secrets.token_hex(3)}"
-    made = _rejuve("studies", "add", study, "--title", "Sleep and HRV", "--researcher", "r1")
-    staffed = _rejuve("studies", "researchers", study, "r2", "r3")
-    unstaffed = _rejuve("studies", "researchers", study, "r3", "--remove")
+    roles = {"r1": "researcher", "r2": "researcher", "r3": "researcher"}
+    with hub_people(ctx, roles) as (names, _):
+        r1, r2, r3 = names["r1"], names["r2"], names["r3"]
+        made = _rejuve("studies", "add", study, "--title", "Sleep and HRV", "--researcher", r1)
+        staffed = _rejuve("studies", "researchers", study, r2, r3)
+        unstaffed = _rejuve("studies", "researchers", study, r3, "--remove")
     listed = _rejuve("studies", "list", "--json")
     closed = _rejuve("studies", "close", study)
     missing = _rejuve("studies", "close", "no-such-study")
     for done in (made, staffed, unstaffed, listed, closed):
         assert done.returncode == 0, done.stderr
     entry = next(s for s in json.loads(listed.stdout) if s["study_id"] == study)
-    assert (entry["title"], entry["researchers"]) == ("Sleep and HRV", ["r1", "r2"])
+    assert (entry["title"], entry["researchers"]) == ("Sleep and HRV", sorted([r1, r2]))
     assert missing.returncode == 2 and "no study no-such-study" in missing.stderr
     with ctx.db.connect("backend") as conn:
         rows = conn.execute(
@@ -126,3 +129,21 @@ def test_the_operator_manages_studies_from_the_cli(ctx: StackContext) -> None:
         ("studies.researchers.remove", "allowed", "operator"),
         ("studies.close", "allowed", "operator"),
     ]
+
+
+def test_a_researcher_with_no_account_is_refused(ctx: StackContext) -> None:
+    """A membership for a name nobody holds would go to whoever is next given the name."""
+    study = f"cli-{secrets.token_hex(3)}"
+    assert _rejuve("studies", "add", study, "--title", "t").returncode == 0
+    ghost = f"ghost-{secrets.token_hex(3)}"
+    refused = _rejuve("studies", "researchers", study, ghost)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[0] == (
+        f"error: refused: {ghost} has no account with the researcher role"
+        f" (create it first: rejuve users add {ghost} --role researcher)"
+    )
+    with ctx.db.connect("backend") as conn:
+        row = conn.execute(
+            "select count(*) from governance.study_researchers where study_id = %s", (study,)
+        ).fetchone()
+    assert row == (0,)

@@ -11,6 +11,7 @@ from typing import Protocol
 from psycopg_pool import ConnectionPool
 
 from backend.db.access import DatabaseAccess
+from backend.governance.audit_anchor import AnchorSigner
 from backend.governance.audit_writer import AuditWriter
 from backend.governance.policy import Policy, seed_defaults
 from backend.keys.study_keys import StudyKeys
@@ -88,6 +89,7 @@ class GovernanceState:
         study_keys: StudyKeys,
         region: str,
         limiter: RateLimiter | None = None,
+        anchor: AnchorSigner | None = None,
     ) -> GovernanceState:
         policy = Policy.open(db.sqlalchemy_url("backend"))
         seed_defaults(policy)
@@ -102,7 +104,7 @@ class GovernanceState:
             validator=validator,
             study_keys=study_keys,
             limiter=limiter or RateLimiter(),
-            audit=AuditWriter(backend_pool.connection),
+            audit=AuditWriter(backend_pool.connection, anchor),
         )
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ app = typer.Typer(
     help="Run and inspect the Rejuve health-data platform.",
 )
 
-_state: dict[str, bool] = {"verbose": False}
+_state: dict[str, bool] = {"verbose": False, "service": False}
 
 
 @app.callback()
@@ -37,6 +37,11 @@ def verbose() -> bool:
     return _state["verbose"]
 
 
+def service_mode() -> bool:
+    """True in a service's process: its stderr is its log file."""
+    return _state["service"]
+
+
 def _settings(service: bool) -> Settings:
     """Settings from the environment (this is an entry point). People's commands log
     warnings only (their output is the tables); services log at REJUVE_LOG_LEVEL."""
@@ -44,6 +49,7 @@ def _settings(service: bool) -> Settings:
     from backend.settings import Settings
 
     settings = Settings()
+    _state["service"] = _state["service"] or service
     level = settings.log_level if service or _state["verbose"] else "WARNING"
     logs.configure(level, settings.log_json)
     return settings

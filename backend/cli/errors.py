@@ -24,7 +24,7 @@ def exit_code(exc: BaseException) -> int:
     return INTERNAL
 
 
-def report(exc: BaseException, verbose: bool) -> int:
+def report(exc: BaseException, verbose: bool, service: bool = False) -> int:
     """Show `exc` to the person at the terminal; return the exit status."""
     from rich.markup import escape
 
@@ -38,6 +38,13 @@ def report(exc: BaseException, verbose: bool) -> int:
             err.print("[dim](run with -v for details)[/]")
     elif isinstance(exc, KeyboardInterrupt):
         err.print("interrupted")
+    elif service:
+        # A service's stderr is its log file: no message (it may quote personal data),
+        # the frames only.
+        from backend.logs import safe_traceback
+
+        trace = safe_traceback((type(exc), exc, exc.__traceback__))
+        err.print(f"internal error: {trace}", markup=False, highlight=False)
     else:  # the last line of defence: one line, the traceback on request
         err.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
         if verbose:

@@ -13,7 +13,7 @@ from backend.cli import (  # registered on the app as they are imported
     service_cmds,  # noqa: F401
     stack_cmds,  # noqa: F401
 )
-from backend.cli.app import app, context, runtime, stack, verbose
+from backend.cli.app import app, context, runtime, service_mode, stack, verbose
 from backend.cli.assignment_cmds import assignments_app
 from backend.cli.audit_cmds import audit_app
 from backend.cli.data_cmds import quarantine_app
@@ -43,7 +43,7 @@ def main() -> None:
     except Exception as e:
         from backend.cli.errors import report
 
-        sys.exit(report(e, verbose()))
+        sys.exit(report(e, verbose(), service=service_mode()))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ def backend_run() -> None:
     from backend.api.app import create_app
     from backend.api.governance_state import GovernanceState, RateLimiter
     from backend.api.request_guard import RequestLimits
+    from backend.governance.audit_anchor import AnchorFiles, AnchorSigner
     from backend.keys.study_keys import StudyKeys
 
     ctx = runtime(service=True)
@@ -34,6 +35,8 @@ def backend_run() -> None:
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
             RateLimiter(s.rate_limit_per_second, s.rate_limit_burst),
+            # Signs the audit chain's head with a key the database never sees.
+            AnchorSigner(AnchorFiles.in_home(ctx.layout.home), ctx.db.dbname),
         )
 
     api = create_app(

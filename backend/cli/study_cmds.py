@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from backend.cli.output import console, print_json
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+
+    from backend.governance.studies import AccountDirectory
+    from backend.runtime import Runtime
 
 studies_app = typer.Typer(no_args_is_help=True, help="Studies and their researchers.")
 
@@ -54,6 +60,10 @@ def studies_add(
         raise UserError(f"invalid study id {study!r}", "lower-case letters, digits and '-'")
     ctx = context()
     names = researcher or []
+    # Refuse before anything is created: a study must not appear half-made.
+    accounts = _accounts(ctx)
+    for name in names:
+        studies.require_account(accounts, name)
     with (
         operator_audit(
             ctx, "studies.create", "studies", {"study_id": study, "researchers": names}
@@ -62,11 +72,18 @@ def studies_add(
     ):
         params["changed"] = created = studies.create(conn, study, title, "operator")
         for name in names:
-            studies.add_researcher(conn, study, name)
+            studies.add_researcher(conn, study, name, accounts=accounts)
     console.print(
         f"{'created' if created else 'already there'}: {study}"
         + (f" (researchers: {', '.join(names)})" if names else "")
     )
+
+
+def _accounts(ctx: Runtime) -> AccountDirectory:
+    """Researchers must have an account (with the researcher role) before they join."""
+    from backend.identity.hub_auth import StoreDirectory
+
+    return StoreDirectory(ctx.hub.user_store)
 
 
 def _researchers(study: str, names: list[str], remove: bool) -> None:
@@ -76,7 +93,12 @@ def _researchers(study: str, names: list[str], remove: bool) -> None:
 
     ctx = context()
     what = "remove" if remove else "add"
-    change = studies.remove_researcher if remove else studies.add_researcher
+
+    def change(conn: Connection, study: str, name: str) -> bool:
+        if remove:
+            return studies.remove_researcher(conn, study, name)
+        return studies.add_researcher(conn, study, name, accounts=_accounts(ctx))
+
     with (
         operator_audit(
             ctx,

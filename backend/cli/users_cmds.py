@@ -56,12 +56,42 @@ def users_list() -> None:
 
 @users_app.command("remove")
 def users_remove(name: str) -> None:
-    """Remove an account; its sessions and tokens stop working at the Hub's next refresh.
-    The notebook account and its home (the person's notebooks) are deleted too."""
+    """Remove an account and everything held under its name (coach assignments, study
+    memberships, the link to a member record, personal policy rules), audited. The Hub
+    refuses its sessions and tokens within a few seconds (README). The notebook account
+    and its home (the person's notebooks) are deleted too."""
     import os
 
+    from backend.cli.operator import operator_audit
+    from backend.exceptions import UserError
+    from backend.governance import departures
+    from backend.governance.policy import Policy
     from backend.identity import accounts, hub_auth
 
-    hub_auth.remove_user(runtime().hub.user_store, name)
+    ctx = runtime()
+    with operator_audit(ctx, "users.remove", f"users/{name}", {"user": name}) as params:
+        # Rights first: a name whose account is already gone may still hold some.
+        with ctx.db.connect("backend") as conn:
+            revoked = departures.revoke_rights(conn, name)
+        policy = Policy.open(ctx.db.sqlalchemy_url("backend"), reload_seconds=0)
+        try:
+            revoked.rules = departures.revoke_rules(policy, name)
+        finally:
+            policy.close()
+        params.update(revoked.summary())
+        try:
+            hub_auth.remove_user(ctx.hub.user_store, name)
+            params["account"] = True
+        except UserError:
+            if revoked.summary() == departures.Revoked().summary():
+                raise
+            params["account"] = False
     home = accounts.remove(name) if os.geteuid() == 0 else False
     console.print(f"removed {name}" + (" and their notebook account" if home else ""))
+    held = revoked.summary()
+    if held != departures.Revoked().summary():
+        console.print(
+            f"revoked: {held['assignments']} coach assignment(s),"
+            f" {len(revoked.studies)} study membership(s), {held['member_links']} member"
+            f" link(s), {len(revoked.rules)} policy rule(s)"
+        )

@@ -3,7 +3,9 @@
 `append` goes through `governance.audit_append`, which takes the chain's lock, links the
 new row to the last one and writes it; nobody can insert around it (the backend role has
 no INSERT on the table). `verify` recomputes every hash in order and names each record
-that was edited, deleted or moved."""
+that was edited, deleted or moved. The chain alone cannot tell a rewritten or truncated
+tail from the real one: `audit_anchor.py` checks it against heads signed outside the
+database, and `protections.py` checks that the append-only triggers are still in place."""
 
 from __future__ import annotations
 
@@ -93,11 +95,16 @@ class Verification:
         return not self.problems
 
 
+# The hash is recomputed here rather than by calling governance.audit_hash: the database
+# owner can replace that function with one that agrees with whatever is stored. Built-ins
+# are named by schema (and the search path pinned) so no look-alike can stand in.
 _VERIFY = """
 select seq, prev_hash, hash,
-       governance.audit_hash(prev_hash, seq, at, request_id, actor, role, purpose, study,
-                             action, resource, params, row_count, outcome, status,
-                             latency_ms, client) as recomputed
+       pg_catalog.sha256(prev_hash OPERATOR(pg_catalog.||) pg_catalog.convert_to(
+           pg_catalog.jsonb_build_array(
+               seq, pg_catalog.to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+               request_id, actor, role, purpose, study, action, resource, params, row_count,
+               outcome, status, latency_ms, client)::text, 'UTF8')) as recomputed
   from governance.audit_log order by seq
 """
 
@@ -109,6 +116,7 @@ def verify(conn: psycopg.Connection, limit_problems: int = 20) -> Verification:
     expected_prev = b""
     expected_seq = 1
     with conn.transaction(), conn.cursor(name="audit_verify") as cur:
+        conn.execute("set local search_path = pg_catalog, pg_temp")
         # A server-side cursor: the log grows without bound.
         cur.itersize = 10_000
         cur.execute(_VERIFY)

@@ -7,12 +7,16 @@ queues concurrent requests behind each other. The writer thread instead takes ev
 record waiting at that moment and appends them in one transaction, pipelined: one round
 trip and one flush for the lot. Each request still returns only after its own record is
 committed, in the order the records were handed over.
+
+The writer also anchors the chain outside the database (audit_anchor.py): after every
+`ANCHOR_EVERY` records, after `ANCHOR_SECONDS` with unanchored records, and on close.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -20,6 +24,7 @@ from contextlib import AbstractContextManager
 import psycopg
 
 from backend.governance.audit import AuditEvent, append_sql
+from backend.governance.audit_anchor import ANCHOR_EVERY, ANCHOR_SECONDS, AnchorSigner
 from backend.logs import get as get_logger
 
 log = get_logger(__name__)
@@ -29,8 +34,19 @@ MAX_BATCH = 256
 
 
 class AuditWriter:
-    def __init__(self, connect: Callable[[], AbstractContextManager[psycopg.Connection]]) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+        anchor: AnchorSigner | None = None,
+        anchor_every: int = ANCHOR_EVERY,
+        anchor_seconds: float = ANCHOR_SECONDS,
+    ) -> None:
         self._connect = connect
+        self._anchor = anchor
+        self._anchor_every = anchor_every
+        self._anchor_seconds = anchor_seconds
+        self._unanchored = 0
+        self._since = time.monotonic()
         self._queue: queue.Queue[tuple[AuditEvent, Future[int]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
         self._thread.start()
@@ -47,8 +63,14 @@ class AuditWriter:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                # Asleep with unanchored records: wake up when they are due.
+                first = self._queue.get(timeout=self._due() if self._unanchored else None)
+            except queue.Empty:
+                self._anchor_now()
+                continue
             if first is None:
+                self._anchor_now()
                 return
             batch = [first]
             stopping = False
@@ -62,8 +84,28 @@ class AuditWriter:
                     break
                 batch.append(item)
             self._commit(batch)
+            self._unanchored += len(batch)
+            if self._unanchored >= self._anchor_every or self._due() == 0:
+                self._anchor_now()
             if stopping:
+                self._anchor_now()
                 return
+
+    def _due(self) -> float:
+        return max(0.0, self._anchor_seconds - (time.monotonic() - self._since))
+
+    def _anchor_now(self) -> None:
+        self._since = time.monotonic()
+        if self._anchor is None or not self._unanchored:
+            self._unanchored = 0
+            return
+        try:
+            with self._connect() as conn:
+                self._anchor.anchor(conn)
+            self._unanchored = 0
+        except Exception as e:
+            # Requests go on being audited; the records wait for the next anchor.
+            log.error("could not anchor the audit chain", error=type(e).__name__)
 
     def _commit(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
         try:

@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Protocol
 
 import psycopg
 
-from backend.exceptions import NotFound
+from backend.exceptions import Invalid, NotFound
 
 STUDY_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
 
 class NoSuchStudy(NotFound):
     pass
+
+
+class NoSuchResearcher(Invalid):
+    pass
+
+
+class AccountDirectory(Protocol):
+    """Who has an account, with which platform roles (None: no such account)."""
+
+    def roles_of(self, name: str) -> frozenset[str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,25 @@ def _exists(conn: psycopg.Connection, study_id: str) -> None:
         raise NoSuchStudy(f"no study {study_id}")
 
 
-def add_researcher(conn: psycopg.Connection, study_id: str, researcher: str) -> bool:
+def require_account(accounts: AccountDirectory, researcher: str) -> None:
+    if "researcher" not in (accounts.roles_of(researcher) or ()):
+        raise NoSuchResearcher(
+            f"refused: {researcher} has no account with the researcher role"
+            f" (create it first: rejuve users add {researcher} --role researcher)"
+        )
+
+
+def add_researcher(
+    conn: psycopg.Connection,
+    study_id: str,
+    researcher: str,
+    *,
+    accounts: AccountDirectory | None = None,
+) -> bool:
+    """`accounts`, when given, must know the researcher: a membership for a name nobody
+    holds yet would be inherited by whoever is next given that name."""
+    if accounts is not None:
+        require_account(accounts, researcher)
     with conn.transaction():
         _exists(conn, study_id)
         n = conn.execute(

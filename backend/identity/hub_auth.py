@@ -213,6 +213,17 @@ def lookup(store: Path, name: str) -> StoredUser | None:
     return None if entry is None else _stored(name, entry)
 
 
+@dataclass(frozen=True)
+class StoreDirectory:
+    """The account store as a directory of people and their platform roles."""
+
+    store: Path
+
+    def roles_of(self, name: str) -> frozenset[str] | None:
+        user = lookup(self.store, name)
+        return None if user is None else frozenset(user.groups)
+
+
 _dummy_hashes: dict[int, bytes] = {}
 
 

@@ -3,7 +3,8 @@
 A user's token is checked by asking the Hub (`GET {hub_api}/user` with the token itself),
 as JupyterHub's own `HubAuth` does, without tornado: plain synchronous httpx, verified
 against our CA. Answers are cached briefly so a notebook's burst of requests costs one
-round trip; a revoked token keeps working for at most `cache_seconds`.
+round trip; a revoked token keeps working for at most `cache_seconds` after the Hub
+stops accepting it (the Hub itself re-checks an account every `auth_refresh_age`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class HubTokenValidator:
         hub_api_url: str,
         service_token: str,
         ca_file: Path | str | None,
-        cache_seconds: float = 30.0,
+        # Short: a removed person's token must stop working soon (README: removal).
+        cache_seconds: float = 5.0,
         *,
         service_name: str | None = None,
         timeout: float = 5.0,

@@ -161,6 +161,11 @@ class TimescaleDB(SupervisedService):
             "log_line_prefix = '%m [%p] %q%u@%d '\n"
             "log_connections = off\n"
             "log_min_duration_statement = -1\n"
+            # No personal data in the server log either: errors without their DETAIL and
+            # CONTEXT lines (which quote the refused row or JSON) or the failing statement.
+            "log_error_verbosity = terse\n"
+            "log_min_error_statement = panic\n"
+            "log_parameter_max_length_on_error = 0\n"
         )
         system.chown_to(conf, self.user)
         main = self.data / "postgresql.conf"

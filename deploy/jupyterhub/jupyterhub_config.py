@@ -90,7 +90,7 @@ c.Authenticator.admin_users = {
 # someone removed from the store loses token (API) access too, not only the login cookie;
 # our refresh fails only for removed users, so the 6.1 caveat about strictness locking out
 # healthy users does not apply.
-c.RejuveAuthenticator.auth_refresh_age = int(_env("AUTH_REFRESH_SECONDS", "60"))
+c.RejuveAuthenticator.auth_refresh_age = int(_env("AUTH_REFRESH_SECONDS", "15"))
 c.RejuveAuthenticator.auth_refresh_strict = True
 
 # Notebook servers. Each person's runs as their own unprivileged account (rjv-<name>) with a
