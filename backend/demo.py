@@ -21,7 +21,7 @@ from backend.api.api_keys import register
 from backend.cli.output import services_table
 from backend.exceptions import UserError
 from backend.governance.members import Enrolment, enrol
-from backend.ingest.files import ingest_file, ingest_multi_member_csv, wait_refined
+from backend.refine.files import ingest_file, ingest_multi_member_csv, wait_refined
 from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from backend.db.access import DatabaseAccess
-from backend.ingest import dropbox
-from backend.ingest.files import ingest_file
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
+from backend.refine import dropbox
+from backend.refine.files import ingest_file
 from backend.stack.context import StackContext
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -175,7 +175,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
     migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
 ) -> None:
     from backend.exceptions import UserError
-    from backend.ingest.files import ingest_multi_member_csv
+    from backend.refine.files import ingest_multi_member_csv
 
     a, b = uuid.uuid4(), uuid.uuid4()
     path = tmp_path / "labs.csv"

@@ -41,7 +41,7 @@ def ingest(
     mapping: Path | None,
     timeout: float,
 ) -> None:
-    from backend.ingest.files import ingest_file, ingest_multi_member_csv
+    from backend.refine.files import ingest_file, ingest_multi_member_csv
 
     options = _mapping_options(mapping) if mapping else None
     if member is None:

@@ -152,11 +152,16 @@ def ingest(
     batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
     mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for refinement")] = 600,
+    enrol: Annotated[
+        bool, typer.Option(help="enrol the file's members first if they are not enrolled yet")
+    ] = False,
 ) -> None:
-    """Land a file in the raw zone (encrypted), refine it and show what became of it."""
+    """Land a file in the raw zone (encrypted), refine it and show what became of it.
+    Exit 0: every record went in (or was a duplicate); 1: some records were quarantined
+    or the file could not be read (the summary says why); 2: nothing landed (bad input)."""
     from backend.cli.data_cmds import ingest as run_ingest
 
-    run_ingest(_ctx(), path, fmt, member, source, batch_id, mapping, timeout)
+    run_ingest(_ctx(), path, fmt, member, source, batch_id, mapping, timeout, enrol)
 
 
 @app.command()
@@ -247,7 +252,7 @@ def flows_run() -> None:
     from prefect import serve
     from prefect.deployments.runner import RunnerDeployment
 
-    from backend.ingest import dropbox
+    from backend.refine import dropbox
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
     ctx = _ctx(service=True)
@@ -275,14 +280,27 @@ sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and thei
 def sources_add(
     name: Annotated[str, typer.Argument(help="source name, e.g. acme-watch")],
     rotate: Annotated[bool, typer.Option(help="replace the key of an existing source")] = False,
+    member: Annotated[
+        list[str] | None, typer.Option(help="a member it may write for (UUID, repeatable)")
+    ] = None,
 ) -> None:
-    """Register a source; prints its API key once (it is stored hashed)."""
-    from backend.api.api_keys import register
+    """Register a source; prints its API key once (it is stored hashed). It may write only
+    for the members it is enrolled for (--member here, or `rejuve sources enrol`)."""
+    from backend.cli.data_cmds import sources_add as add
 
-    with _ctx().db.connect("owner") as conn:
-        key = register(conn, name, rotate=rotate)
-    console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
-    console.print(key, soft_wrap=True, highlight=False)
+    add(_ctx(), name, rotate, member or [])
+
+
+@sources_app.command("enrol")
+def sources_enrol(
+    name: Annotated[str, typer.Argument(help="source name")],
+    member: Annotated[list[str], typer.Option(help="member UUID (repeatable)")],
+    remove: Annotated[bool, typer.Option(help="withdraw these enrolments instead")] = False,
+) -> None:
+    """Enrol a source (device, app) for members: its key may write their data only."""
+    from backend.cli.data_cmds import sources_enrol as enrol
+
+    enrol(_ctx(), name, member, remove)
 
 
 @sources_app.command("revoke")
@@ -409,6 +427,8 @@ def refiner_run() -> None:
         stop,
         ctx.settings.refiner_workers,
         heartbeat=ctx.layout.run / "refiner.heartbeat",
+        time_limit=ctx.settings.refine_time_limit_seconds,
+        max_attempts=ctx.settings.refine_max_attempts,
     )
 
 
