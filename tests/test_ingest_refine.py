@@ -12,6 +12,7 @@ import pytest
 
 from backend.db.access import DatabaseAccess
 from backend.ingest.landing import land_bytes
+from backend.refine.files import enrol_members
 from backend.keys import envelope
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import KeyUnavailable, LocalKms
@@ -27,6 +28,13 @@ def keys(tmp_path: Path) -> KeyStore:
 @pytest.fixture
 def db(migrated_db: DatabaseAccess) -> Iterator[DatabaseAccess]:
     yield migrated_db
+
+
+def enrolled(db: DatabaseAccess) -> uuid.UUID:
+    """A new member, enrolled (landing refuses members that are not)."""
+    member = uuid.uuid4()
+    enrol_members(db, [member], "local")
+    return member
 
 
 def device_batch(member: uuid.UUID, batch_id: str, samples: list[dict[str, object]]) -> bytes:
@@ -68,7 +76,7 @@ def land_and_refine(
 
 
 def test_batch_is_normalised_validated_and_reconciled(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     samples = [hr(i, 60 + i) for i in range(5)] + [
         hr(10, 400),  # implausible
         {"code": "29463-7", "value": 150, "unit": "[lb_av]", "start": "2026-11-20T07:00:00Z"},
@@ -110,7 +118,7 @@ def test_batch_is_normalised_validated_and_reconciled(db: DatabaseAccess, keys: 
 
 
 def test_client_batch_id_lands_once(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "same", [hr(1, 61)])
     with db.connect("ingest") as conn:
         first = land_bytes(
@@ -153,7 +161,7 @@ def test_client_batch_id_lands_once(db: DatabaseAccess, keys: KeyStore) -> None:
 
 
 def test_same_content_twice_is_recorded_as_duplicates(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "x", [hr(i, 70) for i in range(3)])
     first = land_and_refine(db, keys, member, body)
     second = land_and_refine(db, keys, member, body)
@@ -170,7 +178,7 @@ def test_same_content_twice_is_recorded_as_duplicates(db: DatabaseAccess, keys: 
 
 
 def test_the_same_weight_in_another_unit_is_a_duplicate(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     t = "2026-11-20T06:00:00Z"
     kg = land_and_refine(
         db,
@@ -194,7 +202,7 @@ def test_the_same_weight_in_another_unit_is_a_duplicate(db: DatabaseAccess, keys
 def test_raw_payload_is_ciphertext_and_shredding_makes_it_unreadable(
     db: DatabaseAccess, keys: KeyStore
 ) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "secret", [hr(1, 77)])
     with db.connect("ingest") as conn:
         receipt = land_bytes(
@@ -225,7 +233,7 @@ def test_raw_payload_is_ciphertext_and_shredding_makes_it_unreadable(
 
 
 def test_unreadable_batch_is_kept_and_reported(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = (
         b'{"batch_id": "bad", "member_id": "%s", "device": "w", "samples": [{"code": 1}]}'
         % str(member).encode()
@@ -237,12 +245,13 @@ def test_unreadable_batch_is_kept_and_reported(db: DatabaseAccess, keys: KeyStor
             "select count(*) from raw.records where batch_id = %s", (batch,)
         ).fetchone()
     assert line.error is not None and "samples.0.code" in line.error
-    assert line.ok and line.parsed == 0
+    assert not line.ok and line.status == "unreadable" and line.parsed == 0
+    assert line.problems == [f"failed (unreadable): {line.error}"]
     assert raw == (1,)  # nothing accepted is lost: the bytes are still in raw
 
 
 def test_refining_twice_is_a_no_op(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     batch = land_and_refine(db, keys, member, device_batch(member, "once", [hr(2, 65)]))
     with db.connect("refiner") as conn:
         assert refine_batch(conn, keys, batch) is None
@@ -255,7 +264,7 @@ def test_refining_twice_is_a_no_op(db: DatabaseAccess, keys: KeyStore) -> None:
 def test_reconcile_flags_a_landed_batch_nobody_refined(db: DatabaseAccess, keys: KeyStore) -> None:
     import datetime as dt
 
-    member = uuid.uuid4()
+    member = enrolled(db)
     with db.connect("ingest") as conn:
         receipt = land_bytes(
             conn,
@@ -280,7 +289,7 @@ def test_steward_releases_a_corrected_record_and_rejects_another(
     from backend.exceptions import UserError
     from backend.refine import quarantine
 
-    member = uuid.uuid4()
+    member = enrolled(db)
     samples = [
         {"code": "29463-7", "value": 80, "unit": "kg/m2", "start": "2026-11-20T07:00:00Z"},
         hr(5, 400),

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, ValidationError
 
 from backend.api.deps import IngestSource, State
-from backend.ingest.formats.device_batch import DeviceBatch
+from backend.ingest.formats.device_batch import DOOR, DeviceBatch
 from backend.ingest.landing import BatchConflict, NotEnrolled, land_bytes, may_write
 from backend.refine.units import readable
 
@@ -114,7 +114,7 @@ async def post_batch(
         )
     body = await _read_limited(request, state.max_batch_bytes)
     try:
-        batch = DeviceBatch.model_validate_json(body)
+        batch = DeviceBatch.model_validate_json(body, context=DOOR)
     except ValidationError as e:
         detail = [
             {"loc": ["body", *e_["loc"]], "msg": e_["msg"], "type": e_["type"]}
