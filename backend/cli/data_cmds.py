@@ -37,8 +37,18 @@ class NotClean(UserError):
 def sources_add(ctx: StackContext, name: str, rotate: bool, members: list[str]) -> None:
     from backend.api.api_keys import enrol, register
 
+    from backend.ingest.landing import is_enrolled
+
     ids = [_uuid(m, "member") for m in members]
     with ctx.db.connect("owner") as conn:
+        # Check the members before a key exists: a refused command leaves nothing behind.
+        unknown = [m for m in ids if not is_enrolled(conn, m)]
+        conn.rollback()
+        if unknown:
+            raise UserError(
+                f"--member {unknown[0]} is not an enrolled member; enrol it first"
+                " (`rejuve members add`)"
+            )
         key = register(conn, name, rotate=rotate)
         added = enrol(conn, name, ids)
     console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
