@@ -12,10 +12,10 @@ import pytest
 
 from backend.db.access import DatabaseAccess
 from backend.ingest.landing import land_bytes
-from backend.refine.files import enrol_members
 from backend.keys import envelope
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import KeyUnavailable, LocalKms
+from backend.refine.files import enrol_members
 from backend.refine.reconcile import reconcile
 from backend.refine.refiner import refine_batch
 

@@ -36,7 +36,6 @@ class NotClean(UserError):
 
 def sources_add(ctx: StackContext, name: str, rotate: bool, members: list[str]) -> None:
     from backend.api.api_keys import enrol, register
-
     from backend.ingest.landing import is_enrolled
 
     ids = [_uuid(m, "member") for m in members]

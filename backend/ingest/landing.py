@@ -13,6 +13,7 @@ This is the only landing path: every raw record is sealed under its member's dat
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -52,7 +53,7 @@ class Receipt:
     records: int
     bytes: int
     replayed: bool  # the client batch id was already landed: nothing new was written
-    digest: bytes = b""
+    digest: builtins.bytes = b""  # SHA-256 of the content (`bytes` above is its size)
 
 
 def _existing(

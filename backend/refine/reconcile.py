@@ -104,7 +104,24 @@ def reconcile(
     lines: list[BatchLine] = []
     pending = 0
     for r in rows:
-        line = BatchLine(*r[:8], dict(r[8]), r[9], r[10], r[11], dict(r[12]), *r[13:])
+        line = BatchLine(
+            batch_id=r[0],
+            fmt=r[1],
+            received_at=r[2],
+            refined=r[3],
+            parsed=r[4],
+            processed=r[5],
+            quarantined=r[6],
+            duplicate=r[7],
+            unmapped=dict(r[8]),
+            error=r[9],
+            status=r[10],
+            attempts=r[11],
+            reasons=dict(r[12]),
+            observation_rows=r[13],
+            quarantine_rows=r[14],
+            released=r[15],
+        )
         if line.error:
             line.problems.append(f"failed ({line.status}): {line.error}")
         elif not line.refined:
