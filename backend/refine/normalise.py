@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import NamedTuple
 
+from backend.ingest.catalog import lookup
 from backend.ingest.model import Sample
-from backend.refine.catalog import lookup
 from backend.refine.units import UnitError, conversion_for
 
 # Device clocks drift; a sample a little ahead of ours is not "from the future".

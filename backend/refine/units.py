@@ -16,7 +16,7 @@ from typing import Any, cast
 import pint
 from ucumvert import PintUcumRegistry
 
-from backend.refine.catalog import CATALOG, Measure
+from backend.ingest.catalog import CATALOG, Measure
 
 # Non-UCUM spellings seen in real sources -> UCUM.
 SPELLINGS: dict[str, str] = {
