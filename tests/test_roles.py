@@ -147,7 +147,8 @@ def _statement(table: str, op: str) -> str:
         "INSERT": INSERT[table],
         "UPDATE": f"update {table} set {UPDATE_COLUMN[table]} = {UPDATE_COLUMN[table]}",
         "DELETE": f"delete from {table}",
-        "TRUNCATE": f"truncate {table}",
+        # cascade: enrolments (governance.source_members) reference members and sources
+        "TRUNCATE": f"truncate {table} cascade",
     }[op]
 
 
