@@ -96,7 +96,7 @@ def ingest(
         _ingest(ctx, path, fmt, member, source, batch_id, mapping, timeout, enrol)
     except NotEnrolled as e:
         # One line that says what to do: the hint is not hidden behind -v.
-        raise UserError(f"--member: {e}; {e.detail}") from None
+        raise UserError(f"{'--member: ' if member else ''}{e}; {e.detail}") from None
 
 
 def _ingest(

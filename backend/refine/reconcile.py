@@ -128,7 +128,10 @@ def reconcile(
             if now[0] - line.received_at < grace:
                 pending += 1
                 continue
-            line.problems.append("landed but not refined")
+            line.problems.append(
+                "landed but not refined"
+                + (f" ({line.attempts} failed attempt(s) so far)" if line.attempts else "")
+            )
         else:
             if line.parsed != line.processed + line.quarantined + line.duplicate:
                 line.problems.append(
