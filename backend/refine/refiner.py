@@ -163,9 +163,17 @@ def refine_batch(
     except Exception as e:  # any fault of one batch must not stop the others
         if conn.info.transaction_status != TransactionStatus.IDLE:
             conn.rollback()
-        # The class and first line only: a traceback's values may be health data.
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
-        return fail_batch(conn, batch_id, reason, max_attempts)
+        return fail_batch(conn, batch_id, failure_reason(e), max_attempts)
+
+
+def failure_reason(e: Exception) -> str:
+    """What the ledger keeps of an error (stewards read it): never a traceback, whose
+    locals may be health data; for a database error only its class and SQLSTATE, since
+    PostgreSQL quotes the offending value in its messages."""
+    if isinstance(e, psycopg.Error):
+        return f"{type(e).__name__} (SQLSTATE {e.sqlstate})"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"[:300]
 
 
 def fail_batch(
