@@ -321,3 +321,36 @@ def test_steward_releases_a_corrected_record_and_rejects_another(
     assert statuses == {"unit_not_convertible": "released", "implausible": "rejected"}
     # the ledger still balances: a release adds a row, accounted as such
     assert line.ok and (line.quarantined, line.released, line.observation_rows) == (2, 1, 1)
+
+
+def test_what_the_api_would_refuse_is_quarantined_when_it_comes_another_way(
+    db: DatabaseAccess, keys: KeyStore
+) -> None:
+    """A batch landed past the API's checks (a file, or landed before them): one bad sample
+    is quarantined with its reason, it does not fail the batch, and nothing is refined
+    into a value the database cannot hold. A heart rate dated 0001-01-01 was accepted."""
+    member = enrolled(db)
+    samples = [
+        hr(0, 61),
+        {**hr(1, 62), "start": "0001-01-01T00:00:00Z"},
+        {**hr(2, 63), "start": "1899-12-31T23:59:59Z"},
+        {**hr(3, 64), "unit": "10*999/min"},
+        {**hr(4, 65), "unit": "/min\u0000"},
+    ]
+    body = device_batch(member, "other-way", samples).replace(b"62", b"NaN", 0)
+    batch = land_and_refine(db, keys, member, body)
+    with db.connect("refiner") as conn:
+        line = reconcile(conn, batch=batch).batches[0]
+        rows = conn.execute(
+            "select locator, reason, field from processed.quarantine where batch_id = %s"
+            " order by locator",
+            (batch,),
+        ).fetchall()
+    assert line.ok and line.error is None
+    assert (line.parsed, line.processed, line.quarantined) == (5, 1, 4)
+    assert rows == [
+        ("samples[1]", "implausible_time", "start"),
+        ("samples[2]", "implausible_time", "start"),
+        ("samples[3]", "unit_not_convertible", "unit"),
+        ("samples[4]", "unstorable_text", "unit"),
+    ]
