@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     drop_interval_seconds: int = 30
     # Refining is CPU-bound Python: one process per core keeps up with the API.
     refiner_workers: int = 2
+    # A batch that fails this many times is dead-lettered (kept in raw, never retried on
+    # its own); one that takes longer than the time limit is dead-lettered at once.
+    refine_max_attempts: int = 3
+    refine_time_limit_seconds: float = 300.0
     pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
     service_user: str = "rejuve-svc"
 

@@ -28,8 +28,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from backend.api.api_keys import register, revoke
+from backend.api.api_keys import enrol, register, revoke
 from backend.db import migrate
+from backend.refine.files import enrol_members
 from backend.refine.normalise import dedup_key
 from backend.stack.context import StackContext
 from tests.conftest import create_scratch_database, drop_scratch_database
@@ -128,8 +129,11 @@ def end_to_end(
     """Post every batch (as fast as possible, or paced at `rate` samples/s for a sustained
     load) and wait until the last one is refined."""
     name = f"bench-{uuid.uuid4().hex[:8]}"
+    members = sorted({uuid.UUID(json.loads(b)["member_id"]) for b in bodies})
+    enrol_members(ctx.db, members, "local")
     with ctx.db.connect("owner") as conn:
         key = register(conn, name)
+        enrol(conn, name, members)  # a source writes only for its enrolled members
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     latencies: list[float] = []
     batch_ids: list[str] = []

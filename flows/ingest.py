@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from backend.ingest import dropbox
-from backend.ingest.files import ingest_file
+from backend.refine import dropbox
+from backend.refine.files import ingest_file
 from backend.runtime import Runtime
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 import secrets
 import uuid
 
-from backend import demo_study
+from backend.demo import study as demo_study
 from backend.governance import consent
 from backend.governance import members as registry
 from backend.stack.context import StackContext

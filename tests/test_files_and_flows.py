@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from backend.db.access import DatabaseAccess
-from backend.ingest import dropbox
-from backend.ingest.files import ingest_file
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
+from backend.refine import dropbox
+from backend.refine.files import enrol_members, ingest_file
 from backend.stack.context import StackContext
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,7 +47,13 @@ def test_every_format_reconciles(
 ) -> None:
     member = VITALS_SUBJECT if "vitals" in name else uuid.uuid4()
     result = ingest_file(
-        migrated_db, keys, path=FIXTURES / name, fmt=fmt, member_id=member, region="local"
+        migrated_db,
+        keys,
+        path=FIXTURES / name,
+        fmt=fmt,
+        member_id=member,
+        region="local",
+        enrol=True,
     )
     line = result.line
     assert line.error is None
@@ -56,10 +62,17 @@ def test_every_format_reconciles(
     assert line.parsed > 0
     # and a second upload of the same file adds nothing: every measurement is a duplicate
     again = ingest_file(
-        migrated_db, keys, path=FIXTURES / name, fmt=fmt, member_id=member, region="local"
+        migrated_db,
+        keys,
+        path=FIXTURES / name,
+        fmt=fmt,
+        member_id=member,
+        region="local",
+        enrol=True,
     ).line
-    assert (again.processed, again.duplicate) == (0, line.processed)
-    assert again.quarantined == line.quarantined
+    # its bad records too: one open quarantine entry per record, the copies duplicates
+    assert (again.processed, again.quarantined) == (0, 0)
+    assert again.duplicate == line.processed + line.quarantined
 
 
 def test_a_file_naming_another_member_is_quarantined(
@@ -73,6 +86,7 @@ def test_a_file_naming_another_member_is_quarantined(
         fmt="fhir",
         member_id=someone_else,
         region="local",
+        enrol=True,
     ).line
     assert line.processed == 0 and line.quarantined == line.parsed > 0
     with migrated_db.connect("refiner") as conn:
@@ -95,6 +109,7 @@ def test_csv_with_a_mapping(migrated_db: DatabaseAccess, keys: KeyStore) -> None
         member_id=uuid.uuid4(),
         region="local",
         parse_options=options,
+        enrol=True,
     ).line
     assert line.error is None and line.ok and line.processed > 0
 
@@ -103,6 +118,7 @@ def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
     root = tmp_path / "drop"
     dropbox.ensure(root)
     member = uuid.uuid4()
+    enrol_members(migrated_db, [member], "local")
     good = root / "omh" / str(member) / "points.json"
     bad = root / "fhir" / str(member) / "broken.json"
     fresh = root / "csv-lab" / str(member) / "still-copying.csv"
@@ -138,6 +154,7 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     api = ctx.prefect.api_url
     member = uuid.uuid4()
+    enrol_members(ctx.db, [member], "local")
     with httpx.Client(verify=tls, timeout=30, auth=ctx.prefect.basic_auth) as client:
         dep = client.get(f"{api}/deployments/name/ingest-file/ingest-file")
         assert dep.status_code == 200, "the flows service must serve the deployment"
@@ -175,7 +192,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
     migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
 ) -> None:
     from backend.exceptions import UserError
-    from backend.ingest.files import ingest_multi_member_csv
+    from backend.refine.files import ingest_multi_member_csv
 
     a, b = uuid.uuid4(), uuid.uuid4()
     path = tmp_path / "labs.csv"
@@ -186,7 +203,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
         "\n"
         f"{a},2093-3,9999,mg/dL,2026-03-02T08:10:00+01:00\n"
     )
-    results = ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+    results = ingest_multi_member_csv(migrated_db, keys, path=path, region="local", enrol=True)
     by_member = {}
     with migrated_db.connect("refiner") as conn:
         for r in results:
@@ -197,7 +214,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
             by_member[member[0]] = (r.line.parsed, r.line.processed, r.line.quarantined)
     assert by_member == {a: (2, 1, 1), b: (1, 1, 0)}
     # the same file again: each member's part is recognised, nothing new lands
-    again = ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+    again = ingest_multi_member_csv(migrated_db, keys, path=path, region="local", enrol=True)
     assert all(r.receipt.replayed for r in again)
 
     path.write_text(
@@ -206,7 +223,7 @@ def test_a_lab_file_with_many_members_lands_one_batch_per_member(
         "M-17,4548-4,6.1,%,2026-03-02T08:10:00+01:00\n"
     )
     with pytest.raises(UserError, match=r"labs\.csv line 3: member 'M-17' is not a platform"):
-        ingest_multi_member_csv(migrated_db, keys, path=path, region="local")
+        ingest_multi_member_csv(migrated_db, keys, path=path, region="local", enrol=True)
 
 
 def test_zipped_apple_export_is_read_from_the_encrypted_parts(
@@ -228,7 +245,13 @@ def test_zipped_apple_export_is_read_from_the_encrypted_parts(
     assert path.stat().st_size > landing.PART_SIZE
     member = uuid.uuid4()
     zipped = ingest_file(
-        migrated_db, keys, path=path, fmt="apple-health", member_id=member, region="local"
+        migrated_db,
+        keys,
+        path=path,
+        fmt="apple-health",
+        member_id=member,
+        region="local",
+        enrol=True,
     )
     plain = ingest_file(
         migrated_db,
@@ -241,4 +264,5 @@ def test_zipped_apple_export_is_read_from_the_encrypted_parts(
     assert zipped.receipt.records == 2
     assert zipped.line.error is None and zipped.line.ok
     assert zipped.line.parsed == plain.line.parsed > 0
-    assert plain.line.duplicate == zipped.line.processed  # the same data, seen again
+    # the same data, seen again: its measurements and its open quarantine entries
+    assert plain.line.duplicate == zipped.line.processed + zipped.line.quarantined

@@ -171,7 +171,7 @@ def test_the_steward_sees_what_fixing_needs_and_not_who(ctx: StackContext, w: Wo
         "value": 400,
         "unit": "/min",
         "start": T0.isoformat(),
-        "source": "lab",
+        "source": "Anna Smith's iPhone",
         "patient_name": "Jane Roe",
         "mrn": "MRN-0042",
     }
@@ -194,12 +194,13 @@ def test_the_steward_sees_what_fixing_needs_and_not_who(ctx: StackContext, w: Wo
     page = w.call("stu", "GET", "/v1/quarantine", params={"batch": str(batch), "limit": 2})
     assert page.status_code == 200, page.text
     assert "Jane Roe" not in page.text and "MRN-0042" not in page.text
+    assert "Anna Smith" not in page.text  # a device name names its owner
     assert str(member) not in page.text
     first = page.json()
     assert [r["locator"] for r in first["records"]] == ["labs.csv line 4", "labs.csv line 3"]
     shown = first["records"][0]
-    assert shown["record"] == {k: record[k] for k in ("code", "value", "unit", "start", "source")}
-    assert shown["withheld"] == ["mrn", "patient_name"]
+    assert shown["record"] == {k: record[k] for k in ("code", "value", "unit", "start")}
+    assert shown["withheld"] == ["mrn", "patient_name", "source"]
     assert shown["has_member"] is True
     rest = w.call(
         "stu",

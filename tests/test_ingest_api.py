@@ -18,10 +18,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from backend.api.api_keys import register, revoke
+from backend.api.api_keys import enrol, register, revoke
+from backend.governance.members import Enrolment
+from backend.governance.members import enrol as enrol_member
 from backend.stack.context import StackContext
 
 REJUVE = [sys.executable, "-m", "backend.cli.main"]
+
+
+def member(ctx: StackContext, source: str | None) -> uuid.UUID:
+    """A newly enrolled member, and the source enrolled for it (as an operator would)."""
+    m = uuid.uuid4()
+    with ctx.db.connect("owner") as conn:
+        enrol_member(conn, Enrolment(m, "local"))
+        if source is not None:
+            enrol(conn, source, [m])
+    return m
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +86,11 @@ def wait_refined(ctx: StackContext, batch_id: str, timeout: float = 20) -> tuple
 def test_accepted_batch_is_refined_within_seconds(
     api: tuple[httpx.Client, str], ctx: StackContext
 ) -> None:
-    client, _ = api
-    member = uuid.uuid4()
+    client, source = api
     started = time.monotonic()
-    r = client.post("/v1/ingest/batches", json=batch(f"ok-{uuid.uuid4()}", member, n=20))
+    r = client.post(
+        "/v1/ingest/batches", json=batch(f"ok-{uuid.uuid4()}", member(ctx, source), n=20)
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["samples"] == 20 and body["replayed"] is False
@@ -87,7 +100,7 @@ def test_accepted_batch_is_refined_within_seconds(
 
 def test_resending_a_batch_id_is_safe(api: tuple[httpx.Client, str], ctx: StackContext) -> None:
     client, source = api
-    payload = batch(f"again-{uuid.uuid4()}", uuid.uuid4())
+    payload = batch(f"again-{uuid.uuid4()}", member(ctx, source))
     first = client.post("/v1/ingest/batches", json=payload)
     second = client.post("/v1/ingest/batches", json=payload)
     assert (first.status_code, second.status_code) == (201, 200)
@@ -118,10 +131,10 @@ def test_resending_a_batch_id_is_safe(api: tuple[httpx.Client, str], ctx: StackC
     ids=["value", "unit", "naive-time", "member", "empty", "unknown-field", "batch-id"],
 )
 def test_malformed_batch_says_what_and_where(
-    api: tuple[httpx.Client, str], mutate: object, loc: list[object]
+    api: tuple[httpx.Client, str], ctx: StackContext, mutate: object, loc: list[object]
 ) -> None:
-    client, _ = api
-    payload = batch(f"bad-{uuid.uuid4()}", uuid.uuid4())
+    client, source = api
+    payload = batch(f"bad-{uuid.uuid4()}", member(ctx, source))
     mutate(payload)  # type: ignore[operator]
     r = client.post("/v1/ingest/batches", json=payload)
     assert r.status_code == 422
@@ -206,7 +219,7 @@ def test_killed_mid_request_nothing_lands_and_resend_is_safe(
         proc.kill()
         raise AssertionError("backend did not start")
 
-    payload = json.dumps(batch(f"kill-{uuid.uuid4()}", uuid.uuid4(), n=500)).encode()
+    payload = json.dumps(batch(f"kill-{uuid.uuid4()}", member(ctx, source), n=500)).encode()
     key = client.headers["Authorization"]
     proc = start()
     try:

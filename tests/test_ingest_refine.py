@@ -15,6 +15,7 @@ from backend.ingest.landing import land_bytes
 from backend.keys import envelope
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import KeyUnavailable, LocalKms
+from backend.refine.files import enrol_members
 from backend.refine.reconcile import reconcile
 from backend.refine.refiner import refine_batch
 
@@ -27,6 +28,13 @@ def keys(tmp_path: Path) -> KeyStore:
 @pytest.fixture
 def db(migrated_db: DatabaseAccess) -> Iterator[DatabaseAccess]:
     yield migrated_db
+
+
+def enrolled(db: DatabaseAccess) -> uuid.UUID:
+    """A new member, enrolled (landing refuses members that are not)."""
+    member = uuid.uuid4()
+    enrol_members(db, [member], "local")
+    return member
 
 
 def device_batch(member: uuid.UUID, batch_id: str, samples: list[dict[str, object]]) -> bytes:
@@ -68,7 +76,7 @@ def land_and_refine(
 
 
 def test_batch_is_normalised_validated_and_reconciled(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     samples = [hr(i, 60 + i) for i in range(5)] + [
         hr(10, 400),  # implausible
         {"code": "29463-7", "value": 150, "unit": "[lb_av]", "start": "2026-11-20T07:00:00Z"},
@@ -110,7 +118,7 @@ def test_batch_is_normalised_validated_and_reconciled(db: DatabaseAccess, keys: 
 
 
 def test_client_batch_id_lands_once(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "same", [hr(1, 61)])
     with db.connect("ingest") as conn:
         first = land_bytes(
@@ -153,7 +161,7 @@ def test_client_batch_id_lands_once(db: DatabaseAccess, keys: KeyStore) -> None:
 
 
 def test_same_content_twice_is_recorded_as_duplicates(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "x", [hr(i, 70) for i in range(3)])
     first = land_and_refine(db, keys, member, body)
     second = land_and_refine(db, keys, member, body)
@@ -170,7 +178,7 @@ def test_same_content_twice_is_recorded_as_duplicates(db: DatabaseAccess, keys: 
 
 
 def test_the_same_weight_in_another_unit_is_a_duplicate(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     t = "2026-11-20T06:00:00Z"
     kg = land_and_refine(
         db,
@@ -194,7 +202,7 @@ def test_the_same_weight_in_another_unit_is_a_duplicate(db: DatabaseAccess, keys
 def test_raw_payload_is_ciphertext_and_shredding_makes_it_unreadable(
     db: DatabaseAccess, keys: KeyStore
 ) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = device_batch(member, "secret", [hr(1, 77)])
     with db.connect("ingest") as conn:
         receipt = land_bytes(
@@ -225,7 +233,7 @@ def test_raw_payload_is_ciphertext_and_shredding_makes_it_unreadable(
 
 
 def test_unreadable_batch_is_kept_and_reported(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     body = (
         b'{"batch_id": "bad", "member_id": "%s", "device": "w", "samples": [{"code": 1}]}'
         % str(member).encode()
@@ -237,12 +245,13 @@ def test_unreadable_batch_is_kept_and_reported(db: DatabaseAccess, keys: KeyStor
             "select count(*) from raw.records where batch_id = %s", (batch,)
         ).fetchone()
     assert line.error is not None and "samples.0.code" in line.error
-    assert line.ok and line.parsed == 0
+    assert not line.ok and line.status == "unreadable" and line.parsed == 0
+    assert line.problems == [f"failed (unreadable): {line.error}"]
     assert raw == (1,)  # nothing accepted is lost: the bytes are still in raw
 
 
 def test_refining_twice_is_a_no_op(db: DatabaseAccess, keys: KeyStore) -> None:
-    member = uuid.uuid4()
+    member = enrolled(db)
     batch = land_and_refine(db, keys, member, device_batch(member, "once", [hr(2, 65)]))
     with db.connect("refiner") as conn:
         assert refine_batch(conn, keys, batch) is None
@@ -255,7 +264,7 @@ def test_refining_twice_is_a_no_op(db: DatabaseAccess, keys: KeyStore) -> None:
 def test_reconcile_flags_a_landed_batch_nobody_refined(db: DatabaseAccess, keys: KeyStore) -> None:
     import datetime as dt
 
-    member = uuid.uuid4()
+    member = enrolled(db)
     with db.connect("ingest") as conn:
         receipt = land_bytes(
             conn,
@@ -280,7 +289,7 @@ def test_steward_releases_a_corrected_record_and_rejects_another(
     from backend.exceptions import UserError
     from backend.refine import quarantine
 
-    member = uuid.uuid4()
+    member = enrolled(db)
     samples = [
         {"code": "29463-7", "value": 80, "unit": "kg/m2", "start": "2026-11-20T07:00:00Z"},
         hr(5, 400),
@@ -312,3 +321,36 @@ def test_steward_releases_a_corrected_record_and_rejects_another(
     assert statuses == {"unit_not_convertible": "released", "implausible": "rejected"}
     # the ledger still balances: a release adds a row, accounted as such
     assert line.ok and (line.quarantined, line.released, line.observation_rows) == (2, 1, 1)
+
+
+def test_what_the_api_would_refuse_is_quarantined_when_it_comes_another_way(
+    db: DatabaseAccess, keys: KeyStore
+) -> None:
+    """A batch landed past the API's checks (a file, or landed before them): one bad sample
+    is quarantined with its reason, it does not fail the batch, and nothing is refined
+    into a value the database cannot hold. A heart rate dated 0001-01-01 was accepted."""
+    member = enrolled(db)
+    samples = [
+        hr(0, 61),
+        {**hr(1, 62), "start": "0001-01-01T00:00:00Z"},
+        {**hr(2, 63), "start": "1899-12-31T23:59:59Z"},
+        {**hr(3, 64), "unit": "10*999/min"},
+        {**hr(4, 65), "unit": "/min\u0000"},
+    ]
+    body = device_batch(member, "other-way", samples).replace(b"62", b"NaN", 0)
+    batch = land_and_refine(db, keys, member, body)
+    with db.connect("refiner") as conn:
+        line = reconcile(conn, batch=batch).batches[0]
+        rows = conn.execute(
+            "select locator, reason, field from processed.quarantine where batch_id = %s"
+            " order by locator",
+            (batch,),
+        ).fetchall()
+    assert line.ok and line.error is None
+    assert (line.parsed, line.processed, line.quarantined) == (5, 1, 4)
+    assert rows == [
+        ("samples[1]", "implausible_time", "start"),
+        ("samples[2]", "implausible_time", "start"),
+        ("samples[3]", "unit_not_convertible", "unit"),
+        ("samples[4]", "unstorable_text", "unit"),
+    ]

@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from backend.ingest.landing import land_bytes
+from backend.refine.files import enrol_members
 from backend.refine.reconcile import reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
@@ -61,6 +62,7 @@ def test_kill_9_mid_batch_then_restart_is_exactly_once(
 ) -> None:
     keys = ctx.keystore()
     members = [uuid.uuid4() for _ in range(BATCHES)]
+    enrol_members(ctx.db, members, "local")
     with ctx.db.connect("ingest") as conn:
         batch_ids = [
             land_bytes(

@@ -20,8 +20,8 @@ MID = uuid.UUID(int=2)
 INSERT = {
     "raw.records": (
         "insert into raw.records (record_id, source, content_type, payload, digest, member_id,"
-        " region, batch_id) values (gen_random_uuid(), 't', 'application/json', '\\x7b7d',"
-        " sha256('\\x7b7d'), %(m)s, 'local', gen_random_uuid())"
+        " region, batch_id, key_id) values (gen_random_uuid(), 't', 'application/json',"
+        " '\\x7b7d', sha256('\\x7b7d'), %(m)s, 'local', gen_random_uuid(), 'k')"
     ),
     "processed.observations": (
         "insert into processed.observations (member_id, observed_at, code, value, unit, source,"
@@ -90,6 +90,8 @@ ALLOWED: dict[str, dict[str, set[str]]] = {
         "raw.records": {"INSERT"},
         "raw.batches": {"SELECT", "INSERT"},
         "governance.sources": {"SELECT"},
+        # the member_id column only: landing refuses members that are not enrolled
+        "governance.members": {"SELECT"},
     },
     "refiner": {
         "raw.records": {"SELECT"},
@@ -145,7 +147,8 @@ def _statement(table: str, op: str) -> str:
         "INSERT": INSERT[table],
         "UPDATE": f"update {table} set {UPDATE_COLUMN[table]} = {UPDATE_COLUMN[table]}",
         "DELETE": f"delete from {table}",
-        "TRUNCATE": f"truncate {table}",
+        # cascade: enrolments (governance.source_members) reference members and sources
+        "TRUNCATE": f"truncate {table} cascade",
     }[op]
 
 

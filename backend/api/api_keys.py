@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
@@ -56,6 +58,61 @@ def register(
         ) from None
     conn.commit()
     return key
+
+
+def enrol(conn: psycopg.Connection, source: str, members: Iterable[uuid.UUID]) -> int:
+    """Enrol a source (a device, an app) for members: its key may land their data and no
+    one else's. Returns how many enrolments are new. Members must be enrolled themselves."""
+    members = list(dict.fromkeys(members))
+    if not members:
+        return 0
+    known = {
+        r[0]
+        for r in conn.execute(
+            "select member_id from governance.members where member_id = any(%s)", (members,)
+        ).fetchall()
+    }
+    unknown = [m for m in members if m not in known]
+    if unknown:
+        conn.rollback()
+        raise UserError(
+            f"--member {unknown[0]} is not an enrolled member"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
+            "enrol members first: `rejuve members add`",
+        )
+    if (
+        conn.execute("select 1 from governance.sources where source = %s", (source,)).fetchone()
+        is None
+    ):
+        conn.rollback()
+        raise UserError(f"no source '{source}'", "register it: `rejuve sources add NAME`")
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into governance.source_members (source, member_id) values (%s, %s)"
+            " on conflict do nothing",
+            [(source, m) for m in members],
+        )
+        added = cur.rowcount
+    conn.commit()
+    return max(added, 0)
+
+
+def unenrol(conn: psycopg.Connection, source: str, members: Iterable[uuid.UUID]) -> int:
+    n = conn.execute(
+        "delete from governance.source_members where source = %s and member_id = any(%s)",
+        (source, list(members)),
+    ).rowcount
+    conn.commit()
+    return n
+
+
+def enrolled(conn: psycopg.Connection, source: str) -> list[uuid.UUID]:
+    rows = conn.execute(
+        "select member_id from governance.source_members where source = %s order by enrolled_at",
+        (source,),
+    ).fetchall()
+    conn.rollback()
+    return [r[0] for r in rows]
 
 
 def revoke(conn: psycopg.Connection, source: str) -> bool:

@@ -2,7 +2,8 @@
 
 What a steward sees of a quarantined record is what fixing data quality needs, not who it
 is about: the reason, the field at fault, where it came from (batch, locator in the source
-file) and the normalised sample fields (code, value, unit, times, source). Withheld: the
+file) and the normalised sample fields (code, value, unit, times). Withheld: the device
+or app name (`source`, often a person's name), the
 member id (it links to a person's account) and every other field of the raw record (a
 rejected CSV row carries whatever the lab put in it: patient numbers, names, birth dates);
 their names are listed so the steward knows what exists. The full record stays with the
@@ -24,7 +25,9 @@ from backend.refine import quarantine as qr
 router = APIRouter(prefix="/v1", tags=["steward"], responses=GOVERNED_RESPONSES)
 
 # The fields of `normalise.sample_record`: measurement data, nothing that names a person.
-SHOWN_FIELDS = ("code", "value", "unit", "start", "end", "source", "qualifier", "tz_offset_minutes")
+# Not `source`: a device name is often a person's ("Anna Smith's iPhone"), and the
+# dataset route removes it too.
+SHOWN_FIELDS = ("code", "value", "unit", "start", "end", "qualifier", "tz_offset_minutes")
 
 
 class QuarantinedRecord(BaseModel):

@@ -1,4 +1,8 @@
-"""`rejuve ingest | reconcile | quarantine | quality`: the data steward's commands."""
+"""`rejuve ingest | reconcile | quarantine | quality | sources`: the data steward's commands.
+
+`rejuve ingest` exits 0 when every record went in (or duplicated one already in), 1 when
+the file landed but did not go in cleanly (records quarantined: the summary counts each
+reason), and 2 when it was refused or could not be read at all."""
 
 from __future__ import annotations
 
@@ -27,6 +31,50 @@ if TYPE_CHECKING:
 quarantine_app = typer.Typer(no_args_is_help=True, help="Review quarantined records.")
 
 
+class NotClean(UserError):
+    """The file landed, but not all of it went in: exit 1 (2 is for refused input)."""
+
+    exit_code = 1
+
+
+def sources_add(ctx: StackContext, name: str, rotate: bool, members: list[str]) -> None:
+    from backend.api.api_keys import enrol, register
+    from backend.ingest.landing import is_enrolled
+
+    ids = [_uuid(m, "member") for m in members]
+    with ctx.db.connect("owner") as conn:
+        # Check the members before a key exists: a refused command leaves nothing behind.
+        unknown = [m for m in ids if not is_enrolled(conn, m)]
+        conn.rollback()
+        if unknown:
+            raise UserError(
+                f"--member {unknown[0]} is not an enrolled member; enrol it first"
+                " (`rejuve members add`)"
+            )
+        key = register(conn, name, rotate=rotate)
+        added = enrol(conn, name, ids)
+    console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
+    console.print(key, soft_wrap=True, highlight=False)
+    if added or not ids:
+        console.print(
+            f"enrolled for {added} member(s)"
+            if ids
+            else "enrolled for no member yet: `rejuve sources enrol NAME --member UUID`"
+        )
+
+
+def sources_enrol(ctx: StackContext, name: str, members: list[str], remove: bool) -> None:
+    from backend.api.api_keys import enrol, unenrol
+
+    ids = [_uuid(m, "member") for m in members]
+    with ctx.db.connect("owner") as conn:
+        if remove:
+            console.print(f"{name}: withdrew {unenrol(conn, name, ids)} enrolment(s)")
+        else:
+            n = enrol(conn, name, ids)
+            console.print(f"{name}: enrolled for {n} more member(s) ({len(ids) - n} already)")
+
+
 def _uuid(value: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
@@ -43,8 +91,29 @@ def ingest(
     batch_id: str | None,
     mapping: Path | None,
     timeout: float,
+    enrol: bool = False,
 ) -> None:
-    from backend.ingest.files import ingest_file, ingest_multi_member_csv
+    from backend.ingest.landing import NotEnrolled
+
+    try:
+        _ingest(ctx, path, fmt, member, source, batch_id, mapping, timeout, enrol)
+    except NotEnrolled as e:
+        # One line that says what to do: the hint is not hidden behind -v.
+        raise UserError(f"{'--member: ' if member else ''}{e}; {e.detail}") from None
+
+
+def _ingest(
+    ctx: StackContext,
+    path: Path,
+    fmt: str,
+    member: str | None,
+    source: str | None,
+    batch_id: str | None,
+    mapping: Path | None,
+    timeout: float,
+    enrol: bool,
+) -> None:
+    from backend.refine.files import ingest_file, ingest_multi_member_csv
 
     options = _mapping_options(mapping) if mapping else None
     if member is None:
@@ -59,12 +128,12 @@ def ingest(
                 source=source,
                 parse_options=options,
                 timeout=timeout,
+                enrol=enrol,
             )
         lines = [r.line for r in results]
         console.print(f"{path.name}: {len(results)} members, one encrypted batch each")
         console.print(_reconcile_table(lines, title=f"{path.name}"))
-        if not all(ln.ok for ln in lines):
-            raise UserError("the file does not reconcile")
+        _verdict(lines)
         return
     member_id = _uuid(member, "member")
     size = path.stat().st_size if path.is_file() else 0
@@ -90,6 +159,7 @@ def ingest(
             parse_options=options,
             timeout=timeout,
             progress=lambda n: bar.advance(task, n),
+            enrol=enrol,
         )
     receipt, line = result.receipt, result.line
     verb = "already landed as" if receipt.replayed else "landed as"
@@ -105,8 +175,37 @@ def ingest(
         console.print(
             "unmapped (counted, not processed): " + ", ".join(f"{k} {v:,}" for k, v in top)
         )
-    if not line.ok:
-        raise UserError("the batch does not reconcile", "; ".join(line.problems))
+    _verdict([line])
+
+
+def _verdict(lines: list) -> None:  # type: ignore[type-arg]
+    """Say whether the file went in cleanly: each quarantine reason with its count, and
+    an exit status that tells a script (see the module docstring)."""
+    from collections import Counter
+
+    problems = [p for ln in lines for p in ln.problems]
+    if problems:
+        raise UserError("the file does not reconcile", "; ".join(problems))
+    reasons: Counter[str] = Counter()
+    for ln in lines:
+        reasons.update(ln.reasons)
+    quarantined = sum(ln.quarantined for ln in lines)
+    duplicate = sum(ln.duplicate for ln in lines)
+    processed = sum(ln.processed for ln in lines)
+    if not quarantined:
+        console.print(
+            f"[green]went in cleanly[/]: {processed:,} processed, {duplicate:,} duplicate"
+        )
+        return
+    console.print(
+        "quarantined: "
+        + ", ".join(f"{reason} {n:,}" for reason, n in reasons.most_common())
+        + " (see `rejuve quarantine list --batch ID`)"
+    )
+    raise NotClean(
+        f"the file did not go in cleanly: {quarantined:,} record(s) quarantined,"
+        f" {processed:,} processed"
+    )
 
 
 def _mapping_options(path: Path) -> dict[str, object]:
@@ -203,6 +302,12 @@ def reconcile_cmd(
         for k, v in list(totals["unmapped"].items())[:20]:
             unm.add_row(k, f"{v:,}")
         console.print(unm)
+    failed = [b for b in result.batches if b.error]
+    if failed:
+        console.print(
+            f"[red]failed: {len(failed)} batch(es) could not be refined[/] (kept in the raw"
+            " zone; `rejuve reconcile --json` gives each reason)"
+        )
     console.print(
         "[green]reconciled: nothing lost[/]" if result.ok else "[red]does NOT reconcile[/]"
     )
@@ -234,7 +339,10 @@ def quarantine_list(
         print_json([e.__dict__ for e in entries])
         return
     table = Table(title=f"Quarantine ({status})", title_justify="left")
-    for col in ("id", "reason", "field", "where", "detail", "status"):
+    # Whole ids, never folded or cut: `show`, `release` and `reject` take them (or any
+    # unique prefix).
+    table.add_column("id", no_wrap=True, min_width=36)
+    for col in ("reason", "field", "where", "detail", "status"):
         table.add_column(col)
     for e in entries:
         table.add_row(
@@ -248,14 +356,23 @@ def quarantine_list(
     console.print(table)
 
 
+def _entry_id(conn: object, value: str) -> uuid.UUID:
+    """A whole quarantine id, or any prefix of one that names exactly one entry."""
+    from backend.refine import quarantine as q
+
+    return q.resolve(conn, value)  # type: ignore[arg-type]
+
+
 @quarantine_app.command("show")
-def quarantine_show(quarantine_id: str) -> None:
+def quarantine_show(
+    quarantine_id: Annotated[str, typer.Argument(help="the id, or any unique prefix of it")],
+) -> None:
     """Show one quarantined record in full."""
     from backend.cli.app import context
     from backend.refine import quarantine as q
 
     with context().db.connect("refiner") as conn:
-        e = q.get(conn, _uuid(quarantine_id, "quarantine id"))
+        e = q.get(conn, _entry_id(conn, quarantine_id))
     print_json({**e.__dict__})
 
 
@@ -276,7 +393,7 @@ def quarantine_release(
             raise UserError(f"--set '{item}' is not FIELD=VALUE")
         corrections[key.strip()] = value.strip()
     with context().db.connect("refiner") as conn:
-        q.release(conn, _uuid(quarantine_id, "quarantine id"), corrections, note)
+        q.release(conn, _entry_id(conn, quarantine_id), corrections, note)
     console.print(f"released {quarantine_id}")
 
 
@@ -289,7 +406,7 @@ def quarantine_reject(
     from backend.refine import quarantine as q
 
     with context().db.connect("refiner") as conn:
-        q.reject(conn, _uuid(quarantine_id, "quarantine id"), note)
+        q.reject(conn, _entry_id(conn, quarantine_id), note)
     console.print(f"rejected {quarantine_id}")
 
 
@@ -314,19 +431,26 @@ def quality_cmd(ctx: StackContext, limit: int, as_json: bool) -> None:
         "refine lag",
     ):
         table.add_column(col, justify="left" if col in ("batch", "format", "received") else "right")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
     for r in rows:
         table.add_row(
-            str(r.batch_id)[:8],
+            str(r.batch_id),
             r.format,
             r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-            f"{r.completeness:.1%}",
-            f"{r.validity_rate:.1%}",
-            f"{r.duplicate_rate:.1%}",
+            "[red]failed[/]" if r.error else pct(r.completeness),
+            pct(r.validity_rate),
+            pct(r.duplicate_rate),
             _duration(r.lateness_p50_s),
             _duration(r.lateness_p95_s),
             f"{r.refine_lag_s:.2f} s",
         )
     console.print(table)
+    failed = [r for r in rows if r.error]
+    for r in failed:
+        console.print(f"[red]failed[/] {r.batch_id}: {r.error}", highlight=False)
 
 
 def _duration(seconds: float | None) -> str:
@@ -338,4 +462,11 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds:.1f} s"
 
 
-__all__ = ["ingest", "quality_cmd", "quarantine_app", "reconcile_cmd"]
+__all__ = [
+    "ingest",
+    "quality_cmd",
+    "quarantine_app",
+    "reconcile_cmd",
+    "sources_add",
+    "sources_enrol",
+]

@@ -28,11 +28,16 @@ def ingest(
     batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
     mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for refinement")] = 600,
+    enrol: Annotated[
+        bool, typer.Option(help="enrol the file's members first if they are not enrolled yet")
+    ] = False,
 ) -> None:
-    """Land a file in the raw zone (encrypted), refine it and show what became of it."""
+    """Land a file in the raw zone (encrypted), refine it and show what became of it.
+    Exit 0: every record went in (or was a duplicate); 1: some records were quarantined
+    or the file could not be read (the summary says why); 2: nothing landed (bad input)."""
     from backend.cli.data_cmds import ingest as run_ingest
 
-    run_ingest(runtime(), path, fmt, member, source, batch_id, mapping, timeout)
+    run_ingest(runtime(), path, fmt, member, source, batch_id, mapping, timeout, enrol)
 
 
 @app.command()

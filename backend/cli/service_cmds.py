@@ -67,7 +67,7 @@ def flows_run() -> None:
     from prefect import serve
     from prefect.deployments.runner import RunnerDeployment
 
-    from backend.ingest import dropbox
+    from backend.refine import dropbox
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
     ctx = runtime(service=True)
@@ -106,4 +106,6 @@ def refiner_run() -> None:
         stop,
         ctx.settings.refiner_workers,
         heartbeat=ctx.layout.run / "refiner.heartbeat",
+        time_limit=ctx.settings.refine_time_limit_seconds,
+        max_attempts=ctx.settings.refine_max_attempts,
     )

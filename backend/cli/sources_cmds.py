@@ -1,4 +1,4 @@
-"""`rejuve sources add | revoke`: ingestion sources and their API keys."""
+"""`rejuve sources add | enrol | revoke`: ingestion sources and their API keys."""
 
 from __future__ import annotations
 
@@ -16,14 +16,27 @@ sources_app = typer.Typer(no_args_is_help=True, help="Ingestion sources and thei
 def sources_add(
     name: Annotated[str, typer.Argument(help="source name, e.g. acme-watch")],
     rotate: Annotated[bool, typer.Option(help="replace the key of an existing source")] = False,
+    member: Annotated[
+        list[str] | None, typer.Option(help="a member it may write for (UUID, repeatable)")
+    ] = None,
 ) -> None:
-    """Register a source; prints its API key once (it is stored hashed)."""
-    from backend.api.api_keys import register
+    """Register a source; prints its API key once (it is stored hashed). It may write only
+    for the members it is enrolled for (--member here, or `rejuve sources enrol`)."""
+    from backend.cli.data_cmds import sources_add as add
 
-    with runtime().db.connect("owner") as conn:
-        key = register(conn, name, rotate=rotate)
-    console.print(f"API key for [bold]{name}[/] (shown once, store it now):")
-    console.print(key, soft_wrap=True, highlight=False)
+    add(runtime(), name, rotate, member or [])
+
+
+@sources_app.command("enrol")
+def sources_enrol(
+    name: Annotated[str, typer.Argument(help="source name")],
+    member: Annotated[list[str], typer.Option(help="member UUID (repeatable)")],
+    remove: Annotated[bool, typer.Option(help="withdraw these enrolments instead")] = False,
+) -> None:
+    """Enrol a source (device, app) for members: its key may write their data only."""
+    from backend.cli.data_cmds import sources_enrol as enrol
+
+    enrol(runtime(), name, member, remove)
 
 
 @sources_app.command("revoke")

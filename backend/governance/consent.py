@@ -3,7 +3,7 @@ the consent text the member saw. Queries join the effective consent in SQL
 (`CONSENTED_CODES`), so a withdrawal counts from the very next request.
 
 Purposes are `coaching` or `study:<study id>`; categories are the catalog's
-(`backend.refine.catalog.Measure.category`)."""
+(`backend.ingest.catalog.Measure.category`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.exceptions import UserError
-from backend.refine.catalog import CATALOG
+from backend.ingest.catalog import CATALOG
 
 CATEGORIES = tuple(sorted({m.category for m in CATALOG.values()}))
 

@@ -2,10 +2,18 @@
 
 The commit is the acknowledgement: once `land` returns, the batch is durable (PostgreSQL
 fsyncs the commit) and the refiner has been notified. A client batch id seen before
-returns the earlier batch and lands nothing new."""
+returns the earlier batch and lands nothing new, if the content is the same; the same id
+with other content is refused (BatchConflict), never silently dropped.
+
+Data lands only for members enrolled in `governance.members` (a typo in a member id must
+not create orphan data with a data key of its own), and a source's key only for the
+members the source is enrolled for (`governance.source_members`, see `may_write`).
+
+This is the only landing path: every raw record is sealed under its member's data key."""
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import json
@@ -18,6 +26,7 @@ import psycopg
 from psycopg import errors
 from psycopg.pq import TransactionStatus
 
+from backend.exceptions import UserError
 from backend.ingest.formats.registry import get as get_format
 from backend.keys import envelope
 from backend.keys.keystore import KeyStore
@@ -26,12 +35,25 @@ PART_SIZE = 4 * 1024 * 1024
 NOTIFY_CHANNEL = "raw_landed"
 
 
+class NotEnrolled(UserError):
+    """The member is not enrolled, or the source is not enrolled for the member."""
+
+    def __init__(self, message: str, detail: str | None = None, *, field: str) -> None:
+        super().__init__(message, detail)
+        self.field = field
+
+
+class BatchConflict(UserError):
+    """A client batch id seen before, with other content."""
+
+
 @dataclass(frozen=True)
 class Receipt:
     batch_id: uuid.UUID
     records: int
     bytes: int
     replayed: bool  # the client batch id was already landed: nothing new was written
+    digest: builtins.bytes = b""  # SHA-256 of the content (`bytes` above is its size)
 
 
 def _existing(
@@ -42,11 +64,52 @@ def _existing(
     if client_batch_id is None:
         return None
     row = conn.execute(
-        "select batch_id, record_count, byte_count from raw.batches"
+        "select batch_id, record_count, byte_count, digest from raw.batches"
         " where source = %s and client_batch_id = %s",
         (source, client_batch_id),
     ).fetchone()
-    return Receipt(row[0], row[1], row[2], replayed=True) if row else None
+    return Receipt(row[0], row[1], row[2], replayed=True, digest=row[3]) if row else None
+
+
+def _same_content(earlier: Receipt, data: BinaryIO, client_batch_id: str | None) -> Receipt:
+    whole = hashlib.sha256()
+    while chunk := data.read(PART_SIZE):
+        whole.update(chunk)
+    if whole.digest() != earlier.digest:
+        raise BatchConflict(
+            f"batch id '{client_batch_id}' was landed before with other content",
+            "a batch id names one batch: send new content under a new batch id",
+        )
+    return earlier
+
+
+def is_enrolled(conn: psycopg.Connection, member_id: uuid.UUID) -> bool:
+    row = conn.execute(
+        "select 1 from governance.members where member_id = %s", (member_id,)
+    ).fetchone()
+    return row is not None
+
+
+def may_write(conn: psycopg.Connection, source: str, member_id: uuid.UUID) -> bool:
+    """The source is enrolled for the member (`rejuve sources enrol`)."""
+    row = conn.execute(
+        "select 1 from governance.source_members where source = %s and member_id = %s",
+        (source, member_id),
+    ).fetchone()
+    conn.rollback()
+    return row is not None
+
+
+def check_enrolled(conn: psycopg.Connection, member_id: uuid.UUID) -> None:
+    enrolled = is_enrolled(conn, member_id)
+    conn.rollback()
+    if not enrolled:
+        raise NotEnrolled(
+            f"member {member_id} is not enrolled",
+            "enrol the member first (`rejuve members add`), or pass --enrol to enrol on"
+            " this first ingest",
+            field="member_id",
+        )
 
 
 def land(
@@ -73,7 +136,8 @@ def land(
     earlier = _existing(conn, source, client_batch_id)
     conn.rollback()  # end the read-only check; the landing below is its own transaction
     if earlier:
-        return earlier
+        return _same_content(earlier, data, client_batch_id)
+    check_enrolled(conn, member_id)
     key = keys.get_or_create(member_id)
     batch_id = uuid.uuid4()
     whole = hashlib.sha256()
@@ -128,8 +192,12 @@ def land(
         conn.rollback()
         if again is None:
             raise
+        if again.digest != whole.digest():
+            raise BatchConflict(
+                f"batch id '{client_batch_id}' was landed at the same time with other content"
+            ) from None
         return again
-    return Receipt(batch_id, parts, total, replayed=False)
+    return Receipt(batch_id, parts, total, replayed=False, digest=whole.digest())
 
 
 def land_bytes(conn: psycopg.Connection, keys: KeyStore, *, body: bytes, **kw: Any) -> Receipt:

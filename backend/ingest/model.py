@@ -14,7 +14,7 @@ class Sample(NamedTuple):
     A NamedTuple, not a frozen dataclass: parsers make one per record, millions per export,
     and a frozen dataclass costs several times more to construct.
 
-    `code` is already the catalog code (LOINC, see `backend.refine.catalog`); `unit` is
+    `code` is already the catalog code (LOINC, see `backend.ingest.catalog`); `unit` is
     the unit exactly as the source wrote it (Apple's `count/min`, a FHIR UCUM code, an
     Open mHealth unit) and is converted to the catalog's canonical UCUM unit later.
     """

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import NamedTuple
 
+from backend.ingest.catalog import lookup
 from backend.ingest.model import Sample
-from backend.refine.catalog import lookup
 from backend.refine.units import UnitError, conversion_for
 
 # Device clocks drift; a sample a little ahead of ours is not "from the future".
 CLOCK_SKEW = dt.timedelta(minutes=5)
+# No measurement we hold predates this (a heart rate dated 0001-01-01 is a broken clock).
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 
 
 class Observation(NamedTuple):
@@ -91,16 +93,38 @@ def _stated_member(ref: str | None) -> uuid.UUID | None:
         return None
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text holds no NUL and no lone surrogate."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Quarantined:
     stated = _stated_member(s.member_ref)
     if stated is not None and stated != member:
-        # A file uploaded for one member must not slip another member's data in.
-        return _quarantine(
-            s,
+        # A file uploaded for one member must not slip another member's data in. The
+        # record keeps the member it named (member_ref: shown on the host by `rejuve
+        # quarantine show`, withheld from the steward's HTTP view, never logged).
+        return Quarantined(
             "member_mismatch",
             "subject",
-            "the record names another member than the one it was uploaded for",
+            "the record names another member (member_ref) than the one it was uploaded for",
+            s.locator,
+            {**sample_record(s), "member_ref": str(stated)},
         )
+    for name in ("code", "unit", "source", "qualifier"):
+        text = getattr(s, name)
+        if text is not None and not _storable(text):
+            return _quarantine(
+                s, "unstorable_text", name, "contains a NUL character or invalid Unicode"
+            )
     measure = lookup(s.code)
     if measure is None:
         return _quarantine(s, "unknown_code", "code", f"code '{s.code}' is not in the catalog")
@@ -108,6 +132,13 @@ def normalise(s: Sample, member: uuid.UUID, now: dt.datetime) -> Observation | Q
         return _quarantine(s, "bad_value", "value", f"value {s.value!r} is not a finite number")
     if s.start.tzinfo is None:
         return _quarantine(s, "bad_timestamp", "start", "timestamp has no time zone")
+    if s.start < EARLIEST or (s.end is not None and s.end < EARLIEST):
+        return _quarantine(
+            s,
+            "implausible_time",
+            "start" if s.start < EARLIEST else "end",
+            f"before {EARLIEST:%Y-%m-%d}: not a plausible measurement time",
+        )
     if s.start > now + CLOCK_SKEW:
         return _quarantine(
             s,

@@ -15,12 +15,13 @@ class BatchQuality:
     batch_id: uuid.UUID
     format: str
     received_at: dt.datetime
-    completeness: float
-    validity_rate: float
-    duplicate_rate: float
+    completeness: float | None  # None: nothing was parsed (no rate to speak of)
+    validity_rate: float | None
+    duplicate_rate: float | None
     lateness_p50_s: float | None
     lateness_p95_s: float | None
     refine_lag_s: float
+    error: str | None = None  # the batch failed: unreadable or dead-lettered, and why
 
 
 def latest(
@@ -33,7 +34,7 @@ def latest(
     """The most recent batches first."""
     rows = conn.execute(
         "select batch_id, format, received_at, completeness, validity_rate, duplicate_rate,"
-        " lateness_p50_s, lateness_p95_s, refine_lag_s from analytics.batch_quality"
+        " lateness_p50_s, lateness_p95_s, refine_lag_s, error from analytics.batch_quality"
         " where (%(since)s::timestamptz is null or received_at >= %(since)s)"
         "   and (%(fmt)s::text is null or format = %(fmt)s)"
         " order by received_at desc, batch_id limit %(limit)s",

@@ -1,5 +1,9 @@
 """Proof that nothing was lost: for every landed batch, parsed = processed + quarantined +
-duplicate, and the rows really in the processed zone match the ledger's counts."""
+duplicate, and the rows really in the processed zone match the ledger's counts.
+
+A batch that could not be refined (its file unreadable, or dead-lettered after failing
+`refine_max_attempts` times or exceeding the time limit) is a failure here: its data is
+in the raw zone, not in the processed zone, and someone has to act."""
 
 from __future__ import annotations
 
@@ -24,6 +28,9 @@ class BatchLine:
     duplicate: int = 0
     unmapped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    status: str | None = None  # refined, unreadable, dead_letter; None before refinement
+    attempts: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantine reasons, counted
     observation_rows: int = 0
     quarantine_rows: int = 0
     released: int = 0
@@ -67,12 +74,17 @@ class Reconciliation:
 _QUERY = """
 select b.batch_id, b.format, b.received_at, l.batch_id is not null,
        coalesce(l.parsed, 0), coalesce(l.processed, 0), coalesce(l.quarantined, 0),
-       coalesce(l.duplicate, 0), coalesce(l.unmapped, '{}'), l.error,
+       coalesce(l.duplicate, 0), coalesce(l.unmapped, '{}'), l.error, l.status,
+       coalesce(l.attempts, a.attempts, 0),
+       coalesce((select jsonb_object_agg(reason, n) from (
+           select reason, count(*) n from processed.quarantine q
+            where q.batch_id = b.batch_id group by reason) r), '{}'),
        (select count(*) from processed.observations o where o.batch_id = b.batch_id),
        (select count(*) from processed.quarantine q where q.batch_id = b.batch_id),
        (select count(*) from processed.quarantine q
          where q.batch_id = b.batch_id and q.status = 'released')
 from raw.batches b left join processed.batch_ledger l using (batch_id)
+     left join processed.batch_attempts a using (batch_id)
 where (%(batch)s::uuid is null or b.batch_id = %(batch)s::uuid)
   and (%(since)s::timestamptz is null or b.received_at >= %(since)s::timestamptz)
 order by b.received_at
@@ -93,13 +105,33 @@ def reconcile(
     pending = 0
     for r in rows:
         line = BatchLine(
-            r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], dict(r[8]), r[9], r[10], r[11], r[12]
+            batch_id=r[0],
+            fmt=r[1],
+            received_at=r[2],
+            refined=r[3],
+            parsed=r[4],
+            processed=r[5],
+            quarantined=r[6],
+            duplicate=r[7],
+            unmapped=dict(r[8]),
+            error=r[9],
+            status=r[10],
+            attempts=r[11],
+            reasons=dict(r[12]),
+            observation_rows=r[13],
+            quarantine_rows=r[14],
+            released=r[15],
         )
-        if not line.refined:
+        if line.error:
+            line.problems.append(f"failed ({line.status}): {line.error}")
+        elif not line.refined:
             if now[0] - line.received_at < grace:
                 pending += 1
                 continue
-            line.problems.append("landed but not refined")
+            line.problems.append(
+                "landed but not refined"
+                + (f" ({line.attempts} failed attempt(s) so far)" if line.attempts else "")
+            )
         else:
             if line.parsed != line.processed + line.quarantined + line.duplicate:
                 line.problems.append(

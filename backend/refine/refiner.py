@@ -3,13 +3,21 @@
 Everything a batch produces (observations, quarantine rows, its ledger row and quality
 metrics) is written in one transaction, and the ledger row's primary key makes a second
 attempt a no-op. A refiner killed half-way leaves nothing behind; the batch stays
-pending and the next run refines it from the start."""
+pending and the next run refines it from the start.
+
+A batch that fails for another reason (an error, not "this is not the format it claims")
+is retried with a growing pause, at most `max_attempts` times; then it is dead-lettered:
+its ledger row says so with the reason, the steward sees it in `rejuve quality` and
+`rejuve reconcile`, and it is never retried on its own. A failing batch never holds up
+the others: `pending` gives batches that are waiting out their pause no turn."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
+import math
 import random
 import uuid
 from collections import Counter
@@ -69,6 +77,8 @@ _OBS_TYPES = [
     "uuid",
 ]
 _LATENESS_SAMPLE = 10_000
+MAX_ATTEMPTS = 3
+_RETRY_PAUSE_MAX = dt.timedelta(minutes=5)
 
 
 @dataclass
@@ -81,6 +91,8 @@ class Outcome:
     unmapped: Counter[str] = field(default_factory=Counter)
     records_read: int = 0
     error: str | None = None
+    status: str = "refined"  # or "unreadable", "dead_letter"
+    attempts: int = 1
 
     @property
     def balanced(self) -> bool:
@@ -105,12 +117,15 @@ class _Manifest:
 def pending(
     conn: psycopg.Connection, limit: int = 100, window: dt.timedelta = dt.timedelta(days=7)
 ) -> list[uuid.UUID]:
-    """Landed batches without a ledger row, oldest first."""
+    """Landed batches without a ledger row, oldest first; a batch that failed before waits
+    out its pause, and batches that never failed come first."""
     rows = conn.execute(
         "select b.batch_id from raw.batches b"
+        " left join processed.batch_attempts a using (batch_id)"
         " where b.received_at > now() - %s"
         "   and not exists (select 1 from processed.batch_ledger l where l.batch_id = b.batch_id)"
-        " order by b.received_at limit %s",
+        "   and (a.next_attempt_at is null or a.next_attempt_at <= now())"
+        " order by coalesce(a.attempts, 0), b.received_at limit %s",
         (window, limit),
     ).fetchall()
     conn.commit()
@@ -130,13 +145,92 @@ def _manifest(conn: psycopg.Connection, batch_id: uuid.UUID) -> _Manifest | None
 
 
 def refine_batch(
-    conn: psycopg.Connection, keys: KeyStore, batch_id: uuid.UUID, now: dt.datetime | None = None
+    conn: psycopg.Connection,
+    keys: KeyStore,
+    batch_id: uuid.UUID,
+    now: dt.datetime | None = None,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> Outcome | None:
-    """Refine one batch. Returns None if it was already refined (or is being refined)."""
+    """Refine one batch. Returns None if it was already refined (or is being refined), or
+    if it failed and will be tried again (see `fail_batch`)."""
     if conn.info.transaction_status != TransactionStatus.IDLE:
         # Inside a caller's transaction our commit would be a mere savepoint.
         raise RuntimeError("refine_batch() needs a connection with no transaction open")
-    now = now or dt.datetime.now(dt.UTC)
+    try:
+        return _refine_once(conn, keys, batch_id, now or dt.datetime.now(dt.UTC))
+    except psycopg.OperationalError:
+        raise  # the database, not the batch: the caller reconnects
+    except Exception as e:  # any fault of one batch must not stop the others
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.rollback()
+        return fail_batch(conn, batch_id, failure_reason(e), max_attempts)
+
+
+def failure_reason(e: Exception) -> str:
+    """What the ledger keeps of an error (stewards read it): never a traceback, whose
+    locals may be health data; for a database error only its class and SQLSTATE, since
+    PostgreSQL quotes the offending value in its messages."""
+    if isinstance(e, psycopg.Error):
+        return f"{type(e).__name__} (SQLSTATE {e.sqlstate})"
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"[:300]
+
+
+def fail_batch(
+    conn: psycopg.Connection,
+    batch_id: uuid.UUID,
+    reason: str,
+    max_attempts: int = MAX_ATTEMPTS,
+    final: bool = False,
+) -> Outcome | None:
+    """Count a failed attempt; dead-letter the batch after `max_attempts` (at once when
+    `final`, e.g. the time limit was exceeded: trying again would cost as much). Returns
+    the dead-letter outcome, or None when the batch will be tried again."""
+    with conn.transaction():
+        row = conn.execute(
+            "insert into processed.batch_attempts as a (batch_id, attempts, last_error)"
+            " values (%s, 1, %s) on conflict (batch_id) do update"
+            " set attempts = a.attempts + 1, last_error = excluded.last_error,"
+            "     last_attempt_at = now()"
+            " returning attempts",
+            (batch_id, reason),
+        ).fetchone()
+        attempts = int(row[0]) if row else 1
+        pause = min(dt.timedelta(seconds=2**attempts), _RETRY_PAUSE_MAX)
+        conn.execute(
+            "update processed.batch_attempts set next_attempt_at = now() + %s where batch_id = %s",
+            (pause, batch_id),
+        )
+        dead = final or attempts >= max_attempts
+        outcome = None
+        if (
+            dead
+            and conn.execute(
+                "select 1 from processed.batch_ledger where batch_id = %s", (batch_id,)
+            ).fetchone()
+            is None
+        ):
+            outcome = Outcome(
+                batch_id,
+                error=f"dead-lettered after {attempts} attempt(s): {reason}",
+                status="dead_letter",
+                attempts=attempts,
+            )
+            _write_ledger(conn, outcome)
+            m = _manifest(conn, batch_id)
+            if m is not None:
+                _write_quality(conn, m, outcome, 0, [], dt.datetime.now(dt.UTC))
+    log.warning(
+        "batch dead-lettered" if outcome else "batch failed to refine; will retry",
+        batch_id=str(batch_id),
+        attempts=attempts,
+    )
+    return outcome
+
+
+def _refine_once(
+    conn: psycopg.Connection, keys: KeyStore, batch_id: uuid.UUID, now: dt.datetime
+) -> Outcome | None:
     with conn.transaction():
         # Two refiners may race for the same notification: one takes the batch.
         locked = conn.execute(
@@ -157,8 +251,9 @@ def refine_batch(
                 outcome = _refine(conn, keys, m, now)
         except FormatError as e:
             # The batch stays in raw as received; its ledger row says why it was not read.
-            outcome = Outcome(batch_id, error=str(e))
+            outcome = Outcome(batch_id, error=str(e), status="unreadable")
             _write_ledger(conn, outcome)
+            _write_quality(conn, m, outcome, 0, [], now)
     log.info(
         "batch refined",
         batch_id=str(batch_id),
@@ -270,24 +365,52 @@ def _refine(
     ).rowcount
     out.processed = inserted
     out.duplicate = staged - inserted
-    out.quarantined = len(quarantined)
+    # A record already open in the quarantine (the same file ingested again) is a
+    # duplicate of that entry, not a second one.
+    out.quarantined = _write_quarantine(conn, m, quarantined)
+    out.duplicate += len(quarantined) - out.quarantined
     out.unmapped = report.unmapped
     out.records_read = report.read
-    _write_quarantine(conn, m, quarantined)
     _write_ledger(conn, out)
     missing = sum(1 for q in quarantined if q.reason == "missing_value")
     _write_quality(conn, m, out, missing, lateness, now)
     return out
 
 
-def _write_quarantine(conn: psycopg.Connection, m: _Manifest, rows: list[Quarantined]) -> None:
+def _jsonable(o: object) -> object:
+    """What jsonb stores: no NaN or Infinity token, no NUL, no lone surrogate."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return repr(o)
+    if isinstance(o, str):
+        if "\x00" in o or not o.isascii():
+            return o.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+        return o
+    if isinstance(o, dict):
+        return {str(_jsonable(k)): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, list | tuple):
+        return [_jsonable(v) for v in o]
+    if o is None or isinstance(o, bool | int | float):
+        return o
+    return _jsonable(str(o))
+
+
+def _record_key(member: uuid.UUID, record: object) -> bytes:
+    h = hashlib.blake2b(member.bytes, digest_size=16)
+    h.update(json.dumps(record, sort_keys=True).encode())
+    return h.digest()
+
+
+def _write_quarantine(conn: psycopg.Connection, m: _Manifest, rows: list[Quarantined]) -> int:
+    """Returns how many entries were opened (the others were open already)."""
     if not rows:
-        return
+        return 0
+    records = [_jsonable(q.record) for q in rows]
     with conn.cursor() as cur:
         cur.executemany(
             "insert into processed.quarantine (raw_record_id, raw_received_at, member_id,"
-            " reason, field, detail, record, batch_id, locator)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " reason, field, detail, record, batch_id, locator, record_key)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " on conflict (record_key) where status = 'open' do nothing",
             [
                 (
                     m.first_record,
@@ -295,29 +418,35 @@ def _write_quarantine(conn: psycopg.Connection, m: _Manifest, rows: list[Quarant
                     m.member_id,
                     q.reason,
                     q.field,
-                    q.detail,
-                    Jsonb(q.record, dumps=lambda o: json.dumps(o, default=str)),
+                    _jsonable(q.detail),
+                    Jsonb(record),
                     m.batch_id,
-                    q.locator,
+                    _jsonable(q.locator),
+                    _record_key(m.member_id, record),
                 )
-                for q in rows
+                for q, record in zip(rows, records, strict=True)
             ],
         )
+        # executemany's rowcount is the sum over all rows (psycopg >= 3.1)
+        return max(cur.rowcount, 0)
 
 
 def _write_ledger(conn: psycopg.Connection, out: Outcome) -> None:
     conn.execute(
         "insert into processed.batch_ledger (batch_id, parsed, processed, quarantined,"
-        " duplicate, unmapped, records_read, error) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " duplicate, unmapped, records_read, error, status, attempts)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             out.batch_id,
             out.parsed,
             out.processed,
             out.quarantined,
             out.duplicate,
-            Jsonb(dict(out.unmapped)),
+            Jsonb(_jsonable(dict(out.unmapped))),
             out.records_read,
             out.error,
+            out.status,
+            out.attempts,
         ),
     )
 
@@ -337,23 +466,24 @@ def _write_quality(
     lateness: list[float],
     now: dt.datetime,
 ) -> None:
-    parsed = out.parsed or 1
+    parsed = out.parsed
     # Completeness: the share of parsed records that arrived with every required field.
-    completeness = 1.0 - missing / parsed
+    # A batch with nothing parsed has no rates (it is not "100 % complete").
     conn.execute(
         "insert into analytics.batch_quality (batch_id, source, format, received_at,"
         " completeness, validity_rate, duplicate_rate, lateness_p50_s, lateness_p95_s,"
-        " refine_lag_s) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " refine_lag_s, error) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             m.batch_id,
             m.source,
             m.fmt,
             m.received_at,
-            completeness,
-            (out.processed + out.duplicate) / parsed,
-            out.duplicate / parsed,
+            1.0 - missing / parsed if parsed else None,
+            (out.processed + out.duplicate) / parsed if parsed else None,
+            out.duplicate / parsed if parsed else None,
             _percentile(lateness, 0.5),
             _percentile(lateness, 0.95),
             (now - m.received_at).total_seconds(),
+            out.error,
         ),
     )

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -19,29 +22,32 @@ from backend.db.access import DatabaseAccess
 from backend.ingest.landing import NOTIFY_CHANNEL
 from backend.keys.keystore import KeyStore
 from backend.logs import get as get_logger
-from backend.refine.refiner import pending, refine_batch
+from backend.refine.refiner import MAX_ATTEMPTS, fail_batch, pending, refine_batch
+from backend.refine.units import conversion_for
 
 log = get_logger(__name__)
 
 
-def drain(conn: psycopg.Connection, keys: KeyStore) -> int:
-    """Refine every pending batch; returns how many were refined."""
+def drain(
+    conn: psycopg.Connection,
+    keys: KeyStore,
+    max_attempts: int = MAX_ATTEMPTS,
+    on_batch: Callable[[uuid.UUID | None], None] = lambda _: None,
+) -> int:
+    """Refine every pending batch; returns how many were refined. A batch that fails is
+    counted and paused by `refine_batch` (see `fail_batch`): it does not come back in this
+    round, so it cannot hold up the others."""
     done = 0
-    while batch_ids := pending(conn):
-        progressed = False
+    seen: set[uuid.UUID] = set()  # tried in this round (refined, failed, or taken by another)
+    while batch_ids := [b for b in pending(conn, limit=1000) if b not in seen]:
         for batch_id in batch_ids:
+            seen.add(batch_id)
+            on_batch(batch_id)
             try:
-                if refine_batch(conn, keys, batch_id) is not None:
+                if refine_batch(conn, keys, batch_id, max_attempts=max_attempts) is not None:
                     done += 1
-                    progressed = True
-            except psycopg.OperationalError:
-                raise
-            except Exception:
-                # One poisonous batch must not stop the others; it stays pending and
-                # shows up in `rejuve reconcile`.
-                log.exception("batch failed to refine", batch_id=str(batch_id))
-        if not progressed:
-            break
+            finally:
+                on_batch(None)
     return done
 
 
@@ -52,6 +58,8 @@ def run(
     heartbeat: Path | None = None,
     poll_seconds: float = 2.0,
     on_idle: Callable[[], None] = lambda: None,
+    max_attempts: int = MAX_ATTEMPTS,
+    on_batch: Callable[[uuid.UUID | None], None] = lambda _: None,
 ) -> None:
     with (
         access.connect("refiner", autocommit=True) as listener,
@@ -60,7 +68,7 @@ def run(
         listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
         log.info("refiner listening", channel=NOTIFY_CHANNEL)
         while not stop.is_set():
-            drain(worker, keys)
+            drain(worker, keys, max_attempts, on_batch)
             if heartbeat is not None:
                 heartbeat.touch()
             on_idle()
@@ -70,50 +78,110 @@ def run(
             time.sleep(0)  # let a stop signal through between rounds
 
 
+@dataclass
+class _Slot:
+    """One worker process and what it is refining, shared with it through memory: the
+    batch id and the monotonic time it started (0: idle). Only the worker writes them."""
+
+    batch: Any  # multiprocessing Array of 16 bytes
+    started: Any  # multiprocessing Value, double
+    proc: Any = None  # multiprocessing Process
+
+    def current(self) -> tuple[uuid.UUID, float] | None:
+        started = float(self.started.value)
+        if started == 0:
+            return None
+        return uuid.UUID(bytes=bytes(self.batch[:])), started
+
+
 def run_workers(
     access: DatabaseAccess,
     keystore: Callable[[], KeyStore],
     stop: threading.Event,
     workers: int,
     heartbeat: Path | None = None,
+    time_limit: float = 300.0,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> None:
-    """Run `workers` refiner processes. Batches are shared out by the advisory lock in
-    `refine_batch`; the parent only watches them and keeps the heartbeat."""
+    """Run `workers` refiner processes (at least one: a batch is refined in a worker so
+    that it can be stopped). Batches are shared out by the advisory lock in
+    `refine_batch`. The parent keeps the heartbeat and enforces the time limit: a worker
+    that has spent `time_limit` seconds on one batch is killed (its transaction is rolled
+    back), the batch dead-lettered with the reason, and a new worker started. Expat, for
+    one, cannot be interrupted inside a parse, so a process boundary is the only sure
+    stop. A worker that dies on its own is replaced too, and its batch counted as a
+    failed attempt."""
     import multiprocessing as mp
     import signal
 
-    if workers <= 1:
-        run(access, keystore(), stop, heartbeat=heartbeat)
-        return
-    ctx = mp.get_context("fork")  # before any connection exists in this process
+    ctx = mp.get_context("fork")  # no connection exists in this process when it forks
     parent = os.getpid()
-    procs = [
-        ctx.Process(
-            target=_worker, args=(access, keystore, parent), daemon=True, name=f"refiner-{n}"
-        )
-        for n in range(workers)
+    slots = [
+        _Slot(ctx.Array("B", 16, lock=False), ctx.Value("d", 0.0, lock=False))
+        for _ in range(max(1, workers))
     ]
-    for proc in procs:
-        proc.start()
+
+    def start(n: int) -> None:
+        slot = slots[n]
+        slot.started.value = 0.0
+        slot.proc = ctx.Process(
+            target=_worker,
+            args=(access, keystore, parent, slot, max_attempts),
+            daemon=True,
+            name=f"refiner-{n}",
+        )
+        slot.proc.start()
+
+    def fail(batch_id: uuid.UUID, reason: str, final: bool) -> None:
+        try:
+            with access.connect("refiner") as conn:
+                fail_batch(conn, batch_id, reason, max_attempts, final=final)
+        except psycopg.Error as e:
+            log.error(
+                "could not record a failed batch", batch_id=str(batch_id), error=type(e).__name__
+            )
+
+    for n in range(len(slots)):
+        start(n)
+    restarts: list[float] = []
     try:
         while not stop.is_set():
-            dead = [p for p in procs if not p.is_alive()]
-            if dead:
-                log.error(
-                    "refiner worker died; stopping so the supervisor sees it",
-                    worker=dead[0].name,
-                    exitcode=dead[0].exitcode,
-                )
-                break
+            now = time.monotonic()
+            for n, slot in enumerate(slots):
+                busy = slot.current()
+                if busy is not None and now - busy[1] > time_limit and slot.proc.is_alive():
+                    os.kill(slot.proc.pid, signal.SIGKILL)
+                    slot.proc.join(timeout=10)
+                    log.error(
+                        "refiner worker stopped: time limit exceeded",
+                        worker=slot.proc.name,
+                        batch_id=str(busy[0]),
+                        limit_s=time_limit,
+                    )
+                    fail(busy[0], f"time limit of {time_limit:g} s exceeded", final=True)
+                    start(n)
+                elif not slot.proc.is_alive():
+                    log.error(
+                        "refiner worker died; starting another",
+                        worker=slot.proc.name,
+                        exitcode=slot.proc.exitcode,
+                    )
+                    if busy is not None:
+                        fail(busy[0], f"the worker died (exit code {slot.proc.exitcode})", False)
+                    restarts = [t for t in restarts if now - t < 60] + [now]
+                    if len(restarts) > 10:
+                        log.error("refiner workers keep dying; stopping so the supervisor sees it")
+                        return
+                    start(n)
             if heartbeat is not None:
                 heartbeat.touch()
-            stop.wait(2.0)
+            stop.wait(min(2.0, max(0.1, time_limit / 10)))
     finally:
-        for proc in procs:
-            if proc.pid is not None and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.join(timeout=20)
+        for slot in slots:
+            if slot.proc.pid is not None and slot.proc.is_alive():
+                os.kill(slot.proc.pid, signal.SIGTERM)
+        for slot in slots:
+            slot.proc.join(timeout=20)
 
 
 def _die_with(parent: int) -> None:
@@ -130,10 +198,26 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _worker(access: DatabaseAccess, keystore: Callable[[], KeyStore], parent: int) -> None:
+def _worker(
+    access: DatabaseAccess,
+    keystore: Callable[[], KeyStore],
+    parent: int,
+    slot: _Slot,
+    max_attempts: int,
+) -> None:
     import signal
 
     _die_with(parent)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    run(access, keystore(), stop)
+
+    def on_batch(batch_id: uuid.UUID | None) -> None:
+        if batch_id is None:
+            slot.started.value = 0.0
+        else:
+            slot.batch[:] = batch_id.bytes
+            slot.started.value = time.monotonic()
+
+    # Load the unit registry (a second or two) before the first batch, not on its clock.
+    conversion_for("/min", "8867-4")
+    run(access, keystore(), stop, max_attempts=max_attempts, on_batch=on_batch)

@@ -8,6 +8,7 @@ cost more than the whole rest of refinement."""
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,7 +16,7 @@ from typing import Any, cast
 import pint
 from ucumvert import PintUcumRegistry
 
-from backend.refine.catalog import CATALOG, Measure
+from backend.ingest.catalog import CATALOG, Measure
 
 # Non-UCUM spellings seen in real sources -> UCUM.
 SPELLINGS: dict[str, str] = {
@@ -86,11 +87,24 @@ def _quantity(ucum: str) -> pint.Quantity[Any]:
         return cast(pint.Quantity[Any], reg.Quantity(1, "dimensionless"))
     try:
         q = reg.from_ucum(ucum)
-    except Exception as e:  # ucumvert raises lark and pint errors alike
+        # `10*999/min` parses, to a factor no float holds: it would overflow later.
+        finite = isinstance(q, pint.Quantity) and math.isfinite(float(q.to_base_units().magnitude))
+    except Exception as e:  # ucumvert raises lark, pint and overflow errors alike
         raise UnitError(f"unknown unit '{ucum}'") from e
-    if not isinstance(q, pint.Quantity):
+    if not finite:
         raise UnitError(f"unknown unit '{ucum}'")
-    return q
+    return cast(pint.Quantity[Any], q)
+
+
+@functools.lru_cache(maxsize=4096)
+def readable(unit: str) -> UnitError | None:
+    """None if `unit` parses as a unit at all (whatever it measures), else why not: the
+    ingestion API refuses what no measure could ever be converted from."""
+    try:
+        _quantity(to_ucum(unit))
+    except UnitError as e:
+        return e
+    return None
 
 
 def conversion_for(unit: str, code: str) -> Conversion:
@@ -133,6 +147,6 @@ def conversion(unit: str, measure: Measure) -> Conversion:
                 if scaled.dimensionality == dst.dimensionality:
                     factor = scaled.to(dst.units).magnitude / dst.magnitude
                     return Conversion(float(factor), 0.0)
-    except pint.DimensionalityError:
+    except (pint.DimensionalityError, ArithmeticError):
         pass
     raise UnitError(f"'{unit}' cannot be converted to {measure.unit} ({measure.name})")

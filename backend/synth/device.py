@@ -53,8 +53,9 @@ IMPLAUSIBLE: dict[str, tuple[float, ...]] = {
 }
 # Units with another dimension than the measure's: no conversion exists.
 WRONG_UNITS = ("mm[Hg]", "kg")
-# Far enough ahead that no refinement run will be that late.
-FUTURE = dt.timedelta(days=10_000)
+# Far enough ahead that no refinement run will be that late, near enough that the API
+# takes it (it refuses times more than a year ahead): a clock set months ahead.
+FUTURE = dt.timedelta(days=180)
 
 _GOOD, _BAD, _DUPLICATE = 0, 1, 2
 _NEVER = sys.maxsize

@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from backend.refine.catalog import lookup
+from backend.ingest.catalog import lookup
 from backend.synth.members import CohortSpec
 
 # Far enough ahead that no refinement run will be that late: a device or lab system

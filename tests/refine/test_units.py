@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.refine.catalog import lookup
+from backend.ingest.catalog import lookup
 from backend.refine.units import UnitError, conversion_for
 
 

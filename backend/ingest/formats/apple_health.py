@@ -106,6 +106,14 @@ _DECLARATIONS_ONLY = re.compile(rb"<!DOCTYPE\s+HealthData\s*\[(.*?)\]\s*>", re.D
 _CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
 _CONTROLS_TO_SPACE = bytes.maketrans(_CONTROLS, b" " * len(_CONTROLS))
 
+# What one export may cost. Expat re-scans a token (an attribute value, a text node) from
+# its start for every block of input that does not finish it, so one long token costs
+# quadratic time (a 16 MiB attribute: 34 s; 256 MiB: hours). Apple writes short attribute
+# values and no long text, so a run of 1 MiB without a `<` or `>` is refused outright, and
+# a child of <HealthData> may hold at most this many elements (a Record's metadata).
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_RECORD_ELEMENTS = 10_000
+
 _TRUNCATED = frozenset(
     expat.errors.codes[message]
     for message in (
@@ -190,7 +198,7 @@ def _is_export_xml(info: zipfile.ZipInfo) -> bool:
 def _parse_stream(source: _Readable, report: ParseReport, name: str) -> Iterator[Sample | Rejected]:
     tracker = _LineTracker(name)
     state = _State(name, report)
-    events = iterparse(_Sanitised(source), events=("end",), parser=tracker.parser)
+    events = iterparse(_Sanitised(source, name), events=("end",), parser=tracker.parser)
     try:
         for _event, element in events:
             child = tracker.finished(element)
@@ -239,6 +247,7 @@ class _LineTracker:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._elements = 0  # in the child of the root being read
         self._builder = TreeBuilder()
         self.parser = DefusedXMLParser(target=self)
         self._expat: expat.XMLParserType = self.parser.parser
@@ -255,8 +264,17 @@ class _LineTracker:
             self._check_root(element)
         elif self._depth == 1:
             self._open.append(_Child(element, self._expat.CurrentLineNumber))
-        elif self._depth == 2 and tag == "Record":
-            self._open[-1].record_lines += (self._expat.CurrentLineNumber,)
+            self._elements = 0
+        else:
+            self._elements += 1
+            if self._elements > MAX_RECORD_ELEMENTS:
+                raise FormatError(
+                    f"a <{self._open[-1].element.tag}> holds more than "
+                    f"{MAX_RECORD_ELEMENTS:,} elements: refused (no export record is this large)",
+                    self.where(),
+                )
+            if self._depth == 2 and tag == "Record":
+                self._open[-1].record_lines += (self._expat.CurrentLineNumber,)
         self._depth += 1
         return element
 
@@ -302,17 +320,50 @@ class _Sanitised:
     - Some apps write control characters (U+000B) into names and metadata; see _CONTROLS.
 
     The first read returns the whole head of the file, whatever size was asked for.
+    It also refuses a token longer than MAX_TOKEN_BYTES before the parser sees it (see
+    there): `_run` counts the bytes since the last `<` or `>`.
     """
 
-    def __init__(self, raw: _Readable) -> None:
+    def __init__(self, raw: _Readable, name: str) -> None:
         self._raw = raw
+        self._name = name
         self._started = False
+        self._run = 0
+        self._offset = 0
 
     def read(self, size: int = -1, /) -> bytes:
         if self._started:
-            return self._raw.read(size).translate(_CONTROLS_TO_SPACE)
-        self._started = True
-        return _blank_declarations(_read_head(self._raw)).translate(_CONTROLS_TO_SPACE)
+            chunk = self._raw.read(size)
+        else:
+            self._started = True
+            chunk = _blank_declarations(_read_head(self._raw))
+        self._guard(chunk)
+        self._offset += len(chunk)
+        return chunk.translate(_CONTROLS_TO_SPACE)
+
+    def _guard(self, chunk: bytes) -> None:
+        first = min((i for i in (chunk.find(b"<"), chunk.find(b">")) if i >= 0), default=-1)
+        if first < 0:
+            self._run += len(chunk)
+        else:
+            self._run += first
+            if self._run <= MAX_TOKEN_BYTES and len(chunk) > MAX_TOKEN_BYTES:
+                self._run = max(self._run, _longest_run(chunk))
+            if self._run <= MAX_TOKEN_BYTES:
+                self._run = len(chunk) - 1 - max(chunk.rfind(b"<"), chunk.rfind(b">"))
+        if self._run > MAX_TOKEN_BYTES:
+            raise FormatError(
+                f"an attribute value or text longer than {MAX_TOKEN_BYTES:,} bytes: refused"
+                " (no export holds one; parsing it would take hours)",
+                f"{self._name} near byte {self._offset:,}",
+            )
+
+
+_NO_MARKUP = re.compile(rb"[^<>]+")
+
+
+def _longest_run(chunk: bytes) -> int:
+    return max((m.end() - m.start() for m in _NO_MARKUP.finditer(chunk)), default=0)
 
 
 def _read_head(raw: _Readable) -> bytes:

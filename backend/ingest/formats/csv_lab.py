@@ -43,8 +43,8 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backend.ingest.catalog import lookup
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
-from backend.refine.catalog import lookup
 
 _LOINC: Final = re.compile(r"^\d{1,7}-\d$")
 _OFFSET: Final = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})$")

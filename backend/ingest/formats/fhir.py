@@ -22,8 +22,8 @@ from typing import Any, BinaryIO, Final
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from pydantic import ValidationError
 
+from backend.ingest.catalog import lookup
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
-from backend.refine.catalog import lookup
 
 LOINC: Final = "http://loinc.org"
 UCUM: Final = "http://unitsofmeasure.org"

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from backend.db.access import DatabaseAccess
 from backend.exceptions import UserError
-from backend.ingest.files import ingest_file
 from backend.ingest.formats.registry import FORMATS
 from backend.keys.keystore import KeyStore
+from backend.refine.files import ingest_file
 
 # A file modified this recently may still be being copied in.
 SETTLE_SECONDS = 5.0

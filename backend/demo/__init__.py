@@ -1,6 +1,9 @@
 """The demo job: the whole stack up, a synthetic cohort through every door (device batches
 over the HTTPS API, Apple Health, FHIR, Open mHealth and CSV lab files), then the proof
-that nothing was lost and what the data looks like, and where everything runs."""
+that nothing was lost and what the data looks like, and where everything runs.
+
+Everything the demo needs ships in this package: the sample files in `samples/` (copies
+of one test fixture per format) and the governed part in `study.py`."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
-from backend import demo_study
+from backend.api.api_keys import enrol as enrol_source
 from backend.api.api_keys import register
+from backend.demo import study as demo_study
 from backend.exceptions import UserError
 from backend.governance.members import Enrolment, enrol
-from backend.ingest.files import ingest_file, ingest_multi_member_csv, wait_refined
+from backend.refine.files import ingest_file, ingest_multi_member_csv, wait_refined
 from backend.refine.reconcile import Reconciliation, reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
@@ -28,20 +32,21 @@ from backend.stack.status_table import services_table
 from backend.synth.cohort import CohortSpec, write_cohort
 from backend.synth.manifest import Manifest
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-# One sample file per format, as users bring them (see tests/fixtures).
+SAMPLES = Path(__file__).resolve().parent / "samples"
+# One sample file per format, as users bring them.
 SAMPLE_FILES = [
-    ("apple-health", "apple_health/export.xml", None),
-    ("fhir", "fhir/labs-searchset.json", None),
-    ("omh", "omh/mixed-points.json", None),
-    ("csv-lab", "csv_lab/labs-eu.csv", "csv_lab/mapping-eu.toml"),
+    ("apple-health", "apple-health-export.xml", None),
+    ("fhir", "fhir-labs-searchset.json", None),
+    ("omh", "omh-mixed-points.json", None),
+    ("csv-lab", "labs-eu.csv", "mapping-eu.toml"),
 ]
 DEMO_MEMBER = uuid.UUID("d3e0d3e0-0000-4000-8000-000000000001")
 SPEC = CohortSpec(members=20, days=3, seed=42)
 
 
 def _cohort(ctx: StackContext) -> tuple[Path, Manifest]:
-    root = ctx.layout.private_dir("demo") / f"cohort-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
+    # v2: device clocks set months (not decades) ahead, which the API accepts.
+    root = ctx.layout.private_dir("demo") / f"cohort-v2-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
     if not (root / "manifest.json").exists():
         write_cohort(SPEC, root)
     return root, Manifest.load(root / "manifest.json")
@@ -52,6 +57,8 @@ def _post_batches(
 ) -> list[str]:
     with ctx.db.connect("owner") as conn:
         key = register(conn, "demo-devices", rotate=True)
+        # The demo's devices write for the cohort's members and no one else.
+        enrol_source(conn, "demo-devices", [m.member_id for m in manifest.members])
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     files = [f for f in manifest.files if f.format == "device-batch"]
     task = progress.add_task("device batches -> HTTPS API", total=len(files))
@@ -98,16 +105,17 @@ def _ingest_files(ctx: StackContext, root: Path, manifest: Manifest, progress: P
         progress.advance(task)
     task = progress.add_task("sample files, one per format", total=len(SAMPLE_FILES))
     for fmt, name, mapping in SAMPLE_FILES:
-        options = tomllib.loads((FIXTURES / mapping).read_text()) if mapping else None
+        options = tomllib.loads((SAMPLES / mapping).read_text()) if mapping else None
         ingest_file(
             ctx.db,
             keys,
-            path=FIXTURES / name,
+            path=SAMPLES / name,
             fmt=fmt,
             member_id=DEMO_MEMBER,
             region=region,
             source=f"demo-sample:{fmt}",
             parse_options=options,
+            enrol=True,
         )
         progress.advance(task)
 
@@ -164,9 +172,9 @@ def _quality(ctx: StackContext, since: dt.datetime) -> Table:
         table.add_row(
             fmt,
             f"{n:,}",
-            f"{comp:.1%}",
-            f"{valid:.1%}",
-            f"{dup:.1%}",
+            "-" if comp is None else f"{comp:.1%}",
+            "-" if valid is None else f"{valid:.1%}",
+            "-" if dup is None else f"{dup:.1%}",
             f"{(late or 0) / 3600:.1f} h",
             f"{lag:.2f} s",
         )

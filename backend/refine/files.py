@@ -18,7 +18,7 @@ import psycopg
 from backend.db.access import DatabaseAccess
 from backend.exceptions import UserError
 from backend.ingest.formats.registry import get as get_format
-from backend.ingest.landing import Receipt, land
+from backend.ingest.landing import NotEnrolled, Receipt, is_enrolled, land
 from backend.keys.keystore import KeyStore
 from backend.refine.reconcile import BatchLine, reconcile
 from backend.refine.refiner import refine_batch
@@ -43,10 +43,16 @@ def ingest_file(
     parse_options: Mapping[str, Any] | None = None,
     timeout: float = 600,
     progress: Callable[[int], None] = lambda _: None,
+    enrol: bool = False,
 ) -> FileResult:
+    """`enrol`: enrol the member first if it is not enrolled (an explicit first ingest);
+    otherwise a member id that is not enrolled is refused (NotEnrolled) before anything
+    lands."""
     get_format(fmt)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    if enrol:
+        enrol_members(db, [member_id], region)
     with path.open("rb") as fh, db.connect("ingest") as conn:
         receipt = land(
             conn,
@@ -73,11 +79,25 @@ def ingest_multi_member_csv(
     source: str | None = None,
     parse_options: Mapping[str, Any] | None = None,
     timeout: float = 600,
+    enrol: bool = False,
 ) -> list[FileResult]:
-    """A lab file with many members' rows: one batch per member (see `split`)."""
+    """A lab file with many members' rows: one batch per member (see `split`). Every
+    member must be enrolled (or `enrol`) before any of it lands."""
     from backend.ingest.split import split_csv
 
     parts = split_csv(path, parse_options)
+    if enrol:
+        enrol_members(db, list(parts), region)
+    with db.connect("ingest") as conn:
+        missing = [m for m in parts if not is_enrolled(conn, m)]
+        conn.rollback()
+    if missing:
+        raise NotEnrolled(
+            f"{len(missing)} of the file's {len(parts)} members are not enrolled"
+            f" (first: {missing[0]}); nothing was landed",
+            "enrol them (`rejuve members add`), or pass --enrol",
+            field="member",
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     results = []
     for member, body in parts.items():
@@ -97,6 +117,20 @@ def ingest_multi_member_csv(
             )
         results.append(_refine_and_report(db, keys, receipt, timeout))
     return results
+
+
+def enrol_members(db: DatabaseAccess, members: Sequence[uuid.UUID], region: str) -> int:
+    """Enrol the members not enrolled yet (home region `region`); returns how many."""
+    from backend.governance.members import Enrolment, enrol
+
+    added = 0
+    with db.connect("backend") as conn:
+        for m in members:
+            if not is_enrolled(conn, m):
+                conn.rollback()
+                added += enrol(conn, Enrolment(m, region))
+        conn.rollback()
+    return added
 
 
 def _refine_and_report(

@@ -1,1 +1,0 @@
-"""The data zones: raw (landed payloads), processed, analytics, governance."""
