@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -80,6 +80,19 @@ def _token(request: Request) -> str | None:
     return None
 
 
+def _within_limit(allow: Callable[[str], bool], who: str) -> bool:
+    try:
+        return allow(who)
+    except ServiceDown:
+        # Limits that cannot be checked refuse (fail closed): an unlimited path is what
+        # an attacker would wait for.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "rate limits unavailable",
+            headers={"Retry-After": "5"},
+        ) from None
+
+
 @contextmanager
 def governed(
     request: Request,
@@ -114,13 +127,20 @@ def governed(
                 status.HTTP_503_SERVICE_UNAVAILABLE, "identity provider unavailable"
             ) from None
         if identity is None:
+            # Without an identity, the client's address is what a flood is counted by.
+            if not _within_limit(gov.limiter.allow_anonymous, client or "unknown"):
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    "too many requests",
+                    headers={"Retry-After": "1"},
+                )
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "missing, expired or invalid token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         ticket.viewer = Viewer(identity.name, identity.roles, gov.region)
-        if not gov.limiter.allow(identity.name):
+        if not _within_limit(gov.limiter.allow, identity.name):
             raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS, "too many requests", headers={"Retry-After": "1"}
             )

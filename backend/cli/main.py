@@ -189,17 +189,22 @@ def quality(
     quality_cmd(_ctx(), limit, as_json)
 
 
-@app.command("backend-run", hidden=True)
-def backend_run() -> None:
-    """Serve the backend API over HTTPS in the foreground (the supervisor runs it)."""
-    import uvicorn
+def backend_workers(configured: int) -> int:
+    """REJUVE_BACKEND_WORKERS, or one worker process per core when it is 0."""
+    return configured if configured > 0 else (os.cpu_count() or 1)
 
+
+def backend_app() -> object:
+    """The backend app of one worker process (uvicorn's factory: each worker builds its
+    own pools, policy listener, audit writer and token cache; rate limits are in Redis)."""
     from backend.api.app import create_app
 
     ctx = _ctx(service=True)
     s = ctx.settings
-    from backend.api.governance_state import GovernanceState, RateLimiter
+    from backend.api.governance_state import GovernanceState, Rate, SharedRateLimiter
     from backend.keys.study_keys import StudyKeys
+
+    workers = backend_workers(s.backend_workers)
 
     def governance() -> GovernanceState:
         from backend.identity.hub_client import HubTokenValidator
@@ -214,12 +219,19 @@ def backend_run() -> None:
             validator,
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
-            RateLimiter(s.rate_limit_per_second, s.rate_limit_burst),
+            SharedRateLimiter.open(
+                ctx.redis.url,
+                ctx.redis.ca_file,
+                Rate(s.rate_limit_per_second, s.rate_limit_burst),
+                Rate(s.rate_limit_anonymous_per_second, s.rate_limit_anonymous_burst),
+            ),
+            # The database's connection budget is shared by the workers.
+            query_connections=max(4, 32 // workers),
         )
 
     from backend.api.request_guard import RequestLimits
 
-    api = create_app(
+    return create_app(
         governance=governance,
         limits=RequestLimits(s.max_request_bytes, s.max_query_bytes),
         db=ctx.db,
@@ -227,8 +239,20 @@ def backend_run() -> None:
         region=s.region,
         max_batch_bytes=s.max_batch_bytes,
     )
+
+
+@app.command("backend-run", hidden=True)
+def backend_run() -> None:
+    """Serve the backend API over HTTPS in the foreground (the supervisor runs it), as
+    REJUVE_BACKEND_WORKERS processes (default: one per core)."""
+    import uvicorn
+
+    ctx = _ctx(service=True)
+    s = ctx.settings
     uvicorn.run(
-        api,
+        "backend.cli.main:backend_app",
+        factory=True,
+        workers=backend_workers(s.backend_workers),
         host="127.0.0.1",
         port=s.backend_port,
         log_level="warning",
@@ -236,6 +260,10 @@ def backend_run() -> None:
         ssl_keyfile=str(ctx.layout.server_key),
         access_log=False,
         timeout_graceful_shutdown=10,
+        # A new worker imports the whole platform before it answers uvicorn's health ping;
+        # on a loaded machine that takes longer than uvicorn's 5 s, and it would kill and
+        # respawn workers forever.
+        timeout_worker_healthcheck=30,
     )
 
 
