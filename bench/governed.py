@@ -10,7 +10,9 @@ as the backend does (backend/governance/audit_writer.py).
 
     .venv/bin/python bench/governed.py [--seconds 10] [--quick]
 
-Needs the local stack (`make up`). Prints a table, writes bench/results/governed.json.
+Needs the local stack (`make up`); the backend runs REJUVE_BACKEND_WORKERS processes
+(default: one per core). Prints a table, writes bench/results/governed.json, with the
+machine's load average before and after (other work on the machine skews every figure).
 """
 
 from __future__ import annotations
@@ -263,9 +265,14 @@ def audit_cost(ctx: StackContext, seconds: float, writers: int) -> dict[str, flo
         # Concurrent requests, as the backend writes them: grouped by AuditWriter.
         writer = AuditWriter(pool.connection)
         try:
-            return closed_loop(
-                writers, seconds, lambda _: lambda i: writer.write(event(i)) and None
-            )
+
+            def make_writer(_: int) -> Callable[[int], None]:
+                def call(i: int) -> None:
+                    writer.write(event(i))
+
+                return call
+
+            return closed_loop(writers, seconds, make_writer)
         finally:
             writer.close()
 
@@ -279,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds = 2
     console = Console()
     ctx = StackContext.from_env()
+    load_before = os.getloadavg()
     f = setup(ctx, console)
     runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}}
     try:
@@ -306,12 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for col in ("clients", "path", "p50 ms", "p95 ms", "p99 ms", "req/s", "p95 ratio"):
         table.add_column(col, justify="right" if col != "path" else "left")
-    for clients in map(str, LEVELS):
-        d, g = runs["direct"][clients], runs["governed"][clients]
+    for level in map(str, LEVELS):
+        d, g = runs["direct"][level], runs["governed"][level]
         for path, r in (("direct SQL", d), ("governed HTTPS", g)):
             ratio = f"{g['p95_ms'] / d['p95_ms']:.2f}" if r is g else ""
             table.add_row(
-                clients,
+                level,
                 path,
                 f"{r['p50_ms']:.1f}",
                 f"{r['p95_ms']:.1f}",
@@ -334,10 +342,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} ms ({r['per_s']:,.0f}/s)",
         )
     console.print(costs)
+    console.print(
+        f"backend workers: {ctx.settings.backend_workers or os.cpu_count()};"
+        f" load average before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
+    )
     RESULTS.mkdir(exist_ok=True)
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "backend_workers": ctx.settings.backend_workers or os.cpu_count(),
         "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
         "runs": runs,
         "p95_ratio": {
