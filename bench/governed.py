@@ -8,7 +8,11 @@ loop. Besides: one Casbin decision, and one audit record written through
 `governance.audit_append`: alone, and from 32 writers grouped into shared transactions
 as the backend does (backend/governance/audit_writer.py).
 
-    .venv/bin/python bench/governed.py [--seconds 10] [--quick]
+    .venv/bin/python bench/governed.py [--seconds 10] [--quick] [--population 2000]
+
+`--population` other members with coaching and study consent share the database (added
+once, kept between runs): consent rules that read everyone's consent, not just the
+member's, show up only with a realistic population.
 
 Needs the local stack (`make up`); the backend runs REJUVE_BACKEND_WORKERS processes
 (default: one per core). Prints a table, writes bench/results/governed.json, with the
@@ -109,6 +113,40 @@ def setup(ctx: StackContext, console: Console) -> Fixture:
             hub_auth.add_user(ctx.hub.user_store, coach, password, ["coach"], rounds=4)
             tokens.append(login_token(ctx.hub.url, ctx.layout.ca_cert, coach, password, "bench"))
     return Fixture(coaches, members, tokens, password)
+
+
+POPULATION_TAG = "bench-population"
+
+
+def populate(ctx: StackContext, population: int) -> int:
+    """Other members, each with coaching and study consent for every category, up to
+    `population` (tagged by their consent version); returns how many exist."""
+    with ctx.db.connect("owner") as conn:
+        row = conn.execute(
+            "select count(distinct member_id) from governance.consent_events"
+            " where consent_version = %s",
+            (POPULATION_TAG,),
+        ).fetchone()
+        have = int(row[0]) if row else 0
+        if have < population:
+            conn.execute(
+                "with m as (insert into governance.members (member_id, home_region)"
+                "  select gen_random_uuid(), %(region)s from generate_series(1, %(n)s)"
+                "  returning member_id)"
+                " insert into governance.consent_events (member_id, purpose, category, action,"
+                "  consent_version, recorded_by, evidence)"
+                " select m.member_id, p.purpose, c.category, 'grant', %(tag)s, %(tag)s, '{}'"
+                " from m cross join unnest(array['coaching', 'study:bench']) p(purpose)"
+                " cross join unnest(%(categories)s::text[]) c(category)",
+                {
+                    "region": ctx.settings.region,
+                    "n": population - have,
+                    "tag": POPULATION_TAG,
+                    "categories": list(consent.CATEGORIES),
+                },
+            )
+            conn.execute("analyze governance.consent_events")
+    return max(have, population)
 
 
 def teardown(ctx: StackContext, f: Fixture) -> None:
@@ -281,12 +319,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=10, help="per path and concurrency")
     ap.add_argument("--quick", action="store_true", help="2 s per cell, for a smoke run")
+    ap.add_argument(
+        "--population", type=int, default=2000, help="other consenting members in the database"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds = 2
     console = Console()
     ctx = StackContext.from_env()
     load_before = os.getloadavg()
+    with console.status(f"a population of {args.population} consenting members"):
+        population = populate(ctx, args.population)
     f = setup(ctx, console)
     runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}}
     try:
@@ -357,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "backend_workers": ctx.settings.backend_workers or os.cpu_count(),
         "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
+        "population": population,
         "runs": runs,
         "p95_ratio": {
             c: runs["governed"][c]["p95_ms"] / runs["direct"][c]["p95_ms"] for c in runs["direct"]
