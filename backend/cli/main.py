@@ -194,9 +194,27 @@ def backend_workers(configured: int) -> int:
     return configured if configured > 0 else (os.cpu_count() or 1)
 
 
+def _die_with_parent() -> None:
+    """In a worker process: end when uvicorn's parent does. A parent killed with -9 would
+    otherwise leave its workers serving the old code on the port, where the restarted
+    backend cannot bind."""
+    import ctypes
+    import multiprocessing
+    import signal
+
+    parent = multiprocessing.parent_process()
+    if parent is None or sys.platform != "linux":
+        return  # one worker: uvicorn serves in the supervised process itself
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent.pid:  # the parent died before the line above
+        raise SystemExit(1)
+
+
 def backend_app() -> object:
     """The backend app of one worker process (uvicorn's factory: each worker builds its
     own pools, policy listener, audit writer and token cache; rate limits are in Redis)."""
+    _die_with_parent()
     from backend.api.app import create_app
 
     ctx = _ctx(service=True)
