@@ -55,9 +55,15 @@ class Settings(BaseSettings):
     # Governed routes: bodies (cohort criteria, consent, grants) are small; 413/414 above.
     max_request_bytes: int = 64 * 1024
     max_query_bytes: int = 8 * 1024
-    # Per person (Hub identity), per backend process: a token bucket.
+    # Per person (Hub identity), shared by every backend worker through Redis: at most
+    # `burst` requests in any ceil(burst / per_second) seconds (a moving window).
     rate_limit_per_second: float = 20.0
     rate_limit_burst: float = 40.0
+    # Requests without a valid token, per client address (same semantics).
+    rate_limit_anonymous_per_second: float = 20.0
+    rate_limit_anonymous_burst: float = 100.0
+    # Backend worker processes; 0: one per core.
+    backend_workers: int = 0
     drop_dir: Path | None = None  # default: <home>/dropbox
     drop_interval_seconds: int = 30
     # Refining is CPU-bound Python: one process per core keeps up with the API.

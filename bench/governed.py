@@ -8,9 +8,15 @@ loop. Besides: one Casbin decision, and one audit record written through
 `governance.audit_append`: alone, and from 32 writers grouped into shared transactions
 as the backend does (backend/governance/audit_writer.py).
 
-    .venv/bin/python bench/governed.py [--seconds 10] [--quick]
+    .venv/bin/python bench/governed.py [--seconds 10] [--quick] [--population 2000]
 
-Needs the local stack (`make up`). Prints a table, writes bench/results/governed.json.
+`--population` other members with coaching and study consent share the database (added
+once, kept between runs): consent rules that read everyone's consent, not just the
+member's, show up only with a realistic population.
+
+Needs the local stack (`make up`); the backend runs REJUVE_BACKEND_WORKERS processes
+(default: one per core). Prints a table, writes bench/results/governed.json, with the
+machine's load average before and after (other work on the machine skews every figure).
 """
 
 from __future__ import annotations
@@ -107,6 +113,40 @@ def setup(ctx: StackContext, console: Console) -> Fixture:
             hub_auth.add_user(ctx.hub.user_store, coach, password, ["coach"], rounds=4)
             tokens.append(login_token(ctx.hub.url, ctx.layout.ca_cert, coach, password, "bench"))
     return Fixture(coaches, members, tokens, password)
+
+
+POPULATION_TAG = "bench-population"
+
+
+def populate(ctx: StackContext, population: int) -> int:
+    """Other members, each with coaching and study consent for every category, up to
+    `population` (tagged by their consent version); returns how many exist."""
+    with ctx.db.connect("owner") as conn:
+        row = conn.execute(
+            "select count(distinct member_id) from governance.consent_events"
+            " where consent_version = %s",
+            (POPULATION_TAG,),
+        ).fetchone()
+        have = int(row[0]) if row else 0
+        if have < population:
+            conn.execute(
+                "with m as (insert into governance.members (member_id, home_region)"
+                "  select gen_random_uuid(), %(region)s from generate_series(1, %(n)s)"
+                "  returning member_id)"
+                " insert into governance.consent_events (member_id, purpose, category, action,"
+                "  consent_version, recorded_by, evidence)"
+                " select m.member_id, p.purpose, c.category, 'grant', %(tag)s, %(tag)s, '{}'"
+                " from m cross join unnest(array['coaching', 'study:bench']) p(purpose)"
+                " cross join unnest(%(categories)s::text[]) c(category)",
+                {
+                    "region": ctx.settings.region,
+                    "n": population - have,
+                    "tag": POPULATION_TAG,
+                    "categories": list(consent.CATEGORIES),
+                },
+            )
+            conn.execute("analyze governance.consent_events")
+    return max(have, population)
 
 
 def teardown(ctx: StackContext, f: Fixture) -> None:
@@ -263,9 +303,14 @@ def audit_cost(ctx: StackContext, seconds: float, writers: int) -> dict[str, flo
         # Concurrent requests, as the backend writes them: grouped by AuditWriter.
         writer = AuditWriter(pool.connection)
         try:
-            return closed_loop(
-                writers, seconds, lambda _: lambda i: writer.write(event(i)) and None
-            )
+
+            def make_writer(_: int) -> Callable[[int], None]:
+                def call(i: int) -> None:
+                    writer.write(event(i))
+
+                return call
+
+            return closed_loop(writers, seconds, make_writer)
         finally:
             writer.close()
 
@@ -274,11 +319,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=10, help="per path and concurrency")
     ap.add_argument("--quick", action="store_true", help="2 s per cell, for a smoke run")
+    ap.add_argument(
+        "--population", type=int, default=2000, help="other consenting members in the database"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds = 2
     console = Console()
     ctx = StackContext.from_env()
+    load_before = os.getloadavg()
+    with console.status(f"a population of {args.population} consenting members"):
+        population = populate(ctx, args.population)
     f = setup(ctx, console)
     runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}}
     try:
@@ -306,12 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for col in ("clients", "path", "p50 ms", "p95 ms", "p99 ms", "req/s", "p95 ratio"):
         table.add_column(col, justify="right" if col != "path" else "left")
-    for clients in map(str, LEVELS):
-        d, g = runs["direct"][clients], runs["governed"][clients]
+    for level in map(str, LEVELS):
+        d, g = runs["direct"][level], runs["governed"][level]
         for path, r in (("direct SQL", d), ("governed HTTPS", g)):
             ratio = f"{g['p95_ms'] / d['p95_ms']:.2f}" if r is g else ""
             table.add_row(
-                clients,
+                level,
                 path,
                 f"{r['p50_ms']:.1f}",
                 f"{r['p95_ms']:.1f}",
@@ -334,11 +385,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} ms ({r['per_s']:,.0f}/s)",
         )
     console.print(costs)
+    console.print(
+        f"backend workers: {ctx.settings.backend_workers or os.cpu_count()};"
+        f" load average before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
+    )
     RESULTS.mkdir(exist_ok=True)
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        },
+        "backend_workers": ctx.settings.backend_workers or os.cpu_count(),
         "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
+        "population": population,
         "runs": runs,
         "p95_ratio": {
             c: runs["governed"][c]["p95_ms"] / runs["direct"][c]["p95_ms"] for c in runs["direct"]

@@ -108,7 +108,7 @@ def _at_quarantine(suffix: str = "", body: object = None) -> Build:
 
 
 def _rule(w: World, role: str, which: str) -> Request:
-    subject = f"matrix-{w.names['admin']}"
+    subject = f"user:matrix-{w.names['admin']}"
     return "", None, {"subject": subject, "resource": "quality", "action": "read"}
 
 

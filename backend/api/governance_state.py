@@ -3,14 +3,20 @@ the audit writer and per-identity rate limits."""
 
 from __future__ import annotations
 
-import threading
-import time
+import hashlib
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import MovingWindowRateLimiter
 from psycopg_pool import ConnectionPool
 
 from backend.db.access import DatabaseAccess
+from backend.exceptions import ServiceDown
 from backend.governance.audit_anchor import AnchorSigner
 from backend.governance.audit_writer import AuditWriter
 from backend.governance.policy import Policy, seed_defaults
@@ -36,25 +42,106 @@ class NoIdentity:
         return None
 
 
-@dataclass
-class RateLimiter:
-    """A token bucket per identity: `rate` requests per second, bursts up to `burst`."""
+class RateLimiter(Protocol):
+    """Per-person and per-address request limits. `allow*` raise ServiceDown when the
+    limits cannot be checked: the caller refuses the request (503) rather than serve it
+    unlimited."""
 
-    rate: float = 20.0
-    burst: float = 40.0
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def allow(self, who: str) -> bool: ...
+
+    def allow_anonymous(self, address: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`per_second` sustained, bursts up to `burst`: as a moving window, at most
+    `amount` requests in any `seconds` (the burst's worth of the rate, at least 1 s)."""
+
+    per_second: float
+    burst: float
+
+    @property
+    def seconds(self) -> int:
+        return max(1, math.ceil(self.burst / self.per_second))
+
+    @property
+    def amount(self) -> int:
+        return max(1, round(self.per_second * self.seconds))
+
+    def item(self) -> RateLimitItem:
+        return RateLimitItemPerSecond(self.amount, self.seconds)
+
+
+@dataclass
+class SharedRateLimiter:
+    """The limits kept in Redis (the `limits` library's moving window), so every backend
+    worker process on every machine counts against the same window. Keys carry a hash
+    of the person or address, not the name itself."""
+
+    storage: RedisStorage
+    person: Rate
+    anonymous: Rate
+    _strategy: MovingWindowRateLimiter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._strategy = MovingWindowRateLimiter(self.storage)
+        self._items = {"person": self.person.item(), "address": self.anonymous.item()}
+
+    @classmethod
+    def open(
+        cls, redis_url: str, ca_file: Path, person: Rate, anonymous: Rate
+    ) -> SharedRateLimiter:
+        # `limits` hands keyword options to redis-py: rediss:// plus our CA verifies the
+        # server. Short timeouts: a Redis that does not answer refuses requests fast.
+        storage = RedisStorage(
+            redis_url,
+            key_prefix="rejuve-rate",
+            wrap_exceptions=True,
+            ssl_ca_certs=str(ca_file),
+            socket_timeout=1.0,
+            socket_connect_timeout=1.0,
+        )
+        return cls(storage, person, anonymous)
+
+    def _hit(self, kind: str, who: str) -> bool:
+        key = hashlib.blake2b(who.encode(), digest_size=12).hexdigest()
+        try:
+            return self._strategy.hit(self._items[kind], kind, key)
+        except StorageError as e:
+            raise ServiceDown("the rate limit store (Redis) is unavailable") from e
 
     def allow(self, who: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(who, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1:
-                self._buckets[who] = (tokens, now)
-                return False
-            self._buckets[who] = (tokens - 1, now)
-            return True
+        return self._hit("person", who)
+
+    def allow_anonymous(self, address: str) -> bool:
+        return self._hit("address", address)
+
+    def close(self) -> None:
+        self.storage.storage.close()
+
+
+@dataclass
+class LocalRateLimiter:
+    """The same windows in this process's memory: for a backend without Redis (tests of
+    the app object). Several workers would each count on their own."""
+
+    person: Rate = Rate(20.0, 40.0)
+    anonymous: Rate = Rate(20.0, 100.0)
+    _strategy: MovingWindowRateLimiter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._strategy = MovingWindowRateLimiter(MemoryStorage())
+
+    def allow(self, who: str) -> bool:
+        return self._strategy.hit(self.person.item(), "person", who)
+
+    def allow_anonymous(self, address: str) -> bool:
+        return self._strategy.hit(self.anonymous.item(), "address", address)
+
+    def close(self) -> None:
+        pass
 
 
 def query_pool(db: DatabaseAccess, max_size: int = 16) -> ConnectionPool:
@@ -90,25 +177,30 @@ class GovernanceState:
         region: str,
         limiter: RateLimiter | None = None,
         anchor: AnchorSigner | None = None,
+        query_connections: int = 16,
     ) -> GovernanceState:
-        policy = Policy.open(db.sqlalchemy_url("backend"))
+        """Everything one backend process needs. Run as several worker processes, each
+        opens its own pools, policy (with its own change listener), audit writer and
+        token cache; what they must share (the rate limits) lives in Redis."""
+        policy = Policy.open(db.sqlalchemy_url("backend"), regions=(region,))
         seed_defaults(policy)
         backend_pool = ConnectionPool(
             db.conninfo("backend"), min_size=2, max_size=8, open=True, name="backend"
         )
         return cls(
             region=region,
-            query_pool=query_pool(db),
+            query_pool=query_pool(db, query_connections),
             backend_pool=backend_pool,
             policy=policy,
             validator=validator,
             study_keys=study_keys,
-            limiter=limiter or RateLimiter(),
+            limiter=limiter or LocalRateLimiter(),
             audit=AuditWriter(backend_pool.connection, anchor),
         )
 
     def close(self) -> None:
         self.audit.close()
         self.policy.close()
+        self.limiter.close()
         self.query_pool.close()
         self.backend_pool.close()

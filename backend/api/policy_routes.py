@@ -1,6 +1,6 @@
 """Policy administration for admins: the Casbin rules, grants and revocations, and coach
-assignments. Every change is audited (by the route's guard, with the rule in the params); other
-backend processes pick a change up at their next policy reload (`Policy.open`)."""
+assignments. Every change is audited (by the route's guard, with the rule in the params); every
+backend process reloads on the database's notification of the change (`Policy.open`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.exceptions import Conflict, NotFound, UserError
 from backend.governance import assignments as asg
-from backend.governance.policy import RULE_PATTERNS
+from backend.governance.policy import RULE_PATTERNS, USER_NAME_PATTERN
 from backend.governance.policy import Rule as PolicyRule
 
 router = APIRouter(prefix="/v1", tags=["policy"], responses=GOVERNED_RESPONSES)
@@ -27,7 +27,12 @@ _CREATED: dict[int | str, dict[str, Any]] = {
 
 class Rule(BaseModel):
     subject: Annotated[
-        str, Field(pattern=RULE_PATTERNS["subject"], description="a Hub user or a role")
+        str,
+        Field(
+            pattern=RULE_PATTERNS["subject"],
+            description="user:<Hub user> or role:<role>",
+            examples=["role:coach", "user:alice"],
+        ),
     ]
     region: Annotated[str, Field(pattern=RULE_PATTERNS["region"], description="or * for all")] = "*"
     resource: Annotated[
@@ -43,7 +48,7 @@ class PolicyChange(BaseModel):
 
 
 class AssignmentIn(BaseModel):
-    coach: Annotated[str, Field(pattern=RULE_PATTERNS["subject"], description="a Hub user")]
+    coach: Annotated[str, Field(pattern=USER_NAME_PATTERN, description="a Hub user")]
     member: uuid.UUID
 
 
@@ -126,7 +131,7 @@ def policy_revoke(
 def assignment_list(
     gov: Gov,
     ticket: Annotated[Ticket, Guard("assignments", "read", action="assignments.list")],
-    coach: Annotated[str | None, Query(pattern=RULE_PATTERNS["subject"])] = None,
+    coach: Annotated[str | None, Query(pattern=USER_NAME_PATTERN)] = None,
     include_revoked: bool = False,
 ) -> list[Assignment]:
     """Which coach has which member (current ones unless `include_revoked`)."""

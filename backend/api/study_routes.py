@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance import studies as st
-from backend.governance.policy import RULE_PATTERNS
+from backend.governance.policy import USER_NAME_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["studies"], responses=GOVERNED_RESPONSES)
 
@@ -37,7 +37,7 @@ class StudyIn(BaseModel):
 
 
 class ResearcherIn(BaseModel):
-    researcher: Annotated[str, Field(pattern=RULE_PATTERNS["subject"], description="Hub user")]
+    researcher: Annotated[str, Field(pattern=USER_NAME_PATTERN, description="Hub user")]
 
 
 class Change(BaseModel):

@@ -2,7 +2,7 @@
 
 The operator works on the host, through the backend's database role; every change is
 written to the audit trail as the operator (`operator:<login>`), like an admin's change
-over the API. Running backends pick a change up at their next policy reload."""
+over the API. Running backends reload at once (the database notifies them of each change)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def policy_list(
     from backend.cli.app import context
     from backend.governance.policy import Policy
 
-    policy = Policy.open(context().db.sqlalchemy_url("backend"), reload_seconds=0)
+    policy = Policy.open(context().db.sqlalchemy_url("backend"), listen=False, reload_seconds=0)
     rules = sorted(policy.rules())
     policy.close()
     if as_json:
@@ -50,7 +50,12 @@ def _change(subject: str, resource: str, action: str, region: str, *, granted: b
     verb = "grant" if granted else "revoke"
     rule = Rule(subject, region, resource, action)
     ctx = context()
-    policy = Policy.open(ctx.db.sqlalchemy_url("backend"), reload_seconds=0)
+    policy = Policy.open(
+        ctx.db.sqlalchemy_url("backend"),
+        regions=(ctx.settings.region,),
+        listen=False,
+        reload_seconds=0,
+    )
     try:
         with operator_audit(ctx, f"policy.{verb}", "policy", dict(rule.__dict__)) as params:
             params["changed"] = changed = policy.change(rule, granted=granted)
@@ -67,7 +72,9 @@ def _command(granted: bool) -> None:
     verb = "grant" if granted else "revoke"
 
     def command(
-        subject: Annotated[str, typer.Argument(help="a Hub user or a role")],
+        subject: Annotated[
+            str, typer.Argument(help="user:NAME (a Hub user) or role:ROLE (e.g. role:coach)")
+        ],
         resource: Annotated[str, typer.Argument(help="e.g. studies/:study/dataset")],
         action: Annotated[str, typer.Argument(help="read, write or *")],
         region: Region = "*",
@@ -77,7 +84,7 @@ def _command(granted: bool) -> None:
     help_text = (
         "Allow SUBJECT to ACTION on RESOURCE (audited)."
         if granted
-        else "Remove a rule (audited); running backends follow within their reload interval."
+        else "Remove a rule (audited); running backends follow within a second."
     )
     policy_app.command(verb, help=help_text)(command)
 

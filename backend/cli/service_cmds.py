@@ -7,19 +7,45 @@ from __future__ import annotations
 from backend.cli.app import app, runtime
 
 
-@app.command("backend-run", hidden=True)
-def backend_run() -> None:
-    """Serve the backend API over HTTPS in the foreground (the supervisor runs it)."""
-    import uvicorn
+def backend_workers(configured: int) -> int:
+    """REJUVE_BACKEND_WORKERS, or one worker process per core when it is 0."""
+    import os
 
+    return configured if configured > 0 else (os.cpu_count() or 1)
+
+
+def _die_with_parent() -> None:
+    """In a worker process: end when uvicorn's parent does. A parent killed with -9 would
+    otherwise leave its workers serving the old code on the port, where the restarted
+    backend cannot bind."""
+    import ctypes
+    import multiprocessing
+    import os
+    import signal
+    import sys
+
+    parent = multiprocessing.parent_process()
+    if parent is None or sys.platform != "linux":
+        return  # one worker: uvicorn serves in the supervised process itself
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent.pid:  # the parent died before the line above
+        raise SystemExit(1)
+
+
+def backend_app() -> object:
+    """The backend app of one worker process (uvicorn's factory: each worker builds its
+    own pools, policy listener, audit writer and token cache; rate limits are in Redis)."""
+    _die_with_parent()
     from backend.api.app import create_app
-    from backend.api.governance_state import GovernanceState, RateLimiter
+    from backend.api.governance_state import GovernanceState, Rate, SharedRateLimiter
     from backend.api.request_guard import RequestLimits
     from backend.governance.audit_anchor import AnchorFiles, AnchorSigner
     from backend.keys.study_keys import StudyKeys
 
     ctx = runtime(service=True)
     s = ctx.settings
+    workers = backend_workers(s.backend_workers)
 
     def governance() -> GovernanceState:
         from backend.identity.hub_client import HubTokenValidator
@@ -34,12 +60,19 @@ def backend_run() -> None:
             validator,
             StudyKeys(ctx.layout.keys / "studies", ctx.kms()),
             ctx.settings.region,
-            RateLimiter(s.rate_limit_per_second, s.rate_limit_burst),
+            SharedRateLimiter.open(
+                ctx.redis.url,
+                ctx.redis.ca_file,
+                Rate(s.rate_limit_per_second, s.rate_limit_burst),
+                Rate(s.rate_limit_anonymous_per_second, s.rate_limit_anonymous_burst),
+            ),
             # Signs the audit chain's head with a key the database never sees.
             AnchorSigner(AnchorFiles.in_home(ctx.layout.home), ctx.db.dbname),
+            # The database's connection budget is shared by the workers.
+            query_connections=max(4, 32 // workers),
         )
 
-    api = create_app(
+    return create_app(
         governance=governance,
         limits=RequestLimits(s.max_request_bytes, s.max_query_bytes),
         db=ctx.db,
@@ -47,8 +80,20 @@ def backend_run() -> None:
         region=s.region,
         max_batch_bytes=s.max_batch_bytes,
     )
+
+
+@app.command("backend-run", hidden=True)
+def backend_run() -> None:
+    """Serve the backend API over HTTPS in the foreground (the supervisor runs it), as
+    REJUVE_BACKEND_WORKERS processes (default: one per core)."""
+    import uvicorn
+
+    ctx = runtime(service=True)
+    s = ctx.settings
     uvicorn.run(
-        api,
+        "backend.cli.service_cmds:backend_app",
+        factory=True,
+        workers=backend_workers(s.backend_workers),
         host="127.0.0.1",
         port=s.backend_port,
         log_level="warning",
@@ -56,6 +101,10 @@ def backend_run() -> None:
         ssl_keyfile=str(ctx.layout.server_key),
         access_log=False,
         timeout_graceful_shutdown=10,
+        # A new worker imports the whole platform before it answers uvicorn's health ping;
+        # on a loaded machine that takes longer than uvicorn's 5 s, and it would kill and
+        # respawn workers forever.
+        timeout_worker_healthcheck=30,
     )
 
 

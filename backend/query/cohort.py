@@ -3,7 +3,7 @@ demographics, one measure summarised by period (and optionally sex or age band),
 disclosure control (small cells, complements, and the differencing guard kept in the
 database).
 
-The study and consent rules are in the SQL (as for datasets); the disclosure rules are
+The study and consent rules are in the SQL (`row_rules`, as for datasets); the disclosure rules are
 applied to the row-level result before anything leaves this module."""
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import psycopg
 from psycopg import sql
 
 from backend.governance import disclosure
-from backend.governance.consent import code_categories, study_purpose
 from backend.governance.footprints import DbFootprintStore, scope_lock
 from backend.governance.members import age_band
 from backend.keys.study_keys import pseudonym
-from backend.query.study_scope import STUDY_OBSERVATIONS
+from backend.query import row_rules
 from backend.query.viewer import Viewer
 
 Period = Literal["day", "week", "month"]
@@ -66,7 +65,7 @@ By = Literal["sex", "age_band"]
 
 _ROWS = sql.SQL(
     "select o.member_id, o.observed_at, o.code, o.value {} and o.code = any(%(want)s)"
-).format(STUDY_OBSERVATIONS)
+).format(row_rules.study_observations("o"))
 
 
 def cohort_stats(
@@ -87,20 +86,10 @@ def cohort_stats(
     policy: disclosure.DisclosurePolicy | None = None,
 ) -> disclosure.ProtectedTable:
     policy = policy or disclosure.DisclosurePolicy()
-    codes, categories = code_categories()
     want = sorted({code, *(c.code for c in criteria)})
     rows = qconn.execute(
         _ROWS,
-        {
-            "study": study,
-            "viewer": viewer.user,
-            "purpose": study_purpose(study),
-            "codes": codes,
-            "categories": categories,
-            "start": start,
-            "end": end,
-            "want": want,
-        },
+        {**row_rules.params(viewer, study=study), "start": start, "end": end, "want": want},
     ).fetchall()
     qconn.rollback()
     frame = pd.DataFrame(rows, columns=["member", "time", "code", "value"])

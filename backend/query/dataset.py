@@ -1,8 +1,8 @@
 """Study datasets for researchers: consenting members only, per-study pseudonyms, never a
 direct identifier (nor the source name, which can carry one: "Anna's iPhone").
 
-The study check and the consent join are in the SQL: a researcher not on the study, or a
-closed study, gets no rows whatever the route did."""
+The study check and the consent join are in the SQL (`row_rules.study_observations`): a
+researcher not on the study, or a closed study, gets no rows whatever the route did."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from backend.governance.consent import code_categories, study_purpose
 from backend.keys.study_keys import pseudonym
-from backend.query.study_scope import STUDY_OBSERVATIONS
+from backend.query import row_rules
 from backend.query.viewer import Viewer
 
 Shape = Literal["long", "wide"]
@@ -25,15 +24,13 @@ _QUERY = sql.SQL(
     "select o.member_id, o.observed_at, o.code, o.value, o.unit {}"
     "   and (%(want)s::text[] is null or o.code = any(%(want)s))"
     " order by o.member_id, o.observed_at, o.code limit %(limit)s"
-).format(STUDY_OBSERVATIONS)
+).format(row_rules.study_observations("o"))
 
 
 def on_study(conn: psycopg.Connection, viewer: Viewer, study: str) -> bool:
     row = conn.execute(
-        "select exists (select 1 from governance.study_researchers r"
-        " join governance.studies s on s.study_id = r.study_id"
-        " where r.study_id = %s and r.researcher = %s and s.closed_at is null)",
-        (study, viewer.user),
+        sql.SQL("select {}").format(row_rules.ON_OPEN_STUDY),
+        row_rules.params(viewer, study=study),
     ).fetchone()
     conn.rollback()
     return bool(row and row[0])
@@ -54,15 +51,10 @@ def extract(
 ) -> pd.DataFrame:
     """Long: one row per observation (pseudonym, time, code, value, unit). Wide: one row
     per pseudonym and day (`bucket`), one column per code (the mean in that bucket)."""
-    all_codes, categories = code_categories()
     rows = conn.execute(
         _QUERY,
         {
-            "study": study,
-            "viewer": viewer.user,
-            "purpose": study_purpose(study),
-            "codes": all_codes,
-            "categories": categories,
+            **row_rules.params(viewer, study=study),
             "start": start,
             "end": end,
             "want": codes,

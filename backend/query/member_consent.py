@@ -1,6 +1,6 @@
 """A member's consent as a person may see it: the member all of it, an assigned coach the
-coaching purpose only (which studies a member joined is not a coach's business). The rule
-is in the SQL, so a route that forgot to ask `can_view` would still get nothing."""
+coaching purpose only. The rule is `row_rules.member_consent_events`, in the SQL, so a
+route that forgot to ask `can_view` would still get nothing."""
 
 from __future__ import annotations
 
@@ -11,21 +11,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from backend.query import row_rules
 from backend.query.viewer import Viewer
-
-# Which events of %(member)s the viewer may see; `e` is governance.consent_events or the
-# consent_effective view (both have member_id and purpose).
-_MAY_SEE = sql.SQL("""
-(
-  (%(as_member)s and exists (
-      select 1 from governance.members m
-       where m.member_id = e.member_id and m.hub_user = %(viewer)s))
-  or
-  (%(as_coach)s and e.purpose = 'coaching' and exists (
-      select 1 from governance.coach_assignments a
-       where a.coach = %(viewer)s and a.member_id = e.member_id and a.revoked_at is null))
-)
-""")
 
 
 @dataclass(frozen=True)
@@ -50,19 +37,13 @@ class Event:
 def for_viewer(
     conn: psycopg.Connection, viewer: Viewer, member: uuid.UUID, history_limit: int = 1000
 ) -> tuple[list[Effective], list[Event]]:
-    params = {
-        "member": member,
-        "viewer": viewer.user,
-        "as_member": viewer.has("member"),
-        "as_coach": viewer.has("coach"),
-        "limit": history_limit,
-    }
+    params = {**row_rules.params(viewer, member=member), "limit": history_limit}
     effective = conn.execute(
         sql.SQL(
             "select e.purpose, e.category, e.granted, e.consent_version, e.recorded_at"
             " from governance.consent_effective e"
-            " where e.member_id = %(member)s and {} order by e.purpose, e.category"
-        ).format(_MAY_SEE),
+            " where {} order by e.purpose, e.category"
+        ).format(row_rules.member_consent_events("e")),
         params,
     ).fetchall()
     history = conn.execute(
@@ -71,9 +52,9 @@ def for_viewer(
             " coalesce(e.recorded_by = m.hub_user, false)"
             " from governance.consent_events e"
             " left join governance.members m on m.member_id = e.member_id"
-            " where e.member_id = %(member)s and {}"
+            " where {}"
             " order by e.recorded_at desc, e.event_id desc limit %(limit)s"
-        ).format(_MAY_SEE),
+        ).format(row_rules.member_consent_events("e")),
         params,
     ).fetchall()
     conn.rollback()

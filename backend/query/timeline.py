@@ -1,10 +1,10 @@
 """A member's timeline for their coach or for the member: raw observations or time buckets.
 
-Object-level rules live in the SQL itself, not only in the route: a coach's query can
-only return rows of members assigned to them who consent to coaching for that data
-category, and a member's query only their own rows. The same predicate answers
-`can_view`, so the route can refuse (and audit) before querying, and the query would
-return nothing even if a route forgot to ask."""
+Which rows a viewer may see is decided in the SQL, by the rules in `row_rules` (the
+member themselves; an assigned coach, the categories the member consents to for
+coaching), evaluated once per request. The same rules answer `can_view`, so the route
+can refuse (and audit) before querying, and the query would return nothing even if a
+route forgot to ask."""
 
 from __future__ import annotations
 
@@ -16,26 +16,10 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
-from backend.governance.consent import CONSENTED_CODES, code_categories
+from backend.query import row_rules
 from backend.query.viewer import Viewer
 
 Bucket = Literal["hour", "day"]
-
-# True when %(viewer)s may see observation row `o` (member_id, code) for the timeline.
-_MAY_SEE = sql.SQL("""
-(
-  (%(as_member)s and exists (
-      select 1 from governance.members m
-       where m.member_id = o.member_id and m.hub_user = %(viewer)s))
-  or
-  (%(as_coach)s and exists (
-      select 1 from governance.coach_assignments a
-       where a.coach = %(viewer)s and a.member_id = o.member_id and a.revoked_at is null)
-   and exists (
-      select 1 from ({consented}) ok
-       where ok.member_id = o.member_id and ok.code = o.code))
-)
-""").format(consented=sql.SQL(CONSENTED_CODES))
 
 
 @dataclass(frozen=True)
@@ -49,28 +33,11 @@ class Point:
     max: float | None = None
 
 
-def _params(viewer: Viewer, member: uuid.UUID) -> dict[str, object]:
-    codes, categories = code_categories()
-    return {
-        "viewer": viewer.user,
-        "member": member,
-        "purpose": "coaching",
-        "as_member": viewer.has("member"),
-        "as_coach": viewer.has("coach"),
-        "codes": codes,
-        "categories": categories,
-    }
-
-
 def can_view(conn: psycopg.Connection, viewer: Viewer, member: uuid.UUID) -> bool:
     """Whether the viewer may see anything of this member at all (assignment or self)."""
     row = conn.execute(
-        """select (%(as_member)s and exists (select 1 from governance.members m
-                     where m.member_id = %(member)s and m.hub_user = %(viewer)s))
-               or (%(as_coach)s and exists (select 1 from governance.coach_assignments a
-                     where a.coach = %(viewer)s and a.member_id = %(member)s
-                       and a.revoked_at is null))""",
-        _params(viewer, member),
+        sql.SQL("select {}").format(row_rules.may_see_member()),
+        row_rules.params(viewer, member=member),
     ).fetchone()
     return bool(row and row[0])
 
@@ -91,7 +58,7 @@ def timeline(
     last point's time and code) and `limit` page through long ranges: keyset pagination
     on (time, code), which stays exact when several codes share a timestamp."""
     params = {
-        **_params(viewer, member),
+        **row_rules.params(viewer, member=member),
         "start": start,
         "end": end,
         "limit": limit,
@@ -99,29 +66,29 @@ def timeline(
         "after": after[0] if after else None,
         "after_code": after[1] if after else None,
     }
-    where = (
-        sql.SQL(
-            "o.member_id = %(member)s and o.observed_at >= %(start)s and o.observed_at < %(end)s"
-            " and (%(want)s::text[] is null or o.code = any(%(want)s))"
-            " and (%(after)s::timestamptz is null"
-            " or (o.observed_at, o.code) > (%(after)s::timestamptz, %(after_code)s::text)) and "
-        )
-        + _MAY_SEE
-    )
+    rows = conn.execute(timeline_sql(bucket), params).fetchall()
+    conn.rollback()
     if bucket is None:
-        query = sql.SQL(
+        return [Point(r[0], r[1], r[2], r[3]) for r in rows]
+    return [Point(r[0], r[1], float(r[2]), r[3], int(r[4]), r[5], r[6]) for r in rows]
+
+
+def timeline_sql(bucket: Bucket | None) -> sql.Composed:
+    """The timeline statement (parameters as `timeline` fills them)."""
+    where = sql.SQL(
+        "{} and o.observed_at >= %(start)s and o.observed_at < %(end)s"
+        " and (%(want)s::text[] is null or o.code = any(%(want)s))"
+        " and (%(after)s::timestamptz is null"
+        " or (o.observed_at, o.code) > (%(after)s::timestamptz, %(after_code)s::text))"
+    ).format(row_rules.member_observations("o"))
+    if bucket is None:
+        return sql.SQL(
             "select o.observed_at, o.code, o.value, o.unit from processed.observations o"
             " where {} order by o.observed_at, o.code limit %(limit)s"
         ).format(where)
-        rows = conn.execute(query, params).fetchall()
-        conn.rollback()
-        return [Point(r[0], r[1], r[2], r[3]) for r in rows]
     width = {"hour": "1 hour", "day": "1 day"}[bucket]
-    query = sql.SQL(
+    return sql.SQL(
         "select time_bucket({}::interval, o.observed_at) as t, o.code, avg(o.value), o.unit,"
         " count(*), min(o.value), max(o.value) from processed.observations o where {}"
         " group by t, o.code, o.unit order by t, o.code limit %(limit)s"
     ).format(sql.Literal(width), where)
-    rows = conn.execute(query, params).fetchall()
-    conn.rollback()
-    return [Point(r[0], r[1], float(r[2]), r[3], int(r[4]), r[5], r[6]) for r in rows]

@@ -10,7 +10,7 @@ seen by `rejuve audit verify` (pg_trigger state); the log's head is part of ever
 audit anchor, so deleting log rows is seen too.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from backend.migrations.roles import current_roles, q
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
