@@ -177,10 +177,10 @@ def test_kill_9_each_service_under_load(ctx: StackContext, source_key: str) -> N
     deadline = time.monotonic() + 180
     with ctx.db.connect("refiner", autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute(
+            ledger = conn.execute(
                 "select count(*) from processed.batch_ledger where batch_id = any(%s)", (acked,)
             ).fetchone()
-            if row and row[0] == len(acked):
+            if ledger and ledger[0] == len(acked):
                 break
             time.sleep(0.5)
         lines = [reconcile(conn, batch=b).batches for b in acked]

@@ -22,9 +22,6 @@ class Layout(HomePaths):
     def log_file(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def pid_file(self, name: str) -> Path:
-        return self.run / f"{name}.pid"
-
     def ensure(self) -> None:
         for d in (self.home, self.logs, self.run):
             d.mkdir(parents=True, exist_ok=True)
