@@ -134,7 +134,9 @@ def flows_run() -> None:
         RunnerDeployment,
         ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
     )
-    serve(drop, one, print_starting_message=False)
+    # A few flow runs at a time: on a slow machine the 30 s drop-folder schedule would otherwise
+    # pile up runs (each a process) faster than they finish.
+    serve(drop, one, print_starting_message=False, limit=4)
 
 
 @app.command("refiner-run", hidden=True)
