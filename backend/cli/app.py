@@ -70,5 +70,5 @@ def stack() -> StackContext:
     return StackContext.from_settings(_settings(service=False))
 
 
-# The name the command modules (and helper a's data_cmds) call.
+# The name the command modules (data_cmds among them) call.
 context = runtime

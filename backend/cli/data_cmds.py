@@ -25,7 +25,7 @@ from backend.cli.output import console, print_json
 from backend.exceptions import UserError
 
 if TYPE_CHECKING:
-    # Data commands run on the read-only runtime (helper f, issue 8), not the local stack.
+    # Data commands run on the read-only runtime, not the local stack.
     from backend.runtime import Runtime as StackContext
 
 quarantine_app = typer.Typer(no_args_is_help=True, help="Review quarantined records.")

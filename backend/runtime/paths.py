@@ -50,6 +50,14 @@ class HomePaths:
         return self.home / "kms" / "master.key"
 
     @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def log_file(self, name: str) -> Path:
+        """A service's log (the stack writes them; operators and tests read them)."""
+        return self.logs / f"{name}.log"
+
+    @property
     def run(self) -> Path:
         return self.home / "run"
 

@@ -15,13 +15,6 @@ SHARED = frozenset({"tls", "logs", "notebooks"})
 class Layout(HomePaths):
     """The runtime's paths plus what provisioning the stack makes and writes."""
 
-    @property
-    def logs(self) -> Path:
-        return self.home / "logs"
-
-    def log_file(self, name: str) -> Path:
-        return self.logs / f"{name}.log"
-
     def ensure(self) -> None:
         for d in (self.home, self.logs, self.run):
             d.mkdir(parents=True, exist_ok=True)
