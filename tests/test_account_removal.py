@@ -160,7 +160,7 @@ def test_a_user_named_after_a_role_does_not_take_the_roles_rules(ctx: StackConte
     assert personal_subjects("auditor") == ("user:auditor",)
     policy = Policy.open(ctx.db.sqlalchemy_url("backend"), reload_seconds=0)
     try:
-        assert ["auditor", "*", "audit", "read"] in policy.rules()
+        assert ["role:auditor", "*", "audit", "read"] in policy.rules()
     finally:
         policy.close()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.api.api_keys import register, revoke
+from backend.api.api_keys import enrol, register, revoke
 from backend.governance import members
 from backend.ingest.landing import land_bytes
 from backend.stack.context import StackContext
@@ -71,6 +71,7 @@ def test_no_member_id_value_or_device_name_reaches_a_log(ctx: StackContext) -> N
     source = f"leak-{tag}"
     with ctx.db.connect("owner") as conn:
         key = register(conn, source)
+        enrol(conn, source, people)
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     poison_batches: list[uuid.UUID] = []
     try:

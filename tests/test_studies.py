@@ -56,6 +56,14 @@ def test_admin_staffs_a_study_and_the_researcher_follows(
             json={"researcher": names["rex"]},
         )
         assert nowhere.status_code == 404
+        # A name nobody holds (or a non-researcher) is refused: the membership would pass
+        # to whoever is given that name next.
+        for who in (f"ghost-{secrets.token_hex(3)}", names["ada"]):
+            refused = api.call(
+                "POST", f"/v1/studies/{study}/researchers", tokens["ada"], json={"researcher": who}
+            )
+            assert refused.status_code == 422, refused.text
+            assert "no account with the researcher role" in refused.text
 
         # A researcher sees their own study, with the workbench, and nobody else's.
         wb = connect(ctx.backend_url, tokens["rex"], str(ctx.layout.ca_cert))

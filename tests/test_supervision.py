@@ -4,6 +4,7 @@ and every batch the API acknowledged is refined and adds up in `reconcile`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -21,7 +22,8 @@ import httpx
 import psutil
 import pytest
 
-from backend.api.api_keys import register, revoke
+from backend.api.api_keys import enrol, register, revoke
+from backend.governance import members
 from backend.refine.reconcile import reconcile
 from backend.settings import REPO_ROOT
 from backend.stack import supervisor
@@ -39,7 +41,9 @@ def _status(ctx: StackContext) -> dict[str, dict[str, object]]:
     return {s["name"]: s for s in json.loads(res.stdout)}
 
 
-def _batch(member: uuid.UUID) -> dict[str, object]:
+def _batch(member: uuid.UUID, n: int) -> dict[str, object]:
+    """The `n`th batch: its samples' times are its own, so none is a duplicate."""
+    first = dt.datetime(2026, 11, 20, tzinfo=dt.UTC) + dt.timedelta(seconds=n * SAMPLES)
     return {
         "batch_id": f"supervision-{uuid.uuid4()}",
         "member_id": str(member),
@@ -49,7 +53,7 @@ def _batch(member: uuid.UUID) -> dict[str, object]:
                 "code": "8867-4",
                 "value": 60 + i,
                 "unit": "/min",
-                "start": f"2026-11-20T10:{i:02d}:00Z",
+                "start": (first + dt.timedelta(seconds=i)).isoformat(),
             }
             for i in range(SAMPLES)
         ],
@@ -61,9 +65,10 @@ class Ingester:
     acknowledged (connection refused, 5xx while a service is down) is sent again, as a
     device would. `acked` are the batch ids the API acknowledged."""
 
-    def __init__(self, ctx: StackContext, key: str) -> None:
+    def __init__(self, ctx: StackContext, key: str, member: uuid.UUID) -> None:
         self.ctx = ctx
         self.key = key
+        self.member = member
         self.acked: list[str] = []
         self.failures = 0
         self._stop = threading.Event()
@@ -72,8 +77,8 @@ class Ingester:
     def _run(self) -> None:
         tls = ssl.create_default_context(cafile=str(self.ctx.layout.ca_cert))
         headers = {"Authorization": f"Bearer {self.key}"}
-        # A member per batch: each batch's samples are new, none a duplicate of another's.
-        payload = _batch(uuid.uuid4())
+        sent = 0
+        payload = _batch(self.member, sent)
         with httpx.Client(base_url=self.ctx.backend_url, verify=tls, timeout=15) as client:
             while not self._stop.is_set():
                 try:
@@ -83,7 +88,8 @@ class Ingester:
                 # 200 `replayed`: an earlier try was stored but its answer was lost.
                 if r is not None and r.status_code in (200, 201):
                     self.acked.append(r.json()["batch_id"])
-                    payload = _batch(uuid.uuid4())
+                    sent += 1
+                    payload = _batch(self.member, sent)
                 else:
                     self.failures += 1
                     assert r is None or r.status_code >= 500, r.text
@@ -99,10 +105,21 @@ class Ingester:
 
 
 @pytest.fixture
-def source_key(ctx: StackContext) -> Iterator[str]:
+def member(ctx: StackContext) -> uuid.UUID:
+    """An enrolled member the test's device writes for (sources write for enrolled members
+    only)."""
+    m = uuid.uuid4()
+    with ctx.db.connect("owner") as conn:
+        members.enrol(conn, members.Enrolment(m, ctx.settings.region))
+    return m
+
+
+@pytest.fixture
+def source_key(ctx: StackContext, member: uuid.UUID) -> Iterator[str]:
     name = f"test-supervision-{secrets.token_hex(4)}"
     with ctx.db.connect("owner") as conn:
         key = register(conn, name)
+        enrol(conn, name, [member])
     yield key
     with ctx.db.connect("owner") as conn:
         revoke(conn, name)
@@ -146,10 +163,12 @@ VICTIMS = ["refiner-worker", "refiner", "backend", "redis", "flows", "prefect", 
 
 
 @pytest.mark.timeout(1500)  # eight restarts, each waited for, on a loaded 2-core machine
-def test_kill_9_each_service_under_load(ctx: StackContext, source_key: str) -> None:
+def test_kill_9_each_service_under_load(
+    ctx: StackContext, source_key: str, member: uuid.UUID
+) -> None:
     before = _wait_all_up(ctx)
     assert all(row["state"] == "up" for row in before.values()), before
-    with Ingester(ctx, source_key) as ingester:
+    with Ingester(ctx, source_key, member) as ingester:
         _wait_acked(ingester, 3)
         for victim in [*VICTIMS, "timescaledb"]:
             name = victim.removesuffix("-worker")

@@ -20,6 +20,7 @@ from backend.exceptions import ServiceDown
 from backend.governance.audit_anchor import AnchorSigner
 from backend.governance.audit_writer import AuditWriter
 from backend.governance.policy import Policy, seed_defaults
+from backend.governance.studies import AccountDirectory
 from backend.keys.study_keys import StudyKeys
 
 
@@ -167,6 +168,9 @@ class GovernanceState:
     study_keys: StudyKeys
     limiter: RateLimiter
     audit: AuditWriter
+    # Who has an account (the Hub's store locally; the identity provider in production):
+    # a study membership for a name nobody holds would pass to whoever gets it next.
+    accounts: AccountDirectory | None = None
 
     @classmethod
     def open(
@@ -178,6 +182,7 @@ class GovernanceState:
         limiter: RateLimiter | None = None,
         anchor: AnchorSigner | None = None,
         query_connections: int = 16,
+        accounts: AccountDirectory | None = None,
     ) -> GovernanceState:
         """Everything one backend process needs. Run as several worker processes, each
         opens its own pools, policy (with its own change listener), audit writer and
@@ -196,6 +201,7 @@ class GovernanceState:
             study_keys=study_keys,
             limiter=limiter or LocalRateLimiter(),
             audit=AuditWriter(backend_pool.connection, anchor),
+            accounts=accounts,
         )
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ add and remove researchers, and close studies. Every change is audited by the ro
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
@@ -12,6 +12,9 @@ from pydantic import BaseModel, Field
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.governance import studies as st
 from backend.governance.policy import USER_NAME_PATTERN
+
+if TYPE_CHECKING:
+    from psycopg import Connection
 
 router = APIRouter(prefix="/v1", tags=["studies"], responses=GOVERNED_RESPONSES)
 
@@ -97,22 +100,22 @@ def _change(
 def _staff(
     gov: Gov, ticket: Ticket, response: Response, study: str, body: ResearcherIn, add: bool
 ) -> Change:
-    change = st.add_researcher if add else st.remove_researcher
-    return _change(
-        gov,
-        ticket,
-        response,
-        study,
-        body.model_dump(),
-        lambda conn: change(conn, study, body.researcher),
-        created_is_201=add,
-    )
+    def change(conn: Connection) -> bool:
+        if add:  # refused (422) for a name with no researcher account
+            return st.add_researcher(conn, study, body.researcher, accounts=gov.accounts)
+        return st.remove_researcher(conn, study, body.researcher)
+
+    return _change(gov, ticket, response, study, body.model_dump(), change, created_is_201=add)
 
 
 @router.post(
     "/studies/{study}/researchers",
     response_model=Change,
-    responses={**_CREATED, 404: {"description": "no such study"}},
+    responses={
+        **_CREATED,
+        404: {"description": "no such study"},
+        422: {"description": "no account with the researcher role by that name"},
+    },
 )
 def study_add_researcher(
     gov: Gov,

@@ -48,6 +48,7 @@ def backend_app() -> object:
     workers = backend_workers(s.backend_workers)
 
     def governance() -> GovernanceState:
+        from backend.identity.hub_auth import StoreDirectory
         from backend.identity.hub_client import HubTokenValidator
         from backend.stack.hub_server import SERVICE
 
@@ -70,6 +71,7 @@ def backend_app() -> object:
             AnchorSigner(AnchorFiles.in_home(ctx.layout.home), ctx.db.dbname),
             # The database's connection budget is shared by the workers.
             query_connections=max(4, 32 // workers),
+            accounts=StoreDirectory(ctx.hub.user_store),
         )
 
     return create_app(
