@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -21,6 +22,9 @@ from backend.db.access import DatabaseAccess, scram_verifier
 from backend.db.roles import Roles
 from backend.exceptions import UserError
 from backend.runtime import Runtime
+
+if TYPE_CHECKING:
+    from backend.stack.context import StackContext
 
 # Fixtures that need a stack: the running one (`ctx`), or servers a test brings up itself
 # (`stack_env` in tests/test_stack_cli.py: a whole second stack; `hub` in
@@ -73,6 +77,14 @@ def ctx() -> Runtime:
             returncode=3,
         )
     return runtime
+
+
+@pytest.fixture(scope="session")
+def stack(ctx: Runtime) -> StackContext:
+    """The local stack on top of the runtime, for tests that stop and start its services."""
+    from backend.stack.context import StackContext
+
+    return StackContext.from_settings(ctx.settings)
 
 
 def _password() -> str:

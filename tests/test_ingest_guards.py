@@ -293,12 +293,12 @@ def test_a_huge_attribute_is_refused_at_once(ctx: StackContext) -> None:
 
 
 @pytest.fixture
-def refiner_stopped(ctx: StackContext) -> Iterator[None]:
-    supervisor.down(ctx, ["refiner"])
+def refiner_stopped(stack: StackContext) -> Iterator[None]:
+    supervisor.down(stack, ["refiner"])
     try:
         yield
     finally:
-        supervisor.up(ctx, ["refiner"])
+        supervisor.up(stack, ["refiner"])
 
 
 def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(

@@ -4,36 +4,15 @@ failed"."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from backend.stack.context import StackContext
+from tests.browser import launch
 
-CHROMIUM = "/usr/bin/chromium"
 REJUVE = str(Path(sys.executable).parent / "rejuve")
-
-
-def _spki_sha256(cert_file: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
-def _pins(ctx: StackContext) -> str:
-    """Chromium takes trust anchors from an NSS database, not a CA file: accept exactly the
-    chains that carry our CA's or our server's key (uvicorn sends the leaf alone)."""
-    keys = (_spki_sha256(ctx.layout.ca_cert), _spki_sha256(ctx.layout.server_cert))
-    return f"--ignore-certificate-errors-spki-list={','.join(keys)}"
 
 
 def _what_to_type() -> str:
@@ -46,25 +25,12 @@ def _what_to_type() -> str:
 
 
 def test_prefect_ui_login_as_printed(ctx: StackContext) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     typed = _what_to_type()
     assert typed == ctx.prefect.auth_string
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                _pins(ctx),
-            ],
-        )
+        browser = launch(pw, ctx.layout.ca_cert, ctx.layout.server_cert)
         try:
             page = browser.new_page()
             page.goto(f"{ctx.prefect.ui_url}/deployments", timeout=120_000)
@@ -86,18 +52,7 @@ def test_a_wrong_login_is_refused(ctx: StackContext) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                _pins(ctx),
-            ],
-        )
+        browser = launch(pw, ctx.layout.ca_cert, ctx.layout.server_cert)
         try:
             page = browser.new_page()
             page.goto(f"{ctx.prefect.ui_url}/deployments", timeout=120_000)

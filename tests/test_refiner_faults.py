@@ -26,12 +26,12 @@ SAMPLES = 10_000
 
 
 @pytest.fixture
-def refiner_stopped(ctx: StackContext) -> Iterator[None]:
-    supervisor.down(ctx, ["refiner"])
+def refiner_stopped(stack: StackContext) -> Iterator[None]:
+    supervisor.down(stack, ["refiner"])
     try:
         yield
     finally:
-        supervisor.up(ctx, ["refiner"])
+        supervisor.up(stack, ["refiner"])
 
 
 def _body(member: uuid.UUID, n: int) -> bytes:
@@ -58,7 +58,7 @@ def _ledger_count(ctx: StackContext, batch_ids: list[uuid.UUID]) -> int:
 
 
 def test_kill_9_mid_batch_then_restart_is_exactly_once(
-    ctx: StackContext, refiner_stopped: None
+    ctx: StackContext, stack: StackContext, refiner_stopped: None
 ) -> None:
     keys = ctx.keystore()
     members = [uuid.uuid4() for _ in range(BATCHES)]
@@ -109,7 +109,7 @@ def test_kill_9_mid_batch_then_restart_is_exactly_once(
     assert sorted(set(rows.values())) in ([SAMPLES], [])
     assert len(rows) == done_at_kill
 
-    supervisor.up(ctx, ["refiner"])
+    supervisor.up(stack, ["refiner"])
     deadline = time.monotonic() + 180
     while _ledger_count(ctx, batch_ids) < BATCHES and time.monotonic() < deadline:
         time.sleep(0.2)

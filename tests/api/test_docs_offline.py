@@ -14,16 +14,7 @@ import httpx
 import pytest
 
 from backend.stack.context import StackContext
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.browser import launch
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +87,7 @@ def test_the_docs_show_the_operations_with_no_network(
             route.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = launch(p)
         try:
             # The stack's own CA is not in Chromium's store: accept its certificate here.
             context = browser.new_context(ignore_https_errors=True)

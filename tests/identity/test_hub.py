@@ -7,9 +7,7 @@ stack."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import http.server
 import importlib
 import os
@@ -31,8 +29,6 @@ from unittest import mock
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from traitlets.config import Config, PyFileConfigLoader
 
 from backend.exceptions import UserError
@@ -40,11 +36,11 @@ from backend.identity import PLATFORM_ROLES, accounts, hub_auth, notebook_runtim
 from backend.identity.hub_client import HubIdentity, HubTokenValidator, HubUnavailable
 from backend.stack import certs, system
 from backend.stack.layout import Layout
+from tests.browser import launch
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "deploy" / "jupyterhub" / "jupyterhub_config.py"
 JUPYTERHUB = str(Path(sys.executable).parent / "jupyterhub")
-CHROMIUM = "/usr/bin/chromium"
 # The local stack's ports: never ours, even if free right now.
 TAKEN = {54329, 6380, 4200, 8443}
 # Cheaper hashes keep the module fast; the cost is read from each hash, not configured.
@@ -523,34 +519,11 @@ def test_spawned_server_is_up_and_its_token_reaches_the_backend(hub: Hub) -> Non
     assert identity is not None and identity.name == "alice" and identity.roles == {"member"}
 
 
-def _spki_sha256(cert_file: Path) -> str:
-    cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode()
-
-
 def test_browser_login_lands_in_jupyterlab(hub: Hub) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                # Chromium takes trust anchors from an NSS database, not a CA file: accept
-                # exactly the chains that include our CA's key, and no other.
-                f"--ignore-certificate-errors-spki-list={_spki_sha256(hub.ca_file)}",
-            ],
-        )
+        browser = launch(pw, hub.ca_file)
         try:
             page = browser.new_page()
             page.goto(f"{hub.url}/hub/login")
