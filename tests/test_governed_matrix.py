@@ -129,7 +129,8 @@ def _study_body(w: World, role: str, which: str) -> Request:
 
 
 def _researcher(w: World, role: str, which: str) -> Request:
-    return "", None, {"researcher": f"matrix-{w.names['admin']}"}
+    # A real researcher account: a name nobody holds is refused (422).
+    return "", None, {"researcher": w.names["researcher"]}
 
 
 def _at(path: str, body: Build) -> Build:
