@@ -18,36 +18,22 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from backend.api.api_keys import enrol, register, revoke
-from backend.governance.members import Enrolment
-from backend.governance.members import enrol as enrol_member
+from backend.api.api_keys import register, revoke
 from backend.stack.context import StackContext
+from tests.devices import enrolled_member, source_client
 
 REJUVE = [sys.executable, "-m", "backend.cli.main"]
 
 
 def member(ctx: StackContext, source: str | None) -> uuid.UUID:
     """A newly enrolled member, and the source enrolled for it (as an operator would)."""
-    m = uuid.uuid4()
-    with ctx.db.connect("owner") as conn:
-        enrol_member(conn, Enrolment(m, "local"))
-        if source is not None:
-            enrol(conn, source, [m])
-    return m
+    return enrolled_member(ctx, *([source] if source is not None else []))
 
 
 @pytest.fixture(scope="module")
 def api(ctx: StackContext) -> Iterator[tuple[httpx.Client, str]]:
-    name = f"test-{secrets.token_hex(4)}"
-    with ctx.db.connect("owner") as conn:
-        key = register(conn, name)
-    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(
-        base_url=ctx.backend_url, verify=tls, timeout=30, headers={"Authorization": f"Bearer {key}"}
-    ) as client:
-        yield client, name
-    with ctx.db.connect("owner") as conn:
-        revoke(conn, name)
+    with source_client(ctx, "test") as found:
+        yield found
 
 
 def batch(batch_id: str, member: uuid.UUID, n: int = 3, **extra: object) -> dict[str, object]:

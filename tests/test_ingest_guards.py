@@ -8,7 +8,6 @@ import io
 import json
 import os
 import secrets
-import ssl
 import subprocess
 import sys
 import time
@@ -19,37 +18,19 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from backend.api.api_keys import enrol, register, revoke
-from backend.governance.members import Enrolment
-from backend.governance.members import enrol as enrol_member
+from backend.api.api_keys import enrol
 from backend.ingest.landing import NotEnrolled, land_bytes
 from backend.refine.quality import latest
 from backend.refine.reconcile import reconcile
 from backend.stack import supervisor
 from backend.stack.context import StackContext
-
-
-def new_member(ctx: StackContext, *sources: str) -> uuid.UUID:
-    m = uuid.uuid4()
-    with ctx.db.connect("owner") as conn:
-        enrol_member(conn, Enrolment(m, "local"))
-        for source in sources:
-            enrol(conn, source, [m])
-    return m
+from tests.devices import enrolled_member, source_client
 
 
 @pytest.fixture(scope="module")
 def api(ctx: StackContext) -> Iterator[tuple[httpx.Client, str]]:
-    name = f"guard-{secrets.token_hex(4)}"
-    with ctx.db.connect("owner") as conn:
-        key = register(conn, name)
-    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    with httpx.Client(
-        base_url=ctx.backend_url, verify=tls, timeout=30, headers={"Authorization": f"Bearer {key}"}
-    ) as client:
-        yield client, name
-    with ctx.db.connect("owner") as conn:
-        revoke(conn, name)
+    with source_client(ctx, "guard") as found:
+        yield found
 
 
 def body(member: uuid.UUID, batch_id: str | None = None, **sample: object) -> dict[str, object]:
@@ -120,7 +101,7 @@ def test_what_cannot_be_stored_is_refused_naming_the_field(
     api: tuple[httpx.Client, str], ctx: StackContext, raw: str, loc: list[object]
 ) -> None:
     client, source = api
-    payload = body(new_member(ctx, source), marker="MARK")
+    payload = body(enrolled_member(ctx, source), marker="MARK")
     text = json.dumps(payload).replace('"marker": "MARK"', raw)
     if raw.startswith('"device"'):
         text = json.dumps(payload).replace('"device": "test-watch"', raw)
@@ -141,7 +122,7 @@ def test_a_source_writes_only_for_the_members_it_is_enrolled_for(
     api: tuple[httpx.Client, str], ctx: StackContext
 ) -> None:
     client, source = api
-    other = new_member(ctx)  # enrolled on the platform, not for this source
+    other = enrolled_member(ctx)  # enrolled on the platform, not for this source
     unknown = uuid.uuid4()  # not enrolled at all
     for member in (other, unknown):
         r = client.post("/v1/ingest/batches", json=body(member))
@@ -174,7 +155,7 @@ def test_same_batch_id_other_content_is_a_conflict(
     api: tuple[httpx.Client, str], ctx: StackContext
 ) -> None:
     client, source = api
-    member = new_member(ctx, source)
+    member = enrolled_member(ctx, source)
     first = body(member, "conflict-" + secrets.token_hex(4))
     assert client.post("/v1/ingest/batches", json=first).status_code == 201
     assert client.post("/v1/ingest/batches", json=first).status_code == 200  # replay
@@ -211,7 +192,7 @@ def test_poison_batches_are_dead_lettered_and_block_no_one(
     100 of them starved every good batch. Now the good one is refined within seconds and
     each poison batch ends dead-lettered after refine_max_attempts tries."""
     client, source = api
-    member = new_member(ctx, source)
+    member = enrolled_member(ctx, source)
     poison = _poison(ctx, member, 120)
     r = client.post("/v1/ingest/batches", json=body(member))
     assert r.status_code == 201
@@ -273,7 +254,7 @@ def _export_zip(records: int, attribute: int = 0) -> bytes:
 
 def test_a_huge_attribute_is_refused_at_once(ctx: StackContext) -> None:
     """A 261 KB zip holding a 256 MiB attribute kept a worker parsing for hours."""
-    member = new_member(ctx)
+    member = enrolled_member(ctx)
     data = _export_zip(1, attribute=256)
     assert len(data) < 400_000
     with ctx.db.connect("ingest") as conn:
@@ -304,7 +285,7 @@ def refiner_stopped(stack: StackContext) -> Iterator[None]:
 def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
     ctx: StackContext, refiner_stopped: None
 ) -> None:
-    member = new_member(ctx)
+    member = enrolled_member(ctx)
     keys = ctx.keystore()
     with ctx.db.connect("ingest") as conn:
         slow = land_bytes(

@@ -176,10 +176,8 @@ def _within_limit(allow: Callable[[str], bool], who: str) -> bool:
 
 
 def anonymous_allowed(gov: GovernanceState, client: str | None) -> bool:
-    """The one call site of the per-client-address limit on unauthenticated requests
-    (`limiter.allow_anonymous`, when the limiter has it)."""
-    allow = getattr(gov.limiter, "allow_anonymous", None)
-    return True if allow is None else _within_limit(allow, client or "unknown")
+    """The one call site of the per-client-address limit on unauthenticated requests."""
+    return _within_limit(gov.limiter.allow_anonymous, client or "unknown")
 
 
 # -- the guard ----------------------------------------------------------------------------
