@@ -2,9 +2,11 @@
 
 A coach's timeline query (one day of a member's minute-level heart rate, in hourly
 buckets) goes through the running backend over HTTPS as real Hub users, and the same
-library call (`backend.query.timeline`: the same SQL with the same object rules) runs
+library call (`timeline.visible_timeline`: the same SQL, the same object rules) runs
 directly on a pooled connection: p50/p95/p99 at 1, 8 and 32 concurrent clients, closed
-loop. Besides: one Casbin decision, and one audit record written through
+loop. The physical floor is measured beside them at each level: an HTTPS round trip to
+the same backend (`/healthz`), which every governed request pays before it does anything.
+Besides: one Casbin decision, and one audit record written through
 `governance.audit_append`: alone, and from 32 writers grouped into shared transactions
 as the backend does (backend/governance/audit_writer.py).
 
@@ -44,6 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.api.governance_state import query_pool
+from backend.cli.service_cmds import backend_workers
 from backend.governance import audit, consent
 from backend.governance.audit_writer import AuditWriter
 from backend.governance.policy import Policy, seed_defaults
@@ -219,6 +222,23 @@ def governed_calls(ctx: StackContext, f: Fixture) -> Callable[[int], Callable[[i
     return make
 
 
+def https_floor_calls(ctx: StackContext) -> Callable[[int], Callable[[int], None]]:
+    """The physical floor of any request to the backend: one HTTPS round trip to the same
+    server over a kept-alive connection, with no identity, policy, query or audit."""
+    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
+
+    def make(_: int) -> Callable[[int], None]:
+        client = httpx.Client(base_url=ctx.backend_url, verify=tls, timeout=60)
+
+        def call(_: int) -> None:
+            if client.get("/healthz").status_code != 200:
+                raise RuntimeError("healthz failed")
+
+        return call
+
+    return make
+
+
 def direct_calls(
     pool: ConnectionPool, f: Fixture, region: str
 ) -> Callable[[int], Callable[[int], None]]:
@@ -227,9 +247,7 @@ def direct_calls(
             k = n % len(f.coaches)
             viewer = Viewer(f.coaches[k], frozenset({"coach"}), region)
             with pool.connection() as conn:
-                if not tl.can_view(conn, viewer, f.members[k]):
-                    raise RuntimeError("direct: not visible")
-                points = tl.timeline(
+                points = tl.visible_timeline(
                     conn,
                     viewer,
                     f.members[k],
@@ -238,6 +256,8 @@ def direct_calls(
                     bucket="hour",
                     limit=1000,
                 )
+            if points is None:
+                raise RuntimeError("direct: not visible")
             if len(points) != 24:
                 raise RuntimeError(f"direct: {len(points)} points")
 
@@ -331,17 +351,18 @@ def main(argv: list[str] | None = None) -> int:
     with console.status(f"a population of {args.population} consenting members"):
         population = populate(ctx, args.population)
     f = setup(ctx, console)
-    runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}}
+    runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}, "https": {}}
     try:
         # The backend's own pool configuration, so the SQL runs the same way on both paths.
         with query_pool(ctx.db, max_size=max(LEVELS)) as pool:
             direct = direct_calls(pool, f, ctx.settings.region)
             governed = governed_calls(ctx, f)
+            https = https_floor_calls(ctx)
             # Warm both paths (token cache, connections, plans) before measuring.
             closed_loop(4, 1.0, governed)
             closed_loop(4, 1.0, direct)
             for clients in LEVELS:
-                for path, calls in (("direct", direct), ("governed", governed)):
+                for path, calls in (("direct", direct), ("https", https), ("governed", governed)):
                     with console.status(f"{path}: {clients} client(s) for {args.seconds:g} s"):
                         runs[path][str(clients)] = closed_loop(clients, args.seconds, calls)
         with console.status("Casbin decisions"):
@@ -359,7 +380,11 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="right" if col != "path" else "left")
     for level in map(str, LEVELS):
         d, g = runs["direct"][level], runs["governed"][level]
-        for path, r in (("direct SQL", d), ("governed HTTPS", g)):
+        for path, r in (
+            ("direct SQL", d),
+            ("HTTPS round trip (/healthz)", runs["https"][level]),
+            ("governed HTTPS", g),
+        ):
             ratio = f"{g['p95_ms'] / d['p95_ms']:.2f}" if r is g else ""
             table.add_row(
                 level,
@@ -385,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['p50_ms']:.2f} / {r['p95_ms']:.2f} ms ({r['per_s']:,.0f}/s)",
         )
     console.print(costs)
+    workers = backend_workers(ctx.settings.backend_workers)
     console.print(
-        f"backend workers: {ctx.settings.backend_workers or os.cpu_count()};"
+        f"backend workers: {workers};"
         f" load average before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}"
     )
     RESULTS.mkdir(exist_ok=True)
@@ -398,12 +424,16 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
         },
-        "backend_workers": ctx.settings.backend_workers or os.cpu_count(),
+        "backend_workers": workers,
         "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
         "population": population,
         "runs": runs,
         "p95_ratio": {
             c: runs["governed"][c]["p95_ms"] / runs["direct"][c]["p95_ms"] for c in runs["direct"]
+        },
+        # What governance adds at the median, past the query itself.
+        "p50_overhead_ms": {
+            c: runs["governed"][c]["p50_ms"] - runs["direct"][c]["p50_ms"] for c in runs["direct"]
         },
         "casbin_decision_us": casbin,
         "audit_write": {"writers_1": audit_one, "writers_32_grouped": audit_many},

@@ -5,6 +5,7 @@ limited per client address; with Redis away, requests are refused (503), not let
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import socket
 import subprocess
@@ -79,12 +80,14 @@ def test_unauthenticated_requests_are_limited_per_client_address(ctx: StackConte
 
 
 _WORKER = """
-import sys
+import asyncio, sys
 from pathlib import Path
 from backend.api.governance_state import Rate, SharedRateLimiter
 url = sys.stdin.readline().strip()  # not in argv: it holds the Redis password
 limiter = SharedRateLimiter.open(url, Path(sys.argv[1]), Rate(1, 30), Rate(1, 30))
-print(sum(limiter.allow(sys.argv[2]) for _ in range(int(sys.argv[3]))))
+async def main() -> int:
+    return sum([await limiter.allow(sys.argv[2]) for _ in range(int(sys.argv[3]))])
+print(asyncio.run(main()))
 """
 
 
@@ -115,9 +118,9 @@ def test_with_redis_away_requests_are_refused_not_let_through(ctx: StackContext)
     url = f"rediss://nobody:nothing@127.0.0.1:{_closed_port()}/0"
     limiter = SharedRateLimiter.open(url, ctx.redis.ca_file, Rate(5, 10), Rate(5, 10))
     with pytest.raises(ServiceDown, match="rate limit store"):
-        limiter.allow("someone")
+        asyncio.run(limiter.allow("someone"))
     with pytest.raises(ServiceDown):
-        limiter.allow_anonymous("127.0.0.1")
+        asyncio.run(limiter.allow_anonymous("127.0.0.1"))
 
 
 def _closed_port() -> int:

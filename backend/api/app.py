@@ -10,7 +10,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -78,8 +77,7 @@ def create_app(
         if gov is None or state.get("audited") or not _governed_path(path):
             return
         client = scope.get("client")
-        await run_in_threadpool(
-            record_refusal,
+        await record_refusal(
             gov,
             method=str(scope.get("method", "")),
             path=path,

@@ -17,7 +17,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,7 @@ from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from backend.api.governance_state import GovernanceState, Identity
 from backend.exceptions import ServiceDown, UserError, http_status
@@ -150,11 +151,14 @@ def bearer_token(authorization: str | None) -> str | None:
     return value
 
 
-def _identity(gov: GovernanceState, token: str | None) -> Identity | None:
+async def _identity(gov: GovernanceState, token: str | None) -> Identity | None:
     if token is None:
         return None
+    known, identity = gov.validator.remembered(token)
+    if known:
+        return identity  # the usual case: no I/O, no thread
     try:
-        return gov.validator.validate(token)
+        return await run_in_threadpool(gov.validator.validate, token)
     except ServiceDown:
         # The identity provider gave no answer: not the caller's fault, not a 401.
         raise HTTPException(
@@ -162,9 +166,9 @@ def _identity(gov: GovernanceState, token: str | None) -> Identity | None:
         ) from None
 
 
-def _within_limit(allow: Callable[[str], bool], who: str) -> bool:
+async def _within_limit(allow: Callable[[str], Awaitable[bool]], who: str) -> bool:
     try:
-        return allow(who)
+        return await allow(who)
     except ServiceDown:
         # Limits that cannot be checked refuse (fail closed): an unlimited path is what
         # an attacker would wait for.
@@ -175,9 +179,9 @@ def _within_limit(allow: Callable[[str], bool], who: str) -> bool:
         ) from None
 
 
-def anonymous_allowed(gov: GovernanceState, client: str | None) -> bool:
+async def anonymous_allowed(gov: GovernanceState, client: str | None) -> bool:
     """The one call site of the per-client-address limit on unauthenticated requests."""
-    return _within_limit(gov.limiter.allow_anonymous, client or "unknown")
+    return await _within_limit(gov.limiter.allow_anonymous, client or "unknown")
 
 
 # -- the guard ----------------------------------------------------------------------------
@@ -230,9 +234,12 @@ class RouteGuard:
     def concrete(self, path_params: Mapping[str, Any]) -> str:
         return _PARAM.sub(lambda m: str(path_params.get(m.group(1), m.group(0))), self.resource)
 
-    def __call__(
+    async def __call__(
         self, request: Request, response: Response, gov: Gov, _declared: HubToken
-    ) -> Iterator[Ticket]:
+    ) -> AsyncIterator[Ticket]:
+        """Runs on the event loop: what it needs before the route is in memory (the token's
+        cached answer, the policy's memo) or asynchronous (the rate limit); only a token
+        the validator has not seen lately, and the audit record, take a thread."""
         started = time.perf_counter()
         path_params = request.path_params
         resource = self.concrete(path_params)
@@ -248,9 +255,9 @@ class RouteGuard:
         viewer: Viewer | None = None
         ticket: Ticket | None = None
 
-        def record(outcome: str, status_code: int) -> None:
+        async def record(outcome: str, status_code: int) -> None:
             try:
-                write(outcome, status_code)
+                await run_in_threadpool(write, outcome, status_code)
             except Exception as e:
                 # No answer without its record: whatever the route produced is dropped.
                 log.error("audit record not written", error=type(e).__name__)
@@ -295,9 +302,9 @@ class RouteGuard:
 
         try:
             token = bearer_token(request.headers.get("authorization"))
-            identity = _identity(gov, token)
+            identity = await _identity(gov, token)
             if identity is None:
-                if not anonymous_allowed(gov, client):
+                if not await anonymous_allowed(gov, client):
                     raise HTTPException(
                         status.HTTP_429_TOO_MANY_REQUESTS,
                         "too many requests",
@@ -309,7 +316,7 @@ class RouteGuard:
                     headers={"WWW-Authenticate": "Bearer"},
                 )
             viewer = Viewer(identity.name, identity.roles, gov.region)
-            if not _within_limit(gov.limiter.allow, identity.name):
+            if not await _within_limit(gov.limiter.allow, identity.name):
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
                     "too many requests",
@@ -320,10 +327,10 @@ class RouteGuard:
             ):
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "not allowed")
         except HTTPException as e:
-            record("denied" if e.status_code in (401, 403, 429) else "error", e.status_code)
+            await record("denied" if e.status_code in (401, 403, 429) else "error", e.status_code)
             raise
         except Exception:
-            record("error", 500)
+            await record("error", 500)
             raise
         ticket = Ticket(viewer, self.action, resource, purpose, study, request_id=request_id)
         try:
@@ -334,23 +341,23 @@ class RouteGuard:
             # audits input it refuses before any route.
             ticket.action, ticket.purpose, ticket.study = "request.refused", None, None
             ticket.params = {"method": request.method, "reason": "invalid input"}
-            record("denied", 422)
+            await record("denied", 422)
             raise
         except HTTPException as e:
             # 404 and 409: the object rules or the object's state refused it.
-            record(
+            await record(
                 "denied" if e.status_code in (401, 403, 404, 409, 429) else "error", e.status_code
             )
             raise
         except UserError as e:
             code = http_status(e)
-            record("denied" if code in (403, 404, 409) else "error", code)
+            await record("denied" if code in (403, 404, 409) else "error", code)
             raise
         except Exception:
-            record("error", 500)
+            await record("error", 500)
             raise
         else:
-            record("allowed", _status_sent(request, response))
+            await record("allowed", _status_sent(request, response))
 
 
 def _query_params(request: Request) -> dict[str, Any]:
@@ -389,7 +396,7 @@ def guard_of(call: object) -> RouteGuard | None:
     return call if isinstance(call, RouteGuard) else None
 
 
-def record_refusal(
+async def record_refusal(
     gov: GovernanceState,
     *,
     method: str,
@@ -404,10 +411,11 @@ def record_refusal(
     endpoint): every request leaves a record, not only those a route saw. The caller is
     named if their token is good; a Hub that does not answer leaves them anonymous."""
     try:
-        identity = _identity(gov, bearer_token(authorization))
+        identity = await _identity(gov, bearer_token(authorization))
     except HTTPException:
         identity = None
-    _write(
+    await run_in_threadpool(
+        _write,
         gov,
         Viewer(identity.name, identity.roles, gov.region) if identity else None,
         client=client,

@@ -112,20 +112,24 @@ def member_timeline(
     cursor = _timeline_cursor(after) if after else None
     with gov.query_pool.connection() as conn:
         target = target_member(conn, ticket.viewer, member)
-        if target is None or not tl.can_view(conn, ticket.viewer, target):
-            # Not "forbidden": whether such a member exists is not the caller's to learn.
-            raise NotFound("no such member")
-        points = tl.timeline(
-            conn,
-            ticket.viewer,
-            target,
-            start=start,
-            end=end,
-            codes=codes,
-            bucket=bucket,
-            limit=limit,
-            after=cursor,
+        points = (
+            None
+            if target is None
+            else tl.visible_timeline(
+                conn,
+                ticket.viewer,
+                target,
+                start=start,
+                end=end,
+                codes=codes,
+                bucket=bucket,
+                limit=limit,
+                after=cursor,
+            )
         )
+    if points is None:
+        # Not "forbidden": whether such a member exists is not the caller's to learn.
+        raise NotFound("no such member")
     ticket.row_count = len(points)
     last = points[-1] if len(points) == limit else None
     return TimelinePage(

@@ -3,23 +3,27 @@
 Every governed request waits for its audit record to be durable before it answers. The
 chain makes appends serial (one lock, one hash after another), so one transaction and one
 WAL flush per request caps the whole backend at a few hundred requests a second and
-queues concurrent requests behind each other. The writer thread instead takes every
-record waiting at that moment and appends them in one transaction, pipelined: one round
-trip and one flush for the lot. Each request still returns only after its own record is
-committed, in the order the records were handed over.
+queues concurrent requests behind each other. Instead, records are appended in groups: a
+request that finds no commit in progress commits every record waiting at that moment
+(its own among them) in one transaction, pipelined, on its own thread; requests arriving
+meanwhile wait for the next group, which one of them commits. One round trip and one
+flush for the lot, and a lone request pays no hand-off to another thread (that hand-off
+cost about as much as the commit itself). Each request returns only after its own record
+is committed, in the order the records were handed over.
 
 The writer also anchors the chain outside the database (audit_anchor.py): after every
-`ANCHOR_EVERY` records, after `ANCHOR_SECONDS` with unanchored records, and on close.
+`ANCHOR_EVERY` records, after `ANCHOR_SECONDS` with unanchored records (a small timer
+thread), and on close.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
+from functools import partial
 
 import psycopg
 
@@ -31,6 +35,10 @@ log = get_logger(__name__)
 
 # Records per transaction at most: bounds the lock hold time and one failure's reach.
 MAX_BATCH = 256
+
+
+class AuditWriterClosed(RuntimeError):
+    pass
 
 
 class AuditWriter:
@@ -45,51 +53,84 @@ class AuditWriter:
         self._anchor = anchor
         self._anchor_every = anchor_every
         self._anchor_seconds = anchor_seconds
+        # Guarded by _cond; the counters below by holding the turn (_busy).
+        self._cond = threading.Condition()
+        self._pending: list[tuple[AuditEvent, Future[int]]] = []
+        self._busy = False
+        self._closed = False
         self._unanchored = 0
         self._since = time.monotonic()
-        self._queue: queue.Queue[tuple[AuditEvent, Future[int]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
-        self._thread.start()
+        self._timer = threading.Thread(target=self._anchor_on_time, name="audit-anchor")
+        self._timer.daemon = True
+        self._timer.start()
 
     def write(self, event: AuditEvent, timeout: float = 30.0) -> int:
         """Append one record; returns its sequence number once it is committed."""
         done: Future[int] = Future()
-        self._queue.put((event, done))
-        return done.result(timeout)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            if self._closed:
+                raise AuditWriterClosed("the audit writer is closed")
+            self._pending.append((event, done))
+            while not done.done():
+                if self._busy:
+                    left = deadline - time.monotonic()
+                    timed_out = left <= 0 or not self._cond.wait(left)
+                    if timed_out and not done.done():
+                        raise TimeoutError("audit record not committed in time")
+                    continue
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                self._take_turn(partial(self._commit_and_count, batch))
+        return done.result()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(10)
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._timer.join(10)
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            self._take_turn(self._anchor_now)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                # Asleep with unanchored records: wake up when they are due.
-                first = self._queue.get(timeout=self._due() if self._unanchored else None)
-            except queue.Empty:
-                self._anchor_now()
-                continue
-            if first is None:
-                self._anchor_now()
-                return
-            batch = [first]
-            stopping = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+    def _take_turn(self, work: Callable[[], None]) -> None:
+        """Run `work` as the one thread writing to the chain; called holding _cond, which
+        is released meanwhile so that others can queue their records."""
+        self._busy = True
+        self._cond.release()
+        try:
+            work()
+        finally:
+            self._cond.acquire()
+            self._busy = False
+            self._cond.notify_all()
+
+    def _commit_and_count(self, batch: list[tuple[AuditEvent, Future[int]]]) -> None:
+        try:
             self._commit(batch)
-            self._unanchored += len(batch)
-            if self._unanchored >= self._anchor_every or self._due() == 0:
-                self._anchor_now()
-            if stopping:
-                self._anchor_now()
-                return
+        except BaseException as e:
+            # Nobody may wait forever for a group that went wrong in an unforeseen way.
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(e)
+            raise
+        self._unanchored += len(batch)
+        if self._unanchored >= self._anchor_every or self._due() == 0:
+            self._anchor_now()
+
+    def _anchor_on_time(self) -> None:
+        with self._cond:
+            while not self._closed:
+                # Asleep with unanchored records: wake up when they are due.
+                due = max(self._due(), 0.05) if self._unanchored else self._anchor_seconds
+                self._cond.wait(due)
+                if self._closed:
+                    return
+                if self._unanchored and self._due() == 0 and not self._busy:
+                    self._take_turn(self._anchor_now)
 
     def _due(self) -> float:
         return max(0.0, self._anchor_seconds - (time.monotonic() - self._since))

@@ -5,6 +5,11 @@ as JupyterHub's own `HubAuth` does, without tornado: plain synchronous httpx, ve
 against our CA. Answers are cached briefly so a notebook's burst of requests costs one
 round trip; a revoked token keeps working for at most `cache_seconds` after the Hub
 stops accepting it (the Hub itself re-checks an account every `auth_refresh_age`).
+
+A token in use is re-checked in the background once its answer is half as old as
+`cache_seconds`, so a busy caller never waits for the Hub (its requests would otherwise
+pay a Hub round trip every `cache_seconds`: the slowest requests of the governed path).
+The bound stays: no answer older than `cache_seconds` is ever used.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +32,11 @@ from backend.identity import PLATFORM_ROLES
 # A refused token is remembered only long enough to absorb a burst of retries.
 _NEGATIVE_CACHE_SECONDS = 1.0
 _MAX_TOKEN_CHARS = 512
+
+
+def _key(token: str) -> bytes:
+    # Tokens are kept in memory only as their hashes.
+    return hashlib.sha256(token.encode()).digest()
 
 
 class HubUnavailable(ServiceDown):
@@ -74,10 +85,14 @@ class HubTokenValidator:
             ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
         )
         self._http = httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)
-        self._cache: dict[bytes, tuple[float, HubIdentity | None]] = {}
+        # token hash -> (expires, refresh after, identity)
+        self._cache: dict[bytes, tuple[float, float, HubIdentity | None]] = {}
+        self._refreshing: set[bytes] = set()
         self._lock = threading.Lock()
+        self._refresher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hub-refresh")
 
     def close(self) -> None:
+        self._refresher.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     def __enter__(self) -> HubTokenValidator:
@@ -105,29 +120,58 @@ class HubTokenValidator:
     def validate(self, token: str) -> HubIdentity | None:
         """The user holding `token`, or None if the Hub does not vouch for it for this
         service. Raises HubUnavailable when the Hub gives no answer."""
+        known, identity = self.remembered(token)
+        if known:
+            return identity
+        return self._check(_key(token), token)
+
+    def remembered(self, token: str) -> tuple[bool, HubIdentity | None]:
+        """(True, answer) if this token's answer is known without asking the Hub (a fresh
+        cached answer, or a token that cannot be one), else (False, None). No I/O: safe on
+        an event loop. A cached answer past half its window starts a background re-check."""
         if not token or len(token) > _MAX_TOKEN_CHARS or not token.isprintable() or " " in token:
-            return None
-        key = hashlib.sha256(token.encode()).digest()
+            return True, None
+        key = _key(token)
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1]
+            if hit is None or hit[0] <= now:
+                return False, None
+            _, refresh_after, identity = hit
+            if identity is not None and now >= refresh_after and key not in self._refreshing:
+                self._refreshing.add(key)
+                self._refresher.submit(self._refresh, key, token)
+            return True, identity
+
+    def _check(self, key: bytes, token: str) -> HubIdentity | None:
+        # The clock starts before the question: an answer is as old as the moment it was asked.
+        asked = time.monotonic()
         identity = self._identity(token)
         ttl = self.cache_seconds if identity is not None else self._negative_seconds
         if ttl > 0:
             with self._lock:
-                self._remember(key, time.monotonic() + ttl, identity)
+                self._remember(key, asked + ttl, asked + ttl / 2, identity)
         return identity
 
-    def _remember(self, key: bytes, expires: float, identity: HubIdentity | None) -> None:
+    def _refresh(self, key: bytes, token: str) -> None:
+        try:
+            self._check(key, token)
+        except HubUnavailable:
+            pass  # the entry expires as it would have; the next request asks and answers 503
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _remember(
+        self, key: bytes, expires: float, refresh_after: float, identity: HubIdentity | None
+    ) -> None:
         if len(self._cache) >= self._max_entries:
             now = time.monotonic()
-            for k in [k for k, (exp, _) in self._cache.items() if exp <= now]:
+            for k in [k for k, (exp, _, _) in self._cache.items() if exp <= now]:
                 del self._cache[k]
             while len(self._cache) >= self._max_entries:
                 del self._cache[next(iter(self._cache))]
-        self._cache[key] = (expires, identity)
+        self._cache[key] = (expires, refresh_after, identity)
 
     def _identity(self, token: str) -> HubIdentity | None:
         service = self.service_name()

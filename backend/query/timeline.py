@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Required, TypedDict, Unpack
 
 import psycopg
 from psycopg import sql
@@ -42,32 +42,64 @@ def can_view(conn: psycopg.Connection, viewer: Viewer, member: uuid.UUID) -> boo
     return bool(row and row[0])
 
 
+class Window(TypedDict, total=False):
+    """What part of a timeline to read: [start, end), optionally some codes, in buckets,
+    a page of `limit` points after the keyset cursor `after` (the last point's time and
+    code: exact when several codes share a timestamp)."""
+
+    start: Required[dt.datetime]
+    end: Required[dt.datetime]
+    codes: list[str] | None
+    bucket: Bucket | None
+    limit: int
+    after: tuple[dt.datetime, str] | None
+
+
 def timeline(
-    conn: psycopg.Connection,
-    viewer: Viewer,
-    member: uuid.UUID,
-    *,
-    start: dt.datetime,
-    end: dt.datetime,
-    codes: list[str] | None = None,
-    bucket: Bucket | None = None,
-    limit: int = 10_000,
-    after: tuple[dt.datetime, str] | None = None,
+    conn: psycopg.Connection, viewer: Viewer, member: uuid.UUID, **window: Unpack[Window]
 ) -> list[Point]:
-    """Observations (or hourly/daily buckets) in [start, end), oldest first. `after` (the
-    last point's time and code) and `limit` page through long ranges: keyset pagination
-    on (time, code), which stays exact when several codes share a timestamp."""
-    params = {
+    """Observations (or hourly/daily buckets) in the window, oldest first."""
+    bucket = window.get("bucket")
+    rows = conn.execute(timeline_sql(bucket), _timeline_params(viewer, member, window)).fetchall()
+    conn.rollback()
+    return _points(rows, bucket)
+
+
+def visible_timeline(
+    conn: psycopg.Connection, viewer: Viewer, member: uuid.UUID, **window: Unpack[Window]
+) -> list[Point] | None:
+    """`timeline` for a route: None if the viewer may not see the member at all (`can_view`),
+    else the points. Both statements go in one round trip (a pipeline): the visibility
+    check used to cost a round trip of its own on every request."""
+    bucket = window.get("bucket")
+    with conn.pipeline():
+        seen = conn.execute(
+            sql.SQL("select {}").format(row_rules.may_see_member()),
+            row_rules.params(viewer, member=member),
+        )
+        points = conn.execute(timeline_sql(bucket), _timeline_params(viewer, member, window))
+    visible = seen.fetchone()
+    rows = points.fetchall()
+    conn.rollback()
+    if not (visible and visible[0]):
+        return None
+    return _points(rows, bucket)
+
+
+def _timeline_params(viewer: Viewer, member: uuid.UUID, window: Window) -> dict[str, object]:
+    after = window.get("after")
+    return {
         **row_rules.params(viewer, member=member),
-        "start": start,
-        "end": end,
-        "limit": limit,
-        "want": codes,
+        "start": window["start"],
+        "end": window["end"],
+        "limit": window.get("limit", 10_000),
+        "want": window.get("codes"),
         "after": after[0] if after else None,
         "after_code": after[1] if after else None,
     }
-    rows = conn.execute(timeline_sql(bucket), params).fetchall()
-    conn.rollback()
+
+
+def _points(rows: list[tuple[Any, ...]], bucket: Bucket | None) -> list[Point]:
     if bucket is None:
         return [Point(r[0], r[1], r[2], r[3]) for r in rows]
     return [Point(r[0], r[1], float(r[2]), r[3], int(r[4]), r[5], r[6]) for r in rows]

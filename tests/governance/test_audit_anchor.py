@@ -295,3 +295,33 @@ def test_disabling_the_trace_on_assignments_is_named(
         "trigger coach_assignments_changes on governance.coach_assignments is disabled",
         "trigger coach_assignments_truncate on governance.coach_assignments is disabled",
     ]
+
+
+def test_records_left_idle_are_anchored_on_time(scratch_db: DatabaseAccess, tmp_path: Path) -> None:
+    """Fewer records than `anchor_every`, then silence: the timer anchors them."""
+    import time
+
+    from backend.db import migrate
+    from backend.governance.audit_anchor import read_log
+
+    migrate.upgrade(scratch_db)
+    files = AnchorFiles.in_home(tmp_path)
+    writer = AuditWriter(
+        lambda: scratch_db.connect("backend"),
+        AnchorSigner(files, scratch_db.dbname),
+        anchor_every=1000,
+        anchor_seconds=0.5,
+    )
+    try:
+        last = 0
+        for n in range(3):
+            last = writer.write(_event(n))
+        deadline = time.monotonic() + 10
+        anchors: list[int] = []
+        while time.monotonic() < deadline and last not in anchors:
+            time.sleep(0.1)
+            log = read_log(files, scratch_db.dbname)
+            anchors = [a.seq for a in log.anchors] if log else []
+        assert last in anchors, "the idle records were not anchored"
+    finally:
+        writer.close()

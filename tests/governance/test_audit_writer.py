@@ -67,3 +67,22 @@ def test_a_refused_record_fails_alone(db: DatabaseAccess) -> None:
         n = conn.execute("select count(*) from governance.audit_log").fetchone()
         assert audit.verify(conn).ok
     assert n == (63,)
+
+
+def test_a_lone_record_is_committed_on_the_callers_thread(db: DatabaseAccess) -> None:
+    """No hand-off to another thread when nobody else is writing (it cost as much as the
+    commit): the connection is taken on the thread that called `write`."""
+    import threading
+
+    threads: list[str] = []
+
+    def connect() -> AbstractContextManager[psycopg.Connection]:
+        threads.append(threading.current_thread().name)
+        return db.connect("backend")
+
+    writer = AuditWriter(connect)
+    try:
+        writer.write(_event(1))
+    finally:
+        writer.close()
+    assert threads == [threading.current_thread().name]

@@ -420,6 +420,30 @@ def test_revoked_token_is_refused_after_the_cache_window(hub: Hub) -> None:
         assert v.validate(model["token"]) is None
 
 
+def test_a_token_in_use_is_rechecked_in_the_background_within_the_window(hub: Hub) -> None:
+    """Past half its window, a cached answer is re-checked with the Hub off the request's
+    path (busy callers never wait for the Hub), and the window still bounds every answer:
+    a token revoked after the re-check is refused once the re-check's window ends."""
+    model = logged_in_token(hub, "alice")
+    with hub.validator(cache_seconds=2.0) as v:
+        t0 = time.monotonic()
+        assert v.validate(model["token"]) is not None
+        time.sleep(1.2)
+        assert v.validate(model["token"]) is not None  # answered from memory, re-check starts
+        time.sleep(0.5)
+        with hub.client() as client:
+            r = client.delete(
+                f"/hub/api/users/alice/tokens/{model['id']}",
+                headers={"Authorization": f"token {model['token']}"},
+            )
+            assert r.status_code == 204, r.text
+        time.sleep(max(0.0, t0 + 2.3 - time.monotonic()))
+        # The first answer's window has ended; the re-check's (asked at ~1.2 s) has not.
+        assert v.validate(model["token"]) is not None
+        time.sleep(max(0.0, t0 + 3.4 - time.monotonic()))
+        assert v.validate(model["token"]) is None
+
+
 def test_store_changes_reach_the_hub_without_a_new_login(hub: Hub) -> None:
     token = logged_in_token(hub, "carol")["token"]
     with hub.validator(cache_seconds=0) as v:

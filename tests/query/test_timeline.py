@@ -136,3 +136,21 @@ def test_hourly_buckets_and_paging(world: World) -> None:
     # the lab and a heart rate share the first timestamp: neither is lost at the boundary
     assert len(pages) == 49
     assert len({(p.time, p.code) for p in pages}) == 49
+
+
+@pytest.mark.parametrize(
+    ("viewer", "who"),
+    [(CAROL, "ann"), (CAROL, "bob"), (CAROL, "dan"), (ANN, "ann"), (ANN, "bob"), (ADMIN, "ann")],
+)
+@pytest.mark.parametrize("bucket", [None, "hour"])
+def test_the_routes_one_round_trip_answers_as_the_two_calls(
+    world: World, viewer: Viewer, who: str, bucket: tl.Bucket | None
+) -> None:
+    """`visible_timeline` (check and query pipelined) is `can_view` then `timeline`."""
+    member = getattr(world, who)
+    with world.db.connect("query") as conn:
+        got = tl.visible_timeline(
+            conn, viewer, member, start=T0, end=T0 + dt.timedelta(days=1), bucket=bucket
+        )
+    expected = _rows(world, viewer, member, bucket=bucket) if _may(world, viewer, member) else None
+    assert got == expected
