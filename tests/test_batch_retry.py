@@ -128,7 +128,7 @@ def test_a_batch_over_the_time_limit_is_refined_once_the_limit_is_raised(
     REJUVE_REFINE_TIME_LIMIT_SECONDS. The operator raises the limit (here: the stack's
     refiner with its default limit again) and puts it back; it is refined, and its
     quality row is the new one."""
-    records = 40_000
+    records = 100_000
     with ctx.db.connect("ingest") as conn:
         batch = land_bytes(
             conn,
