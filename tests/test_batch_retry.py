@@ -60,6 +60,9 @@ def test_a_poison_batch_put_back_is_dead_lettered_again_after_as_many_new_tries(
     [batch] = _poison(ctx, enrolled_member(ctx), 1)
     status, attempts, _, error = _ledger(ctx, batch, timeout=120)
     assert (status, attempts) == ("dead_letter", tries) and "MappingError" in str(error)
+    # As `reconcile` shows it: the first 8 characters of its id name it there too.
+    shown = rejuve("reconcile", "--batch", str(batch)[:8])
+    assert shown.returncode == 1 and "failed" in shown.stdout, shown.stderr
 
     put_back = rejuve("batches", "retry", str(batch)[:13])  # a prefix, as tables show ids
     assert put_back.returncode == 0, put_back.stderr

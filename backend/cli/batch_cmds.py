@@ -29,6 +29,7 @@ def batches_retry(
     from backend.cli.operator import operator_audit
     from backend.exceptions import UserError
     from backend.refine import dead_letter
+    from backend.refine.reconcile import resolve_batch
 
     if bool(batch_ids) == all_dead:
         raise UserError("give the batch ids to put back, or --all-dead (not both)")
@@ -39,7 +40,7 @@ def batches_retry(
         ) as params,
         ctx.db.connect("owner") as conn,
     ):
-        ids = None if all_dead else [dead_letter.resolve(conn, b) for b in batch_ids or []]
+        ids = None if all_dead else [resolve_batch(conn, b) for b in batch_ids or []]
         put_back = dead_letter.retry(conn, ids)
         # Ids and counts only: the reasons stay in the ledger, the audit log outlives erasure.
         params["batches"] = [str(p.batch_id) for p in put_back]

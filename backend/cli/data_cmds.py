@@ -261,7 +261,7 @@ def _reconcile_table(lines: list, title: str) -> Table:  # type: ignore[type-arg
 def reconcile_cmd(
     ctx: StackContext, batch: str | None, since: str | None, as_json: bool, grace: float
 ) -> bool:
-    from backend.refine.reconcile import reconcile
+    from backend.refine.reconcile import reconcile, resolve_batch
 
     since_dt = None
     if since:
@@ -274,7 +274,7 @@ def reconcile_cmd(
     with ctx.db.connect("refiner") as conn:
         result = reconcile(
             conn,
-            batch=_uuid(batch, "batch") if batch else None,
+            batch=resolve_batch(conn, batch) if batch else None,
             since=since_dt,
             grace=dt.timedelta(seconds=grace),
         )
@@ -320,7 +320,7 @@ def reconcile_cmd(
 @quarantine_app.command("list")
 def quarantine_list(
     status: Annotated[str, typer.Option(help="open, released, rejected or all")] = "open",
-    batch: Annotated[str | None, typer.Option(help="only this batch")] = None,
+    batch: Annotated[str | None, typer.Option(help="only this batch (id or unique prefix)")] = None,
     reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -328,13 +328,14 @@ def quarantine_list(
     """List quarantined records (newest first)."""
     from backend.cli.app import context
     from backend.refine import quarantine as q
+    from backend.refine.reconcile import resolve_batch
 
     ctx = context()
     with ctx.db.connect("refiner") as conn:
         entries = q.list_entries(
             conn,
             status=None if status == "all" else status,
-            batch=_uuid(batch, "batch") if batch else None,
+            batch=resolve_batch(conn, batch) if batch else None,
             reason=reason,
             limit=limit,
         )

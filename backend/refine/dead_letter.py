@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import psycopg
 
-from backend.db.prefix import resolve_id
 from backend.exceptions import Conflict, NotFound
 from backend.ingest.landing import NOTIFY_CHANNEL
 
@@ -32,11 +31,6 @@ class PutBack:
     batch_id: uuid.UUID
     attempts: int  # the failed attempts before it was dead-lettered
     error: str | None  # why it was dead-lettered
-
-
-def resolve(conn: psycopg.Connection, value: str) -> uuid.UUID:
-    """The batch a whole id or a unique prefix of one names (as `reconcile` shows it)."""
-    return resolve_id(conn, value, table="raw.batches", column="batch_id", what="batch")
 
 
 def retry(conn: psycopg.Connection, batch_ids: Sequence[uuid.UUID] | None) -> list[PutBack]:
