@@ -15,8 +15,10 @@ from backend.runtime import Runtime
 
 
 @flow(name="ingest-file")
-def ingest_file_flow(path: str, fmt: str, member_id: str) -> dict[str, object]:
-    """Land and refine one file; returns its reconciliation line."""
+def ingest_file_flow(path: str, fmt: str, member_id: str, enrol: bool = False) -> dict[str, object]:
+    """Land and refine one file; returns its reconciliation line. `enrol`: enrol the member
+    first if it is not enrolled yet (an explicit first ingest, as `rejuve ingest --enrol`);
+    without it a member that is not enrolled fails the run and nothing lands."""
     ctx = Runtime.from_env()
     result = ingest_file(
         ctx.db,
@@ -26,6 +28,7 @@ def ingest_file_flow(path: str, fmt: str, member_id: str) -> dict[str, object]:
         member_id=uuid.UUID(member_id),
         region=ctx.settings.region,
         source=f"flow:{fmt}",
+        enrol=enrol,
     )
     line = result.line
     get_run_logger().info(

@@ -46,7 +46,7 @@ def test_ingest_then_reconcile_quarantine_and_quality() -> None:
     assert t["parsed"] == t["processed"] + t["quarantined"] + t["duplicate"] > 0
     assert t["unmapped"]["HKQuantityTypeIdentifierDietaryWater"] == 2
 
-    listed = rejuve("quarantine", "list", "--batch", batch, "--json")
+    listed = rejuve("quarantine", "list", "--batch", batch[:8], "--json")  # as tables show it
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)
     assert len(entries) == t["quarantined"]

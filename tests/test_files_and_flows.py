@@ -150,23 +150,17 @@ def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
     assert fresh.exists() and stray.exists()  # left alone: still being written / misplaced
 
 
-def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
+def _run_ingest_file(ctx: StackContext, **parameters: object) -> str:
+    """Run the `ingest-file` deployment on the stack's Prefect server with `parameters`;
+    returns the run's final state."""
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     api = ctx.prefect.api_url
-    member = uuid.uuid4()
-    enrol_members(ctx.db, [member], "local")
     with httpx.Client(verify=tls, timeout=30, auth=ctx.prefect.basic_auth) as client:
         dep = client.get(f"{api}/deployments/name/ingest-file/ingest-file")
         assert dep.status_code == 200, "the flows service must serve the deployment"
         run = client.post(
             f"{api}/deployments/{dep.json()['id']}/create_flow_run",
-            json={
-                "parameters": {
-                    "path": str(FIXTURES / "omh/mixed-points.json"),
-                    "fmt": "omh",
-                    "member_id": str(member),
-                }
-            },
+            json={"parameters": parameters},
         )
         assert run.status_code == 201, run.text
         run_id = run.json()["id"]
@@ -177,7 +171,11 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
             if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 break
             time.sleep(0.5)
-    assert state == "COMPLETED"
+    return str(state)
+
+
+def _flow_batch(ctx: StackContext, member: uuid.UUID) -> tuple[int, int] | None:
+    """(processed, quarantined) of the member's batch landed by the flow, if any."""
     with ctx.db.connect("refiner") as conn:
         row = conn.execute(
             "select l.processed, l.quarantined from raw.batches b"
@@ -185,7 +183,27 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
             " where b.member_id = %s and b.source = 'flow:omh'",
             (member,),
         ).fetchone()
-    assert row == (12, 4)
+    return None if row is None else (row[0], row[1])
+
+
+def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
+    member = uuid.uuid4()
+    enrol_members(ctx.db, [member], "local")
+    path = str(FIXTURES / "omh/mixed-points.json")
+    assert _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(member)) == "COMPLETED"
+    assert _flow_batch(ctx, member) == (12, 4)
+
+
+def test_ingest_file_deployment_enrols_only_when_asked(ctx: StackContext) -> None:
+    """`enrol` as `rejuve ingest --enrol`: a member that is not enrolled fails the run
+    (nothing lands) unless the run is asked to enrol it first."""
+    path = str(FIXTURES / "omh/mixed-points.json")
+    stranger, newcomer = uuid.uuid4(), uuid.uuid4()
+    assert _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(stranger)) == "FAILED"
+    assert _flow_batch(ctx, stranger) is None
+    state = _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(newcomer), enrol=True)
+    assert state == "COMPLETED"
+    assert _flow_batch(ctx, newcomer) == (12, 4)
 
 
 def test_a_lab_file_with_many_members_lands_one_batch_per_member(

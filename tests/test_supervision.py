@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -22,12 +21,11 @@ import httpx
 import psutil
 import pytest
 
-from backend.api.api_keys import enrol, register, revoke
-from backend.governance import members
 from backend.refine.reconcile import reconcile
 from backend.settings import REPO_ROOT
 from backend.stack import supervisor
 from backend.stack.context import StackContext
+from tests.devices import enrolled_member, source_client
 
 REJUVE = str(Path(sys.executable).parent / "rejuve")
 SAMPLES = 20
@@ -65,9 +63,8 @@ class Ingester:
     acknowledged (connection refused, 5xx while a service is down) is sent again, as a
     device would. `acked` are the batch ids the API acknowledged."""
 
-    def __init__(self, ctx: StackContext, key: str, member: uuid.UUID) -> None:
-        self.ctx = ctx
-        self.key = key
+    def __init__(self, client: httpx.Client, member: uuid.UUID) -> None:
+        self.client = client
         self.member = member
         self.acked: list[str] = []
         self.failures = 0
@@ -75,25 +72,22 @@ class Ingester:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        tls = ssl.create_default_context(cafile=str(self.ctx.layout.ca_cert))
-        headers = {"Authorization": f"Bearer {self.key}"}
         sent = 0
         payload = _batch(self.member, sent)
-        with httpx.Client(base_url=self.ctx.backend_url, verify=tls, timeout=15) as client:
-            while not self._stop.is_set():
-                try:
-                    r = client.post("/v1/ingest/batches", json=payload, headers=headers)
-                except httpx.HTTPError:
-                    r = None
-                # 200 `replayed`: an earlier try was stored but its answer was lost.
-                if r is not None and r.status_code in (200, 201):
-                    self.acked.append(r.json()["batch_id"])
-                    sent += 1
-                    payload = _batch(self.member, sent)
-                else:
-                    self.failures += 1
-                    assert r is None or r.status_code >= 500, r.text
-                    time.sleep(0.2)
+        while not self._stop.is_set():
+            try:
+                r = self.client.post("/v1/ingest/batches", json=payload)
+            except httpx.HTTPError:
+                r = None
+            # 200 `replayed`: an earlier try was stored but its answer was lost.
+            if r is not None and r.status_code in (200, 201):
+                self.acked.append(r.json()["batch_id"])
+                sent += 1
+                payload = _batch(self.member, sent)
+            else:
+                self.failures += 1
+                assert r is None or r.status_code >= 500, r.text
+                time.sleep(0.2)
 
     def __enter__(self) -> Ingester:
         self._thread.start()
@@ -105,24 +99,11 @@ class Ingester:
 
 
 @pytest.fixture
-def member(ctx: StackContext) -> uuid.UUID:
-    """An enrolled member the test's device writes for (sources write for enrolled members
-    only)."""
-    m = uuid.uuid4()
-    with ctx.db.connect("owner") as conn:
-        members.enrol(conn, members.Enrolment(m, ctx.settings.region))
-    return m
-
-
-@pytest.fixture
-def source_key(ctx: StackContext, member: uuid.UUID) -> Iterator[str]:
-    name = f"test-supervision-{secrets.token_hex(4)}"
-    with ctx.db.connect("owner") as conn:
-        key = register(conn, name)
-        enrol(conn, name, [member])
-    yield key
-    with ctx.db.connect("owner") as conn:
-        revoke(conn, name)
+def device(ctx: StackContext) -> Iterator[tuple[httpx.Client, uuid.UUID]]:
+    """A source's client (the only user of it is the Ingester's thread) and the member it
+    is enrolled to write for."""
+    with source_client(ctx, "test-supervision") as (client, source):
+        yield client, enrolled_member(ctx, source)
 
 
 def _wait_back(ctx: StackContext, name: str, old_pid: int, restarts: int) -> dict[str, object]:
@@ -174,11 +155,11 @@ VICTIMS = ["refiner-worker", "refiner", "backend", "redis", "flows", "prefect", 
 
 @pytest.mark.timeout(1500)  # eight restarts, each waited for, on a loaded 2-core machine
 def test_kill_9_each_service_under_load(
-    ctx: StackContext, source_key: str, member: uuid.UUID
+    ctx: StackContext, device: tuple[httpx.Client, uuid.UUID]
 ) -> None:
     before = _wait_all_up(ctx)
     assert all(row["state"] == "up" for row in before.values()), before
-    with Ingester(ctx, source_key, member) as ingester:
+    with Ingester(*device) as ingester:
         _wait_acked(ingester, 3)
         for victim in [*VICTIMS, "timescaledb"]:
             name = victim.removesuffix("-worker")

@@ -7,9 +7,11 @@ reason), and 2 when it was refused or could not be read at all."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ParamSpec
 
 import typer
 from rich.progress import (
@@ -27,6 +29,8 @@ from backend.exceptions import UserError
 if TYPE_CHECKING:
     # Data commands run on the read-only runtime, not the local stack.
     from backend.runtime import Runtime as StackContext
+
+P = ParamSpec("P")
 
 quarantine_app = typer.Typer(no_args_is_help=True, help="Review quarantined records.")
 
@@ -82,6 +86,25 @@ def _uuid(value: str, what: str) -> uuid.UUID:
         raise UserError(f"{what} '{value}' is not a UUID") from None
 
 
+def _not_enrolled_in_one_line(command: Callable[P, None]) -> Callable[P, None]:
+    """A member that is not enrolled is refused with what to do on the same line: the
+    hint is not hidden behind -v. `--member:` names the option when the id came from it
+    (a lab file split by member names its members in a column)."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        from backend.ingest.landing import NotEnrolled
+
+        try:
+            command(*args, **kwargs)
+        except NotEnrolled as e:
+            option = "--member: " if e.field == "member_id" else ""
+            raise UserError(f"{option}{e}; {e.detail}") from None
+
+    return run
+
+
+@_not_enrolled_in_one_line
 def ingest(
     ctx: StackContext,
     path: Path,
@@ -92,26 +115,6 @@ def ingest(
     mapping: Path | None,
     timeout: float,
     enrol: bool = False,
-) -> None:
-    from backend.ingest.landing import NotEnrolled
-
-    try:
-        _ingest(ctx, path, fmt, member, source, batch_id, mapping, timeout, enrol)
-    except NotEnrolled as e:
-        # One line that says what to do: the hint is not hidden behind -v.
-        raise UserError(f"{'--member: ' if member else ''}{e}; {e.detail}") from None
-
-
-def _ingest(
-    ctx: StackContext,
-    path: Path,
-    fmt: str,
-    member: str | None,
-    source: str | None,
-    batch_id: str | None,
-    mapping: Path | None,
-    timeout: float,
-    enrol: bool,
 ) -> None:
     from backend.refine.files import ingest_file, ingest_multi_member_csv
 
@@ -258,7 +261,7 @@ def _reconcile_table(lines: list, title: str) -> Table:  # type: ignore[type-arg
 def reconcile_cmd(
     ctx: StackContext, batch: str | None, since: str | None, as_json: bool, grace: float
 ) -> bool:
-    from backend.refine.reconcile import reconcile
+    from backend.refine.reconcile import reconcile, resolve_batch
 
     since_dt = None
     if since:
@@ -271,7 +274,7 @@ def reconcile_cmd(
     with ctx.db.connect("refiner") as conn:
         result = reconcile(
             conn,
-            batch=_uuid(batch, "batch") if batch else None,
+            batch=resolve_batch(conn, batch) if batch else None,
             since=since_dt,
             grace=dt.timedelta(seconds=grace),
         )
@@ -317,7 +320,7 @@ def reconcile_cmd(
 @quarantine_app.command("list")
 def quarantine_list(
     status: Annotated[str, typer.Option(help="open, released, rejected or all")] = "open",
-    batch: Annotated[str | None, typer.Option(help="only this batch")] = None,
+    batch: Annotated[str | None, typer.Option(help="only this batch (id or unique prefix)")] = None,
     reason: Annotated[str | None, typer.Option(help="only this reason")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -325,13 +328,14 @@ def quarantine_list(
     """List quarantined records (newest first)."""
     from backend.cli.app import context
     from backend.refine import quarantine as q
+    from backend.refine.reconcile import resolve_batch
 
     ctx = context()
     with ctx.db.connect("refiner") as conn:
         entries = q.list_entries(
             conn,
             status=None if status == "all" else status,
-            batch=_uuid(batch, "batch") if batch else None,
+            batch=resolve_batch(conn, batch) if batch else None,
             reason=reason,
             limit=limit,
         )

@@ -42,7 +42,7 @@ def ingest(
 
 @app.command()
 def reconcile(
-    batch: Annotated[str | None, typer.Option(help="one batch")] = None,
+    batch: Annotated[str | None, typer.Option(help="one batch: its id or a unique prefix")] = None,
     since: Annotated[str | None, typer.Option(help="batches received since (ISO time)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     grace: Annotated[

@@ -16,6 +16,7 @@ from backend.cli import (  # registered on the app as they are imported
 from backend.cli.app import app, context, runtime, service_mode, stack, verbose
 from backend.cli.assignment_cmds import assignments_app
 from backend.cli.audit_cmds import audit_app
+from backend.cli.batch_cmds import batches_app
 from backend.cli.data_cmds import quarantine_app
 from backend.cli.member_cmds import members_app
 from backend.cli.policy_cmds import policy_app
@@ -29,6 +30,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(sources_app, name="sources")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(batches_app, name="batches")
 app.add_typer(policy_app, name="policy")
 app.add_typer(members_app, name="members")
 app.add_typer(assignments_app, name="assignments")

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from backend.db.prefix import resolve_id
 from backend.exceptions import Conflict, NotFound, UserError
 from backend.ingest.model import Sample
 from backend.refine.normalise import Quarantined, normalise
@@ -79,24 +80,9 @@ def list_entries(
 
 def resolve(conn: psycopg.Connection, value: str) -> uuid.UUID:
     """The entry a whole id or a unique prefix of one names (what a table shows)."""
-    text = value.strip().lower()
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        pass
-    if not text or any(c not in "0123456789abcdef-" for c in text):
-        raise UserError(f"quarantine id '{value}' is not an id or a prefix of one")
-    rows = conn.execute(
-        "select quarantine_id from processed.quarantine"
-        " where quarantine_id::text like %s order by quarantine_id limit 2",
-        (text + "%",),
-    ).fetchall()
-    conn.rollback()
-    if not rows:
-        raise UserError(f"no quarantined record with an id starting '{value}'")
-    if len(rows) > 1:
-        raise UserError(f"'{value}' names more than one quarantined record: give more of the id")
-    return uuid.UUID(str(rows[0][0]))
+    return resolve_id(
+        conn, value, table="processed.quarantine", column="quarantine_id", what="quarantined record"
+    )
 
 
 def get(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:

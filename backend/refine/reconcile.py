@@ -15,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from backend.db.prefix import resolve_id
+
 
 @dataclass
 class BatchLine:
@@ -89,6 +91,11 @@ where (%(batch)s::uuid is null or b.batch_id = %(batch)s::uuid)
   and (%(since)s::timestamptz is null or b.received_at >= %(since)s::timestamptz)
 order by b.received_at
 """
+
+
+def resolve_batch(conn: psycopg.Connection, value: str) -> uuid.UUID:
+    """The batch a whole id or a unique prefix of one names (tables show 8 characters)."""
+    return resolve_id(conn, value, table="raw.batches", column="batch_id", what="batch")
 
 
 def reconcile(

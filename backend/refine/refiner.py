@@ -8,7 +8,8 @@ pending and the next run refines it from the start.
 A batch that fails for another reason (an error, not "this is not the format it claims")
 is retried with a growing pause, at most `max_attempts` times; then it is dead-lettered:
 its ledger row says so with the reason, the steward sees it in `rejuve quality` and
-`rejuve reconcile`, and it is never retried on its own. A failing batch never holds up
+`rejuve reconcile`, and it is never retried on its own (`rejuve batches retry` puts it
+back, see `backend.refine.dead_letter`). A failing batch never holds up
 the others: `pending` gives batches that are waiting out their pause no turn."""
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ def pending(
     conn: psycopg.Connection, limit: int = 100, window: dt.timedelta = dt.timedelta(days=7)
 ) -> list[uuid.UUID]:
     """Landed batches without a ledger row, oldest first; a batch that failed before waits
-    out its pause, and batches that never failed come first."""
+    out its pause, and batches that never failed come first. A batch with an attempts row
+    is taken whatever its age: a dead letter put back by `rejuve batches retry` may be
+    older than the `window`."""
     rows = conn.execute(
         "select b.batch_id from raw.batches b"
         " left join processed.batch_attempts a using (batch_id)"
-        " where b.received_at > now() - %s"
+        " where (b.received_at > now() - %s or a.batch_id is not null)"
         "   and not exists (select 1 from processed.batch_ledger l where l.batch_id = b.batch_id)"
         "   and (a.next_attempt_at is null or a.next_attempt_at <= now())"
         " order by coalesce(a.attempts, 0), b.received_at limit %s",
