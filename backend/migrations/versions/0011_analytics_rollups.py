@@ -14,7 +14,7 @@ Each rollup row carries what merging needs (count, sum, sum of squares, min, max
 distinct minutes with data): a week or month is merged from days exactly.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-27
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from backend.migrations.roles import current_roles, q
 
 revision = "0011"
-down_revision = "0009"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
