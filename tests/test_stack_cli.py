@@ -55,7 +55,16 @@ def rejuve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 ALL_DOWN = {
     name: ("down", None)
-    for name in ("timescaledb", "redis", "prefect", "refiner", "backend", "jupyterhub", "flows")
+    for name in (
+        "timescaledb",
+        "redis",
+        "prefect",
+        "refiner",
+        "rollups",
+        "backend",
+        "jupyterhub",
+        "flows",
+    )
 }
 
 

@@ -141,6 +141,21 @@ def flows_run() -> None:
     serve(drop, one, print_starting_message=False, limit=4)
 
 
+@app.command("rollups-run", hidden=True)
+def rollups_run() -> None:
+    """Keep the analytics zone's rollups up to date (the supervisor starts it as a service)."""
+    import signal
+    import threading
+
+    from backend.analytics.worker import run
+
+    ctx = runtime(service=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(ctx.db, stop, heartbeat=ctx.layout.run / "rollups.heartbeat")
+
+
 @app.command("refiner-run", hidden=True)
 def refiner_run() -> None:
     """Run the refiner in the foreground (the supervisor starts it as a service)."""

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from backend.analytics import rollups
 from backend.db.prefix import resolve_id
 from backend.exceptions import Conflict, NotFound, UserError
 from backend.ingest.model import Sample
@@ -167,6 +168,8 @@ def release(
         ).rowcount
         if inserted == 0:
             raise UserError("the corrected record duplicates an existing observation: reject it")
+        # The rollups of that hour change with it (same transaction: exactly once).
+        rollups.queue_keys(conn, entry.member_id, result.code, result.observed_at, "release")
         conn.execute(
             "update processed.quarantine set status = 'released', resolved_at = now(),"
             " resolution_note = %s where quarantine_id = %s",

@@ -30,6 +30,7 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
+from backend.analytics import rollups
 from backend.ingest.formats.registry import get as get_format
 from backend.ingest.landing import PART_SIZE
 from backend.ingest.model import FormatError, ParseReport, Rejected
@@ -360,12 +361,14 @@ def _refine(
         if len(batch) >= 5000:
             flush()
     flush()
-    inserted = conn.execute(
-        sql.SQL(
-            "insert into processed.observations ({cols}) select {cols} from refine_stage"
-            " on conflict (dedup_key, observed_at) do nothing"
-        ).format(cols=_OBS_COLUMNS)
-    ).rowcount
+    # The rollup keys these rows touch are queued in the same statement (exactly once).
+    row = conn.execute(
+        sql.SQL(rollups.QUEUE_INSERTED).format(
+            cols=_OBS_COLUMNS, stage=sql.Identifier("refine_stage")
+        ),
+        {"cause": "refine"},
+    ).fetchone()
+    inserted = int(row[0]) if row else 0
     out.processed = inserted
     out.duplicate = staged - inserted
     # A record already open in the quarantine (the same file ingested again) is a

@@ -86,6 +86,9 @@ class StackContext(Runtime):
         else:
             red = RedisServer(self.layout, self.redis, s.service_user)
         refiner = PythonService("refiner", self.layout, ["refiner-run"], url="LISTEN raw_landed")
+        rollups = PythonService(
+            "rollups", self.layout, ["rollups-run"], url="analytics.rollup_dirty"
+        )
         backend = PythonService(
             "backend",
             self.layout,
@@ -102,7 +105,8 @@ class StackContext(Runtime):
             healthy=self._flows_served,
         )
         hub = HubServer(self.layout, self.hub, self.backend_url)
-        return [tsdb, red, PrefectServer(self.layout, self.prefect), refiner, backend, hub, flows]
+        prefect = PrefectServer(self.layout, self.prefect)
+        return [tsdb, red, prefect, refiner, rollups, backend, hub, flows]
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"

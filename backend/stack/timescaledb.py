@@ -155,6 +155,9 @@ class TimescaleDB(SupervisedService):
             "shared_buffers = '1GB'\n"
             "work_mem = '32MB'\n"
             "maintenance_work_mem = '256MB'\n"
+            # Short statements over many chunks: JIT compiled a one-key rollup refresh for
+            # 20 s (cost estimates over unanalysed chunks and temp tables cross its threshold).
+            "jit = off\n"
             # Ingest-heavy: fewer, larger checkpoints.
             "max_wal_size = '4GB'\n"
             "wal_level = 'replica'\n"

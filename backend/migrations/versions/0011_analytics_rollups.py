@@ -107,7 +107,8 @@ def upgrade() -> None:
     # the rollups; the backend's readers read them.
     op.execute(f"GRANT USAGE ON SCHEMA analytics TO {refiner}, {backend}")
     op.execute(f"GRANT INSERT ON analytics.rollup_dirty TO {refiner}, {backend}")
-    op.execute(f"GRANT SELECT, DELETE ON analytics.rollup_dirty TO {refiner}")
+    # UPDATE only because claiming (SELECT ... FOR UPDATE SKIP LOCKED) requires it.
+    op.execute(f"GRANT SELECT, UPDATE, DELETE ON analytics.rollup_dirty TO {refiner}")
     op.execute(
         "GRANT SELECT, INSERT, DELETE ON analytics.rollup_hourly, analytics.rollup_daily,"
         f" analytics.member_daily TO {refiner}"

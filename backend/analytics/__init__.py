@@ -1,0 +1,1 @@
+"""The analytics zone: rollups and summaries derived from the processed zone."""
