@@ -1,8 +1,10 @@
-"""The hidden commands the supervisor runs as services: backend, refiner, flows.
+"""The hidden commands the supervisor runs as services: backend, refiner, rollups, flows.
 
 Each builds its runtime (read-only) from the environment, like any entry point."""
 
 from __future__ import annotations
+
+import threading
 
 from backend.cli.app import app, runtime
 
@@ -141,33 +143,32 @@ def flows_run() -> None:
     serve(drop, one, print_starting_message=False, limit=4)
 
 
-@app.command("rollups-run", hidden=True)
-def rollups_run() -> None:
-    """Keep the analytics zone's rollups up to date (the supervisor starts it as a service)."""
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: how the supervisor asks a service to stop."""
     import signal
-    import threading
 
-    from backend.analytics.worker import run
-
-    ctx = runtime(service=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run(ctx.db, stop, heartbeat=ctx.layout.run / "rollups.heartbeat")
+    return stop
+
+
+@app.command("rollups-run", hidden=True)
+def rollups_run() -> None:
+    """Keep the analytics zone's rollups up to date (the supervisor starts it as a service)."""
+    from backend.analytics.worker import run
+
+    ctx = runtime(service=True)
+    run(ctx.db, _stop_on_signals(), heartbeat=ctx.layout.run / "rollups.heartbeat")
 
 
 @app.command("refiner-run", hidden=True)
 def refiner_run() -> None:
     """Run the refiner in the foreground (the supervisor starts it as a service)."""
-    import signal
-    import threading
-
     from backend.refine.runner import run_workers
 
     ctx = runtime(service=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = _stop_on_signals()
     run_workers(
         ctx.db,
         ctx.keystore,

@@ -7,15 +7,27 @@ from __future__ import annotations
 import time
 import uuid
 
+import httpx
+
 from backend.runtime import Runtime
 from tests.devices import enrolled_member, source_client
 
 
-def _samples(day: str, values: list[int]) -> list[dict[str, object]]:
-    return [
-        {"code": "8867-4", "value": v, "unit": "/min", "start": f"{day}T07:{i:02d}:00Z"}
-        for i, v in enumerate(values)
-    ]
+def _send(client: httpx.Client, member: uuid.UUID, day: str, values: list[int]) -> None:
+    """Heart rate on the minutes from 07:00 of `day`, one reading a minute."""
+    r = client.post(
+        "/v1/ingest/batches",
+        json={
+            "batch_id": f"fresh-{uuid.uuid4()}",
+            "member_id": str(member),
+            "device": "test-watch",
+            "samples": [
+                {"code": "8867-4", "value": v, "unit": "/min", "start": f"{day}T07:{i:02d}:00Z"}
+                for i, v in enumerate(values)
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
 
 
 def _wait_day(ctx: Runtime, member: uuid.UUID, day: str, want: int, timeout: float = 10) -> float:
@@ -38,28 +50,10 @@ def test_a_batch_reaches_the_rollups_within_seconds_and_late_data_corrects_them(
 ) -> None:
     with source_client(ctx, "fresh") as (client, source):
         member = enrolled_member(ctx, source)
-        r = client.post(
-            "/v1/ingest/batches",
-            json={
-                "batch_id": f"fresh-{uuid.uuid4()}",
-                "member_id": str(member),
-                "device": "test-watch",
-                "samples": _samples("2026-06-01", [60, 61, 62]),
-            },
-        )
-        assert r.status_code == 201, r.text
+        _send(client, member, "2026-06-01", [60, 61, 62])
         assert _wait_day(ctx, member, "2026-06-01", 3) < 10
         # Months later the watch syncs readings of that same morning it had kept.
-        r = client.post(
-            "/v1/ingest/batches",
-            json={
-                "batch_id": f"late-{uuid.uuid4()}",
-                "member_id": str(member),
-                "device": "test-watch",
-                "samples": _samples("2026-06-01", [60, 61, 62, 90, 91]),
-            },
-        )
-        assert r.status_code == 201, r.text
+        _send(client, member, "2026-06-01", [60, 61, 62, 90, 91])
         assert _wait_day(ctx, member, "2026-06-01", 5) < 10
     with ctx.db.connect("query") as conn:
         row = conn.execute(
