@@ -1,7 +1,8 @@
 """Governed-path benchmark: what identity, Casbin, consent in the SQL and the audit cost.
 
 A coach's timeline query (one day of a member's minute-level heart rate, in hourly
-buckets) goes through the running backend over HTTPS as real Hub users, and the same
+buckets: read from the analytics zone's rollups, as the backend does for whole buckets)
+goes through the running backend over HTTPS as real Hub users, and the same
 library call (`timeline.visible_timeline`: the same SQL, the same object rules) runs
 directly on a pooled connection: p50/p95/p99 at 1, 8 and 32 concurrent clients, closed
 loop. The physical floor is measured beside them at each level: an HTTPS round trip to
@@ -45,6 +46,7 @@ from psycopg_pool import ConnectionPool
 from rich.console import Console
 from rich.table import Table
 
+from backend.analytics import rollups
 from backend.api.governance_state import query_pool
 from backend.cli.service_cmds import backend_workers
 from backend.governance import audit, consent
@@ -106,10 +108,19 @@ def setup(ctx: StackContext, console: Console) -> Fixture:
                             now,
                         )
                     )
+        # As the refiner would: the rollup keys of what went in, for the `rollups` service.
+        for member in members:
+            rollups.queue_all(conn, member)
     with ctx.db.connect("backend") as conn:
         consent.grant_all(
             conn, members, "coaching", ["wearables"], consent_version="bench", recorded_by="bench"
         )
+    with (
+        console.status("the rollups service building the day's rollups"),
+        ctx.db.connect("query", autocommit=True) as conn,
+    ):
+        while rollups.backlog(conn)[0]:
+            time.sleep(0.2)
     tokens = []
     with console.status("Hub accounts and tokens for the coaches"):
         for coach in coaches:

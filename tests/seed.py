@@ -4,17 +4,23 @@ and consent. Shared by the query, API and notebook tests."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 
 import psycopg
 
+from backend.analytics import rollups
 from backend.governance import consent
+from backend.runtime import Runtime
 
 Row = tuple[uuid.UUID, dt.datetime, str, float, str]  # member, time, code, value, unit
 
 
 def observations(conn: psycopg.Connection, rows: Iterable[Row], source: str = "t") -> None:
+    """Observations in, with their rollup keys queued in the same transaction (as the
+    refiner does); the stack's `rollups` service, or `rolled_up`, builds the rollups."""
+    rows = list(rows)
     with conn.cursor() as cur:
         cur.executemany(
             "insert into processed.observations (member_id, observed_at, code, value, unit,"
@@ -22,6 +28,33 @@ def observations(conn: psycopg.Connection, rows: Iterable[Row], source: str = "t
             " gen_random_uuid(), now())",
             [(*r, source) for r in rows],
         )
+        cur.executemany(
+            "insert into analytics.rollup_dirty (member_id, code, hour, cause)"
+            " values (%s, %s, time_bucket('1 hour', %s::timestamptz), 'refine')",
+            sorted({(r[0], r[2], r[1].replace(minute=0, second=0, microsecond=0)) for r in rows}),
+        )
+
+
+def rolled_up(conn: psycopg.Connection) -> None:
+    """Build the rollups of a scratch database (no `rollups` service runs there)."""
+    conn.commit()
+    rollups.refresh_all(conn)
+
+
+def wait_rolled_up(ctx: Runtime, members: Iterable[uuid.UUID], timeout: float = 30) -> None:
+    """Until the stack's `rollups` service has taken every queued key of these members."""
+    wanted = list(members)
+    deadline = time.monotonic() + timeout
+    with ctx.db.connect("query", autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "select count(*) from analytics.rollup_dirty where member_id = any(%s)",
+                (wanted,),
+            ).fetchone()
+            if row and row[0] == 0:
+                return
+            time.sleep(0.1)
+    raise AssertionError(f"rollups of {len(wanted)} member(s) not built within {timeout} s")
 
 
 def study(conn: psycopg.Connection, study_id: str, researchers: Sequence[str]) -> None:

@@ -47,13 +47,9 @@ def people(ctx: StackContext) -> Iterator[People]:
                 " values (%s, 'local', %s)",
                 (m, hub),
             )
-            for i in range(24):
-                conn.execute(
-                    "insert into processed.observations (member_id, observed_at, code, value,"
-                    " unit, source, raw_record_id, raw_received_at) values (%s, %s, '8867-4',"
-                    " %s, '/min', 't', gen_random_uuid(), now())",
-                    (m, T0 + dt.timedelta(hours=i), 60 + i),
-                )
+            seed.observations(
+                conn, [(m, T0 + dt.timedelta(hours=i), "8867-4", 60 + i, "/min") for i in range(24)]
+            )
         conn.execute(
             "insert into governance.coach_assignments (coach, member_id) values (%s, %s)",
             (names["carol"], ann),
@@ -69,6 +65,7 @@ def people(ctx: StackContext) -> Iterator[People]:
             recorded_by=names["ann"],
         )
     tokens = {k: hub_token(ctx, names[k], password) for k in roles}
+    seed.wait_rolled_up(ctx, [ann, bob])
     yield People(tokens, names, ann, bob)
     for n in names.values():
         hub_auth.remove_user(ctx.hub.user_store, n)

@@ -88,7 +88,7 @@ def member_timeline(
         list[Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9:._-]+$")]] | None,
         Query(max_length=50),
     ] = None,
-    bucket: Literal["hour", "day"] | None = None,
+    bucket: Literal["hour", "day", "week", "month"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
     after: Annotated[
         str | None,
@@ -99,7 +99,10 @@ def member_timeline(
         ),
     ] = None,
 ) -> TimelinePage:
-    """A member's observations (or hourly/daily buckets), for the member or their coach."""
+    """A member's observations, or hourly/daily/weekly/monthly buckets (mean, count, min,
+    max), for the member or their coach. Buckets come from the analytics zone's rollups
+    when `start` and `end` fall on bucket boundaries (the hour; midnight UTC for days,
+    weeks and months), otherwise they are aggregated from the observations."""
     ticket.params = {
         "start": start.isoformat(),
         "end": end.isoformat(),

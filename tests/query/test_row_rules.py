@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from backend.analytics import rollups
 from backend.db.access import DatabaseAccess
 from backend.governance import consent
 from backend.query import row_rules
@@ -58,6 +59,9 @@ def day(migrated_db: DatabaseAccess) -> tuple[DatabaseAccess, uuid.UUID]:
             (member, DAY),
         )
         conn.execute("analyze processed.observations")
+        rollups.queue_all(conn, member)
+        conn.commit()
+        rollups.refresh_all(conn)
     with migrated_db.connect("backend") as conn:
         consent.record(
             conn,
@@ -78,6 +82,7 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.parametrize("rolled", [False, True], ids=["observations", "rollups"])
 @pytest.mark.parametrize(
     "viewer",
     [
@@ -88,7 +93,7 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     ids=["coach", "member", "both"],
 )
 def test_consent_is_decided_once_per_request_not_per_row(
-    day: tuple[DatabaseAccess, uuid.UUID], viewer: Viewer
+    day: tuple[DatabaseAccess, uuid.UUID], viewer: Viewer, rolled: bool
 ) -> None:
     db, member = day
     params = {
@@ -101,7 +106,7 @@ def test_consent_is_decided_once_per_request_not_per_row(
         "after_code": None,
     }
     with db.connect("query") as conn:
-        statement = tl.timeline_sql("hour").as_string(conn)
+        statement = tl.timeline_sql("hour", rollups=rolled).as_string(conn)
         (plan,) = conn.execute("explain (analyze, format json) " + statement, params).fetchone()  # type: ignore[misc]
         points = tl.timeline(
             conn, viewer, member, start=DAY, end=DAY + dt.timedelta(days=1), bucket="hour"
