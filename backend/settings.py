@@ -72,6 +72,21 @@ class Settings(BaseSettings):
     # its own); one that takes longer than the time limit is dead-lettered at once.
     refine_max_attempts: int = 3
     refine_time_limit_seconds: float = 300.0
+    # Days each zone keeps (0: for ever), never below the minimum (backend/analytics/retention.py).
+    retention_raw_days: int = 0
+    retention_processed_days: int = 0
+    retention_hourly_days: int = 0
+    retention_daily_days: int = 0
+    retention_minimum_days: int = 0
+
+    def retention_days(self) -> dict[str, int]:
+        return {
+            "raw": self.retention_raw_days,
+            "processed": self.retention_processed_days,
+            "hourly": self.retention_hourly_days,
+            "daily": self.retention_daily_days,
+        }
+
     pg_tree: Path = Path("/opt/rejuve/pg17-trixie")
     service_user: str = "rejuve-svc"
 

@@ -13,6 +13,7 @@ from backend.cli import (  # registered on the app as they are imported
     service_cmds,  # noqa: F401
     stack_cmds,  # noqa: F401
 )
+from backend.cli.analytics_cmds import retention_app, rollups_app
 from backend.cli.app import app, context, runtime, service_mode, stack, verbose
 from backend.cli.assignment_cmds import assignments_app
 from backend.cli.audit_cmds import audit_app
@@ -35,6 +36,8 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(members_app, name="members")
 app.add_typer(assignments_app, name="assignments")
 app.add_typer(studies_app, name="studies")
+app.add_typer(rollups_app, name="rollups")
+app.add_typer(retention_app, name="retention")
 
 
 def main() -> None:
