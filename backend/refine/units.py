@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -67,9 +68,17 @@ class Conversion:
         return value * self.factor + self.offset
 
 
+# pint builds its registry's caches lazily and not thread-safely: four API threads
+# checking units at once raised KeyError('bit'), and the failure, cached, refused `/min`
+# until a restart. Every use of the registry holds this lock; the results are cached, so
+# it is taken only on a unit's first sight.
+_LOCK = threading.RLock()
+
+
 @functools.lru_cache(maxsize=1)
 def _registry() -> PintUcumRegistry:
-    return PintUcumRegistry()
+    with _LOCK:
+        return PintUcumRegistry()
 
 
 def to_ucum(unit: str) -> str:
@@ -101,7 +110,8 @@ def readable(unit: str) -> UnitError | None:
     """None if `unit` parses as a unit at all (whatever it measures), else why not: the
     ingestion API refuses what no measure could ever be converted from."""
     try:
-        _quantity(to_ucum(unit))
+        with _LOCK:
+            _quantity(to_ucum(unit))
     except UnitError as e:
         return e
     return None
@@ -120,7 +130,8 @@ def conversion_for(unit: str, code: str) -> Conversion:
 def _cached(unit: str, code: str) -> Conversion | UnitError:
     # Failures are cached too: a file full of one bad unit must not re-parse it per sample.
     try:
-        return conversion(CODE_SPELLINGS.get((code, unit), unit), CATALOG[code])
+        with _LOCK:
+            return conversion(CODE_SPELLINGS.get((code, unit), unit), CATALOG[code])
     except UnitError as e:
         return e
 

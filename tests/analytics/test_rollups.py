@@ -272,6 +272,20 @@ class RollupHistory(RuleBasedStateMachine):
     def release_from_quarantine(self, member: uuid.UUID, at: dt.datetime, value: int) -> None:
         release(self.conn, _observation(member, rollups.HEART_RATE, at, float(value)))
 
+    @rule(
+        member=st.sampled_from(MEMBERS),
+        at=_times,
+        minutes=st.integers(10, 600),
+        stage=st.sampled_from(["asleep_core", "awake", "in_bed"]),
+    )
+    def night(self, member: uuid.UUID, at: dt.datetime, minutes: int, stage: str) -> None:
+        ended = at + dt.timedelta(minutes=minutes)
+        episode = _observation(
+            member, rollups.SLEEP_STAGE, at, float(minutes), ended=ended, qualifier=stage
+        )
+        ingest(self.conn, [episode])
+        self.sent.append([episode])
+
     @rule(limit=st.integers(1, 5))
     def refresh_some(self, limit: int) -> None:
         rollups.refresh(self.conn, limit)

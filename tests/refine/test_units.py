@@ -52,3 +52,28 @@ def test_refused(code: str, unit: str) -> None:
         conversion_for(unit, measure.code)
     with pytest.raises(UnitError):  # and again, from the cache
         conversion_for(unit, measure.code)
+
+
+_RACE = """
+from concurrent.futures import ThreadPoolExecutor
+from backend.refine import units
+us = ["/min", "mg/dL", "mmol/L", "kg", "[lb_av]", "%", "ms", "cm", "Cel", "[degF]", "kcal"] * 4
+with ThreadPoolExecutor(4) as pool:
+    refused = [str(r) for r in pool.map(units.readable, us) if r is not None]
+print(refused)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_units_checked_from_several_threads_at_once_in_a_fresh_process(attempt: int) -> None:
+    """The API checks units from its thread pool; pint's registry, built lazily, raised
+    KeyError('bit') when four threads met it first, and the cached failure refused `/min`
+    until a restart."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _RACE], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
