@@ -4,43 +4,22 @@ fails, the plots are there, and the tagged cells print what the data says."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
-import uuid
 from pathlib import Path
 
 from backend.identity import hub_auth
 from backend.runtime import Runtime
-from tests import seed
 from tests.hub_people import hub_token
-from tests.workbench import notebooks
+from tests.workbench import notebooks, studies
 from tests.workbench.notebooks import PLOT, WIDGET
-
-T0 = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 
 
 def test_first_notebook_runs_as_a_hub_user(ctx: Runtime, tmp_path: Path) -> None:
     tag = secrets.token_hex(3)
     researcher, password = f"nbres-{tag}", f"notebook pass {tag}"
-    study = f"nb-{tag}"
     hub_auth.add_user(ctx.hub.user_store, researcher, password, ["researcher"], rounds=4)
-    members = [uuid.uuid4() for _ in range(12)]
-    with ctx.db.connect("owner") as conn:
-        seed.study(conn, study, [researcher])
-        seed.observations(
-            conn,
-            [
-                (m, T0 + dt.timedelta(days=d, hours=h), "8867-4", 58 + n + h, "/min")
-                for n, m in enumerate(members)
-                for d in range(3)
-                for h in range(2)
-            ]
-            + [(m, T0, "4548-4", 7.1 if n % 2 else 5.4, "%") for n, m in enumerate(members)],
-            source="Anna's Watch",  # a source name that carries a first name
-        )
-    with ctx.db.connect("backend") as conn:
-        seed.consent_all(conn, members, f"study:{study}")
+    study, members = studies.first_cohort(ctx, researcher)
     try:
         token = hub_token(ctx, researcher, password)
         # No REJUVE_STUDY: the notebook finds the researcher's one study by itself.
@@ -49,8 +28,8 @@ def test_first_notebook_runs_as_a_hub_user(ctx: Runtime, tmp_path: Path) -> None
             "01_first_cohort.ipynb",
             token,
             tmp_path,
-            REJUVE_START="2026-11-02",
-            REJUVE_END="2026-11-05",
+            REJUVE_START=studies.FIRST_START,
+            REJUVE_END=studies.FIRST_END,
         )
     finally:
         hub_auth.remove_user(ctx.hub.user_store, researcher)

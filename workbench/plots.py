@@ -193,6 +193,41 @@ def cohort_plot(
     return pn.Column(_pane(fig), _markdown(legend(lines)), sizing_mode="stretch_width")
 
 
+def aligned(frames: dict[str, pd.DataFrame], stat: str) -> list[Series]:
+    """One line per named frame (e.g. one measure each), over the union of their periods;
+    a period a frame lacks is a gap with no data."""
+    lines = {name: series(frame, stat)[0] for name, frame in frames.items()}
+    periods = sorted({p for s in lines.values() for p in s.periods})
+    out = []
+    for name, s in lines.items():
+        value = dict(zip(s.periods, s.values, strict=True))
+        missing = {p: reason_text("no_data", 0) for p in periods if p not in value}
+        out.append(
+            Series(
+                name,
+                periods,
+                [value.get(p, math.nan) for p in periods],
+                {
+                    p: s.reasons.get(p) or missing[p]
+                    for p in periods
+                    if p in s.reasons or p in missing
+                },
+            )
+        )
+    return out
+
+
+def compare_plot(frames: dict[str, pd.DataFrame], stat: str, title: str, y_label: str) -> Any:
+    """Several cohort answers on one plot (one line each), gaps and reasons as in
+    `cohort_plot`."""
+    import panel as pn
+
+    extension()
+    lines = aligned(frames, stat)
+    fig = cohort_figure(lines, title, y_label)
+    return pn.Column(_pane(fig), _markdown(legend(lines)), sizing_mode="stretch_width")
+
+
 def bars(
     categories: list[str],
     values: list[float],

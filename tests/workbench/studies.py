@@ -114,3 +114,30 @@ def set_level(ctx: Runtime, study: str, level: str) -> None:
 
 def remove(ctx: Runtime, s: Study) -> None:
     hub_auth.remove_user(ctx.hub.user_store, s.researcher)
+
+
+FIRST_START, FIRST_END = "2026-11-02", "2026-11-05"
+
+
+def first_cohort(ctx: Runtime, researcher: str) -> tuple[str, list[uuid.UUID]]:
+    """The data notebook 01 expects (its window is FIRST_START..FIRST_END): 12 members'
+    heart rate twice a day for three days, and an HbA1c each (six of them >= 6.5 %)."""
+    t0 = dt.datetime.fromisoformat(FIRST_START).replace(tzinfo=dt.UTC)
+    study = f"nb-{secrets.token_hex(3)}"
+    members = [uuid.uuid4() for _ in range(12)]
+    with ctx.db.connect("owner") as conn:
+        seed.study(conn, study, [researcher])
+        seed.observations(
+            conn,
+            [
+                (m, t0 + dt.timedelta(days=d, hours=h), "8867-4", 58 + n + h, "/min")
+                for n, m in enumerate(members)
+                for d in range(3)
+                for h in range(2)
+            ]
+            + [(m, t0, "4548-4", 7.1 if n % 2 else 5.4, "%") for n, m in enumerate(members)],
+            source="Anna's Watch",  # a source name that carries a first name
+        )
+    with ctx.db.connect("backend") as conn:
+        seed.consent_all(conn, members, f"study:{study}")
+    return study, members

@@ -11,7 +11,7 @@ import pandas as pd
 
 from workbench.client import SUPPRESSED, _cohort_frame
 from workbench.explorer import CohortExplorer, ExplorerState, Filters
-from workbench.plots import cohort_figure, legend, series
+from workbench.plots import aligned, cohort_figure, legend, series
 
 
 def _answer(
@@ -144,3 +144,20 @@ def test_no_filter_sends_no_demographics() -> None:
 def test_state_message_of_a_full_answer() -> None:
     s = ExplorerState(30, None, ["40-49"], [30.0])
     assert s.message() == "Cohort size: <b>30</b> members"
+
+
+def test_lines_of_several_answers_share_their_periods() -> None:
+    steps = _answer(
+        [
+            (["2026-11-02"], {"count": 12, "mean": 5000.0}),
+            (["Total"], {"count": 12, "mean": 5000.0}),
+        ],
+        [],
+        ["period"],
+    )
+    lines = aligned({"heart rate": _cohort_frame(DAILY), "steps": _cohort_frame(steps)}, "count")
+    assert [s.label for s in lines] == ["heart rate", "steps"]
+    assert lines[1].periods == ["2026-11-02", "2026-11-03", "2026-11-04"]
+    assert lines[1].values[0] == 12 and math.isnan(lines[1].values[2])
+    assert "no observations" in lines[1].reasons["2026-11-04"]
+    assert "fewer than 10" in lines[0].reasons["2026-11-03"]
