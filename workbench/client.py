@@ -88,7 +88,7 @@ class Workbench:
         answer = self._check(
             self.client.post(f"/v1/studies/{study}/cohort-stats", json=body)
         ).json()
-        return _cohort_frame(answer)
+        return _cohort_frame(answer, ["count", *body.get("stats", ["mean", "median"])])
 
     def feature_views(self) -> pd.DataFrame:
         """The feature catalogue (one row per view and feature, with the services that
@@ -171,7 +171,7 @@ class Workbench:
         self.client.close()
 
 
-def _cohort_frame(answer: dict[str, Any]) -> pd.DataFrame:
+def _cohort_frame(answer: dict[str, Any], columns: list[str] | None = None) -> pd.DataFrame:
     """The backend's answer as a frame: withheld values read "suppressed" (undefined ones,
     such as the sd of one observation, are None); `attrs` keeps the threshold, the notes
     and why each cell or statistic is withheld."""
@@ -186,7 +186,8 @@ def _cohort_frame(answer: dict[str, Any]) -> pd.DataFrame:
             for k, v in row["values"].items()
         }
         records.append({**dict(zip(dims, key, strict=True)), **values})
-    frame = pd.DataFrame(records)
+    # No cell at all (nobody matched): still the columns a caller indexes by.
+    frame = pd.DataFrame(records, columns=None if records else [*dims, *(columns or ["count"])])
     frame.attrs["threshold"] = answer["threshold"]
     frame.attrs["notes"] = answer["notes"]
     frame.attrs["dims"] = dims

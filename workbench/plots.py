@@ -85,6 +85,8 @@ def series(frame: pd.DataFrame, stat: str = "mean", by: str | None = None) -> li
     for s in withheld:
         if s["statistic"] in (None, stat):
             why.setdefault(tuple(s["key"]), s["reason"])
+    if frame.empty:
+        return [Series("all", [], [], {})]
     rows = frame[frame["period"] != TOTAL]
     periods = list(dict.fromkeys(rows["period"]))
     groups = [None] if by is None else [g for g in dict.fromkeys(rows[by]) if g != TOTAL]

@@ -233,7 +233,13 @@ def run_demo(ctx: StackContext, console: Console) -> None:
         answer = demo_study.first_question(ctx, password_kept, SPEC.start, SPEC.end)
     console.print(demo_study.as_table(answer))
     with console.status("the researcher's first notebook, run as JupyterHub runs it"):
-        html = demo_notebook.first_notebook_html(ctx, password_kept, SPEC.start, SPEC.end)
+        html = demo_notebook.first_notebook_html(
+            ctx,
+            password_kept,
+            SPEC.start,
+            SPEC.end,
+            ctx.layout.private_dir("demo") / "01_first_cohort.html",
+        )
     console.print(f"Notebook 01 with its plots (no network needed): [bold]file://{html}[/]")
     console.print(services_table(supervisor.status(ctx)))
     console.print(

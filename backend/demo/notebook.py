@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from backend.identity import notebook_runtime
 
 if TYPE_CHECKING:
-    from backend.stack.context import StackContext
+    from backend.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
@@ -80,6 +80,8 @@ def to_html(nb: Any, target: Path) -> Path:
     """The executed notebook as one HTML file (plots included, no CDN)."""
     from nbconvert import HTMLExporter
 
+    for cell in nb.cells:  # Panel's comm messages leave outputs with no data: nothing to show
+        cell["outputs"] = [o for o in cell.get("outputs", []) if "data" not in o or o["data"]]
     exporter = HTMLExporter(template_name="lab")  # type: ignore[no-untyped-call]
     body, _ = exporter.from_notebook_node(nb)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -89,10 +91,10 @@ def to_html(nb: Any, target: Path) -> Path:
 
 
 def first_notebook_html(
-    ctx: StackContext, password: str, start: dt.datetime, end: dt.datetime
+    ctx: Runtime, password: str, start: dt.datetime, end: dt.datetime, target: Path
 ) -> Path:
-    """Notebook 01 run as the demo's researcher over the demo's window; returns where its
-    HTML is (in the stack's private demo directory)."""
+    """Notebook 01 run as the demo's researcher over the demo's window, kept as HTML at
+    `target` (returned)."""
     from backend.demo import study
     from backend.identity.hub_client import login_token
 
@@ -107,4 +109,4 @@ def first_notebook_html(
     }
     with tempfile.TemporaryDirectory(prefix="rejuve-nb-") as home:
         nb = execute("01_first_cohort.ipynb", spawned, Path(home))
-    return to_html(nb, ctx.layout.private_dir("demo") / "01_first_cohort.html")
+    return to_html(nb, target)

@@ -94,7 +94,8 @@ def make(ctx: Runtime, level: str = "row-level") -> Study:
                 ],
             )
     with ctx.db.connect("backend") as conn:
-        seed.consent_all(conn, members, consent.study_purpose(study))
+        # Every category: heart rate is `wearables`, steps `activity`, weight `vitals`.
+        seed.consent_all(conn, members, consent.study_purpose(study), consent.CATEGORIES)
     set_level(ctx, study, level)
     return Study(study, researcher, password, hub_token(ctx, researcher, password), members, years)
 

@@ -83,7 +83,7 @@ def test_withdrawn_member_is_absent_from_the_next_training_set(
     before = wb.training_set(study.study, entity, features=["cardio:resting_hr"])
     assert set(before["pseudonym"]) == set(names[:3])
     with ctx.db.connect("backend") as conn:
-        for category in ("wearables", "labs"):
+        for category in consent.CATEGORIES:
             consent.record(
                 conn,
                 member=study.members[0],

@@ -161,3 +161,11 @@ def test_lines_of_several_answers_share_their_periods() -> None:
     assert lines[1].values[0] == 12 and math.isnan(lines[1].values[2])
     assert "no observations" in lines[1].reasons["2026-11-04"]
     assert "fewer than 10" in lines[0].reasons["2026-11-03"]
+
+
+def test_an_answer_with_no_cell_still_has_its_columns_and_plots_empty() -> None:
+    frame = _cohort_frame(_answer([], [], ["period"]), ["count", "mean"])
+    assert list(frame.columns) == ["period", "count", "mean"] and frame.empty
+    assert int((frame["count"] == SUPPRESSED).sum()) == 0
+    (line,) = series(frame, "mean")
+    assert line.periods == [] and legend([line]) == "Every cell is shown."
