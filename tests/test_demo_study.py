@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import uuid
+from pathlib import Path
 
+from backend.demo import notebook as demo_notebook
 from backend.demo import study as demo_study
 from backend.governance import consent
 from backend.governance import members as registry
@@ -14,7 +16,7 @@ from backend.stack.context import StackContext
 from tests import seed
 
 
-def test_the_researchers_first_question_and_a_second_run(ctx: StackContext) -> None:
+def test_the_researchers_first_question_and_a_second_run(ctx: StackContext, tmp_path: Path) -> None:
     # A day of our own (the demo's study outlives a test on a developer's stack).
     day = dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=secrets.randbelow(360))
     people = [(uuid.uuid4(), "female" if n < 12 else "male") for n in range(24)]
@@ -58,3 +60,12 @@ def test_the_researchers_first_question_and_a_second_run(ctx: StackContext) -> N
     # 23 members x 2 categories granted once, plus the withdrawal: nothing twice.
     assert grants == (23 * 2 + 1,)
     assert answer.attrs["threshold"] == 10
+    # The demo's last step: notebook 01 run as the researcher, kept as HTML with its plots.
+    html = demo_notebook.first_notebook_html(
+        ctx, password, day, day + dt.timedelta(days=1), tmp_path / "01.html"
+    )
+    text = html.read_text()
+    assert html.stat().st_mode & 0o077 == 0  # pseudonymised data: root only
+    assert "Bokeh" in text and "Mean heart rate by day" in text
+    assert "cdn.bokeh.org" not in text and "cdn.holoviz.org" not in text
+    # (a failing cell would have raised: nbclient stops at the first error)

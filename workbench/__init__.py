@@ -2,9 +2,13 @@
 
 import workbench
 wb = workbench.connect()          # inside a Hub-spawned notebook: finds everything
-wb.cohort_stats("sleep-1", code="8867-4", start="2026-11-01", end="2026-11-08")
+daily = wb.cohort_stats("sleep-1", code="8867-4", start="2026-11-01", end="2026-11-08")
+workbench.cohort_plot(daily)      # withheld cells are gaps, with the reason
+wb.training_set("sleep-1", entity_df)   # point-in-time features (row-level studies)
 """
 
-from workbench.client import Workbench, connect
+from workbench.client import Workbench, WorkbenchError, connect
+from workbench.explorer import CohortExplorer, Filters
+from workbench.plots import cohort_plot
 
-__all__ = ["Workbench", "connect"]
+__all__ = ["CohortExplorer", "Filters", "Workbench", "WorkbenchError", "cohort_plot", "connect"]

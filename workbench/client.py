@@ -88,13 +88,62 @@ class Workbench:
         answer = self._check(
             self.client.post(f"/v1/studies/{study}/cohort-stats", json=body)
         ).json()
-        records = []
-        for row in answer["rows"]:
-            values = {k: (SUPPRESSED if v is None else v) for k, v in row["values"].items()}
-            records.append({**dict(zip(answer["dims"], row["key"], strict=True)), **values})
-        frame = pd.DataFrame(records)
-        frame.attrs["threshold"] = answer["threshold"]
-        frame.attrs["notes"] = answer["notes"]
+        return _cohort_frame(answer, ["count", *body.get("stats", ["mean", "median"])])
+
+    def feature_views(self) -> pd.DataFrame:
+        """The feature catalogue (one row per view and feature, with the services that
+        include it): what `training_set(features=["view:feature"])` accepts."""
+        answer = self._check(self.client.get("/v1/feature-views")).json()
+        rows = [
+            {
+                "view": v["name"],
+                "feature": f,
+                "services": list(v.get("services", [])),
+                "description": v.get("description", ""),
+            }
+            for v in answer
+            for f in v["features"]
+        ]
+        return pd.DataFrame(rows, columns=["view", "feature", "services", "description"])
+
+    def training_set(
+        self,
+        study: str,
+        entity_df: pd.DataFrame,
+        *,
+        service: str | None = "research_model",
+        features: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Point-in-time features for (pseudonym, at) rows: each row's features as they
+        were known at `at`, never later. `at` must be time-zone aware; the answer keeps
+        each row's zone. Members without consent to the study are absent. Only for
+        studies at the `row-level` access level."""
+        if not {"pseudonym", "at"} <= set(entity_df.columns):
+            raise WorkbenchError("entity_df needs the columns 'pseudonym' and 'at'")
+        at = entity_df["at"]
+        zone = getattr(at.dtype, "tz", None)
+        moments = [pd.Timestamp(t) for t in at]
+        if any(m.tzinfo is None for m in moments):
+            raise WorkbenchError("'at' must be time-zone aware (e.g. .dt.tz_localize('UTC'))")
+        body: dict[str, Any] = {
+            "rows": [
+                {"pseudonym": str(p), "at": m.isoformat()}
+                for p, m in zip(entity_df["pseudonym"], moments, strict=True)
+            ]
+        }
+        if features is not None:
+            body["features"] = features
+        else:
+            body["service"] = service
+        answer = self._check(
+            self.client.post(f"/v1/studies/{study}/training-set", json=body)
+        ).json()
+        frame = pd.DataFrame(answer["rows"], columns=answer["columns"])
+        stamps = [dt.datetime.fromisoformat(str(v)) for v in frame["at"]]
+        if zone is not None:  # one zone for the column: a proper datetime64[ns, zone]
+            frame["at"] = pd.to_datetime(stamps, utc=True).tz_convert(zone)
+        else:  # mixed offsets, as sent: aware Timestamps, each in its own
+            frame["at"] = pd.Series([pd.Timestamp(s) for s in stamps], dtype=object)
         return frame
 
     def dataset(
@@ -120,6 +169,30 @@ class Workbench:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _cohort_frame(answer: dict[str, Any], columns: list[str] | None = None) -> pd.DataFrame:
+    """The backend's answer as a frame: withheld values read "suppressed" (undefined ones,
+    such as the sd of one observation, are None); `attrs` keeps the threshold, the notes
+    and why each cell or statistic is withheld."""
+    dims = answer["dims"]
+    whole = {tuple(s["key"]) for s in answer["suppressed"] if s["statistic"] is None}
+    single = {(tuple(s["key"]), s["statistic"]) for s in answer["suppressed"]}
+    records = []
+    for row in answer["rows"]:
+        key = tuple(row["key"])
+        values = {
+            k: (SUPPRESSED if v is None and (key in whole or (key, k) in single) else v)
+            for k, v in row["values"].items()
+        }
+        records.append({**dict(zip(dims, key, strict=True)), **values})
+    # No cell at all (nobody matched): still the columns a caller indexes by.
+    frame = pd.DataFrame(records, columns=None if records else [*dims, *(columns or ["count"])])
+    frame.attrs["threshold"] = answer["threshold"]
+    frame.attrs["notes"] = answer["notes"]
+    frame.attrs["dims"] = dims
+    frame.attrs["withheld"] = answer["suppressed"]
+    return frame
 
 
 def connect(

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from backend.api.api_keys import enrol as enrol_source
 from backend.api.api_keys import register
+from backend.demo import notebook as demo_notebook
 from backend.demo import study as demo_study
 from backend.exceptions import UserError
 from backend.governance.members import Enrolment, enrol
@@ -231,6 +232,15 @@ def run_demo(ctx: StackContext, console: Console) -> None:
         password_kept = demo_study.prepare(ctx, [m.member_id for m in manifest.members])
         answer = demo_study.first_question(ctx, password_kept, SPEC.start, SPEC.end)
     console.print(demo_study.as_table(answer))
+    with console.status("the researcher's first notebook, run as JupyterHub runs it"):
+        html = demo_notebook.first_notebook_html(
+            ctx,
+            password_kept,
+            SPEC.start,
+            SPEC.end,
+            ctx.layout.private_dir("demo") / "01_first_cohort.html",
+        )
+    console.print(f"Notebook 01 with its plots (no network needed): [bold]file://{html}[/]")
     console.print(services_table(supervisor.status(ctx)))
     console.print(
         f"JupyterHub: [bold]{ctx.hub.url}[/] (log in as {demo_study.RESEARCHER}: password"

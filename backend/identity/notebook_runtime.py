@@ -65,12 +65,15 @@ def _readable_by_all(top: Path) -> None:
 
 # JupyterLab settings every notebook user starts with (users may still change them): no
 # "would you like to get notified about official Jupyter news?" pop-up on a first start,
-# and no fetching news from the internet, which a hospital network would not reach anyway.
+# and no fetching news from the internet, which a hospital network would not reach anyway;
+# a notebook opens with its kernel started, not behind a "Select Kernel" dialog (JupyterLab
+# 4's default asks every time a notebook without a running kernel is opened).
 LAB_OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {
         "fetchNews": "false",
         "checkForUpdates": False,
-    }
+    },
+    "@jupyterlab/notebook-extension:tracker": {"autoStartDefaultKernel": True},
 }
 
 

@@ -110,6 +110,9 @@ c.Spawner.environment = {
     "REJUVE_BACKEND_URL": backend_url,
     "REJUVE_CA_FILE": ca_file,
     "PATH": f"{runtime / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+    # Panel (and the Bokeh it shows) ship their JavaScript inside the notebook, not from a
+    # CDN a hospital network cannot reach, even for `pn.extension()` without inline=True.
+    "PANEL_INLINE": "1",
 }
 # Tokens the Hub gives servers (JUPYTERHUB_API_TOKEN): the default `server` role plus the
 # right to call the backend as the user.

@@ -537,6 +537,7 @@ def test_spawned_server_is_up_and_its_token_reaches_the_backend(hub: Hub) -> Non
     assert secrets_readable.stdout == ""
     assert environ["REJUVE_CA_FILE"] == str(hub.ca_file)
     assert environ["REJUVE_BACKEND_URL"].startswith("https://127.0.0.1:")
+    assert environ["PANEL_INLINE"] == "1"  # plots carry their JavaScript: no CDN
     assert environ["JUPYTERHUB_USER"] == "alice"
     with hub.validator() as v:
         identity = v.validate(environ["JUPYTERHUB_API_TOKEN"])
