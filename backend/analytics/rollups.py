@@ -104,12 +104,18 @@ create temp table if not exists rollup_kept_sleep
     (member_id uuid, day date, minutes float8, efficiency float8) on commit delete rows;
 """
 
+# The oldest `limit` queue entries, and with them every other visible entry of the same
+# keys: an hour that several batches touched (a device syncing every few minutes) is
+# recomputed once, not once per batch.
 _CLAIM = """
-with claimed as (
-    delete from analytics.rollup_dirty where id in (
-        select id from analytics.rollup_dirty order by id limit %(limit)s
-        for update skip locked)
-    returning member_id, code, hour
+with picked as (
+    select distinct member_id, code, hour from (
+        select member_id, code, hour from analytics.rollup_dirty order by id
+         limit %(limit)s for update skip locked) oldest
+), claimed as (
+    delete from analytics.rollup_dirty d using picked p
+     where d.member_id = p.member_id and d.code = p.code and d.hour = p.hour
+    returning d.member_id, d.code, d.hour
 )
 insert into rollup_keys select distinct member_id, code, hour from claimed
 """

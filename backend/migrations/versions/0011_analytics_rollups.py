@@ -61,6 +61,10 @@ def upgrade() -> None:
         )
         """
     )
+    # A claim takes every queued entry of the keys it picked.
+    op.execute(
+        "CREATE INDEX rollup_dirty_key_idx ON analytics.rollup_dirty (member_id, code, hour)"
+    )
     for name, chunk in (("rollup_hourly", "7 days"), ("rollup_daily", "90 days")):
         op.execute(f"CREATE TABLE analytics.{name} ({_ROLLUP_COLUMNS})")
         op.execute(
