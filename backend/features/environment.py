@@ -84,3 +84,13 @@ def open_store(rt: Runtime, purpose: Purpose = "serve", repo: Path = REPO) -> Fe
     config = RepoConfig(**raw)
     config.repo_path = repo
     return FeatureStore(repo_path=str(repo), config=config)
+
+
+def close_store(store: FeatureStore) -> None:
+    """Release the registry's database connections (SQLAlchemy pools) before exit."""
+    registry = getattr(store, "_registry", None)
+    inner = getattr(registry, "registry", registry)  # behind a caching wrapper, or not
+    for name in ("write_engine", "read_engine"):
+        engine = getattr(inner, name, None)
+        if engine is not None:
+            engine.dispose()

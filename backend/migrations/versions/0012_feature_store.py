@@ -129,7 +129,9 @@ def upgrade() -> None:
     views = ", ".join(f"analytics.{v}" for v in VIEWS)
     op.execute(f"GRANT USAGE ON SCHEMA analytics TO {features}")
     op.execute(f"GRANT SELECT ON {views} TO {features}, {query}")
-    op.execute(f"GRANT SELECT, DELETE ON analytics.feature_dirty TO {features}")
+    # The claim is DELETE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED); row locks
+    # need UPDATE on some column: one column no one reads, so it can change nothing useful.
+    op.execute(f"GRANT SELECT, DELETE, UPDATE (queued_at) ON analytics.feature_dirty TO {features}")
 
     op.execute(
         "ALTER TABLE governance.studies ADD COLUMN access_level text NOT NULL"
