@@ -4,7 +4,7 @@ add and remove researchers, and close studies. Every change is audited by the ro
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
@@ -32,6 +32,7 @@ class StudyOut(BaseModel):
     created_at: dt.datetime
     closed_at: dt.datetime | None
     researchers: list[str]
+    access_level: Literal["aggregate", "row-level"]
 
 
 class StudyIn(BaseModel):
@@ -162,3 +163,35 @@ def study_close(
 ) -> Change:
     """Close a study for good: nobody's requests on it are answered any more."""
     return _change(gov, ticket, response, study, {}, lambda conn: st.close(conn, study))
+
+
+class AccessLevelIn(BaseModel):
+    level: Literal["aggregate", "row-level"] = Field(
+        description="aggregate: cohort statistics only; row-level: extracts and training sets too"
+    )
+
+
+@router.put(
+    "/studies/{study}/access-level",
+    response_model=Change,
+    responses={404: {"description": "no such study"}},
+)
+def study_access_level(
+    gov: Gov,
+    ticket: Annotated[
+        Ticket, Guard("studies/:study/access-level", "write", action="studies.access_level")
+    ],
+    response: Response,
+    study: StudyId,
+    body: AccessLevelIn,
+) -> Change:
+    """Set what a study's researchers may pull: `aggregate` or `row-level` (new studies:
+    aggregate). Takes effect on their next request."""
+    return _change(
+        gov,
+        ticket,
+        response,
+        study,
+        body.model_dump(),
+        lambda conn: st.set_access_level(conn, study, body.level),
+    )

@@ -74,8 +74,14 @@ def backend_app() -> object:
             accounts=StoreDirectory(ctx.hub.user_store),
         )
 
+    def features() -> object:
+        from backend.features.environment import open_store
+
+        return open_store(ctx)
+
     return create_app(
         governance=governance,
+        features=features,
         limits=RequestLimits(s.max_request_bytes, s.max_query_bytes),
         db=ctx.db,
         keys=ctx.keystore(),

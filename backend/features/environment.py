@@ -94,3 +94,20 @@ def close_store(store: FeatureStore) -> None:
         engine = getattr(inner, name, None)
         if engine is not None:
             engine.dispose()
+
+
+def apply_repo(rt: Runtime, repo: Path = REPO) -> None:
+    """`feast apply` on the repository as the registry writer (idempotent): what `rejuve up`
+    runs after the migrations, so the backend finds its feature views on a new stack."""
+    import os
+    import subprocess
+    import sys
+
+    feast = Path(sys.executable).parent / "feast"
+    env = {**os.environ, **feast_environment(rt, "apply")}
+    done = subprocess.run(
+        [str(feast), "-c", str(repo), "apply"], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise SetupError(f"feast apply failed: {tail[0]}", "run `rejuve features apply` to see why")
