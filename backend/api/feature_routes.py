@@ -6,6 +6,8 @@ Feast has no notion of consent: nobody reads it except through these routes."""
 from __future__ import annotations
 
 import datetime as dt
+import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -57,8 +59,36 @@ _VISIBLE = sql.SQL("select {may}, case when {own} then %(all)s::text[] else {coa
 )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A service's views (name, features, codes) and every code any view needs."""
+
+    views: tuple[tuple[str, tuple[str, ...], frozenset[str]], ...]
+    every: list[str]
+
+
+_PLANS: dict[str, tuple[float, _Plan]] = {}
+_PLAN_TTL = 60.0  # as the registry cache: a new `feast apply` shows within a minute
+
+
+def _plan(store: Any, service: str) -> _Plan:
+    """Feast rebuilds view objects from the registry proto on every lookup (milliseconds);
+    a request needs only names and codes."""
+    hit = _PLANS.get(service)
+    if hit and time.monotonic() - hit[0] < _PLAN_TTL:
+        return hit[1]
+    svc = store.get_feature_service(service)
+    views = tuple(
+        (p.name, tuple(f.name for f in p.features), frozenset(view_codes(p.name)))
+        for p in svc.feature_view_projections
+    )
+    plan = _Plan(views, sorted({c for _, _, codes in views for c in codes}))
+    _PLANS[service] = (time.monotonic(), plan)
+    return plan
+
+
 @router.get("/members/{member}/features", response_model=MemberFeatures)
-async def member_features(
+def member_features(
     gov: Gov,
     store: Store,
     ticket: Annotated[
@@ -70,39 +100,36 @@ async def member_features(
 ) -> MemberFeatures:
     """A member's latest features (Feast online store), for the member or their coach."""
     ticket.params = {"service": service}
+    plan = _plan(store, service)
     with gov.query_pool.connection() as conn:
         target = target_member(conn, ticket.viewer, member)
         row = None
         if target is not None:
-            every = sorted({c for v in store.list_feature_views() for c in view_codes(v.name)})
             row = conn.execute(
-                _VISIBLE, {**row_rules.params(ticket.viewer, member=target), "all": every}
+                _VISIBLE, {**row_rules.params(ticket.viewer, member=target), "all": plan.every}
             ).fetchone()
             conn.rollback()
     if target is None or row is None or not row[0]:
         # Not "forbidden": whether such a member exists is not the caller's to learn.
         raise NotFound("no such member")
     shared = set(row[1] or ())
-    svc = store.get_feature_service(service)
-    allowed = [p for p in svc.feature_view_projections if set(view_codes(p.name)) <= shared]
-    withheld = sorted(p.name for p in svc.feature_view_projections if p not in allowed)
-    refs = [f"{p.name}:{f.name}" for p in allowed for f in p.features]
+    allowed = [(name, feats) for name, feats, codes in plan.views if codes <= shared]
+    withheld = sorted(name for name, _, codes in plan.views if not codes <= shared)
+    refs = [f"{name}:{f}" for name, feats in allowed for f in feats]
     values: dict[str, Any] = {}
     as_of: dict[str, str | None] = {}
     if refs:
-        got = (
-            await store.get_online_features_async(
-                features=refs, entity_rows=[{"member_id": str(target)}], full_feature_names=True
-            )
+        got = store.get_online_features(
+            features=refs, entity_rows=[{"member_id": str(target)}], full_feature_names=True
         ).to_dict(include_event_timestamps=True)
-        for p in allowed:
+        for name, feats in allowed:
             stamps = []
-            for f in p.features:
-                key = f"{p.name}__{f.name}"
+            for f in feats:
+                key = f"{name}__{f}"
                 values[key] = _plain(got[key][0])
                 stamps.append(got.get(f"{key}__ts", [0])[0])
             known = max(stamps, default=0)
-            as_of[p.name] = dt.datetime.fromtimestamp(known, dt.UTC).isoformat() if known else None
+            as_of[name] = dt.datetime.fromtimestamp(known, dt.UTC).isoformat() if known else None
     ticket.row_count = 1 if values else 0
     return MemberFeatures(member=member, features=values, as_of=as_of, withheld=withheld)
 

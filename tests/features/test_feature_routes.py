@@ -77,11 +77,7 @@ def w(ctx: Runtime, store: FeatureStore) -> Iterator[World]:
                 (names["cid"], bob),
             )
             seed.study(conn, study, [names["rita"]])
-            seed.study(conn, aggregate, [names["rita"]])
-            conn.execute(
-                "update governance.studies set access_level = 'row-level' where study_id = %s",
-                (study,),
-            )
+            seed.study(conn, aggregate, [names["rita"]], access_level="aggregate")
             for cat in ("wearables", "activity", "sleep"):
                 _grant(conn, ann, "coaching", cat, True)
                 for m in cohort:
