@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from backend.features.environment import close_store, open_store
-from backend.features.materialise import materialise
+from backend.features.materialise import LOCK, materialise
 from backend.governance import consent
 from backend.identity import hub_auth
 from backend.identity.hub_client import login_token
@@ -261,10 +261,14 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     ctx = StackContext.from_env()
     load_before = os.getloadavg()
+    # The flows service's scheduled run would drain the queue first: hold its lock.
+    held = ctx.db.connect("features", autocommit=True)
+    held.execute("select pg_advisory_lock(%s)", (LOCK,))
     members = _cohort(ctx, a.members, a.days)
     store = open_store(ctx)
     try:
-        report, t_mat, mem_mat = _peak(lambda: materialise(ctx.db, store))
+        report, t_mat, mem_mat = _peak(lambda: materialise(ctx.db, store, lock=False))
+        held.close()
         online = _online(ctx, store, members[0], a.requests)
         training = _training(ctx, store, members, a.rows)
     finally:

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from backend.db.access import DatabaseAccess
 
 BATCH = 5_000
-_LOCK = 0x72656A_0F  # pg advisory lock key of the materialiser (session-level)
+LOCK = 0x72656A_0F  # pg advisory lock key of the materialiser (session-level)
 
 _CLAIM = """
 DELETE FROM analytics.feature_dirty WHERE id IN (
@@ -154,16 +154,18 @@ def materialise(
     *,
     batch_size: int = BATCH,
     max_batches: int | None = None,
+    lock: bool = True,
 ) -> Report:
-    """Drain the queue (or `max_batches` of it) into the online store."""
+    """Drain the queue (or `max_batches` of it) into the online store. `lock=False`: the
+    caller holds the materialiser's lock (`LOCK`) on a connection of its own."""
     started = time.monotonic()
     report = Report()
     sources = _sources(store)
     with db.connect("features", autocommit=True) as conn:
         # One run at a time: two runs claiming the same member (queued twice) could read
         # different snapshots and write the older one last.
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,)).fetchone()
-        if not (locked and locked[0]):
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,)).fetchone()
+        if lock and not (locked and locked[0]):
             report.skipped = True
             return report
         while max_batches is None or report.batches < max_batches:

@@ -107,12 +107,12 @@ def test_a_failed_write_leaves_the_claim_queued(
 
 
 def test_one_run_at_a_time(ctx: Runtime, store: FeatureStore, owner: psycopg.Connection) -> None:
-    from backend.features.materialise import _LOCK
+    from backend.features.materialise import LOCK
 
     member = uuid.uuid4()
     put_day(owner, member, dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1))
     with ctx.db.connect("features", autocommit=True) as other:
-        other.execute("select pg_advisory_lock(%s)", (_LOCK,))
+        other.execute("select pg_advisory_lock(%s)", (LOCK,))
         assert materialise(ctx.db, store).skipped
     _drain(ctx, store)
     assert _online(store, member)["steps"] == 8000
