@@ -271,3 +271,65 @@ def test_aggregate_studies_refuse_row_level_data(w: World) -> None:
         params={"start": start, "end": end},
     )
     assert ok.status_code == 200
+
+
+def test_feasts_own_point_in_time_join_agrees(ctx: Runtime, w: World, applied: None) -> None:
+    """Feast's get_historical_features (its entity frame uploaded as a table, hence the
+    owner role here, never in the platform) gives the values our SQL gives."""
+    import yaml
+    from feast import FeatureStore as Store
+    from feast.repo_config import RepoConfig
+
+    from backend.features.environment import REPO, close_store, feast_environment, render_config
+    from backend.query import training_set as ts
+    from backend.query.viewer import Viewer
+
+    env = feast_environment(ctx)
+    env["FEAST_OFFLINE_USER"] = ctx.db.user_for("owner")
+    env["FEAST_OFFLINE_PASSWORD"] = ctx.db.passwords["owner"]
+    config = RepoConfig(**yaml.safe_load(render_config(env)))
+    config.repo_path = REPO
+    feast_store = Store(repo_path=str(REPO), config=config)
+    rng = random.Random(11)  # noqa: S311 (reproducible test data)
+    members = w.cohort[:-1]
+    ats = [
+        dt.datetime.combine(START, dt.time(), dt.UTC)
+        + dt.timedelta(seconds=rng.randint(0, (DAYS + 2) * 86400))
+        for _ in range(120)
+    ]
+    entity = pd.DataFrame(
+        {
+            "member_id": [str(members[i % len(members)]) for i in range(len(ats))],
+            "event_timestamp": ats,
+        }
+    )
+    try:
+        svc = feast_store.get_feature_service("research_model")
+        theirs = feast_store.get_historical_features(entity_df=entity, features=svc).to_df()
+        specs = ts.specs_from_feast(feast_store, "research_model", None)
+    finally:
+        close_store(feast_store)
+    # Feast returns naive UTC and its own row order: key both by (member, instant).
+    theirs["event_timestamp"] = pd.to_datetime(theirs["event_timestamp"]).dt.tz_localize(None)
+    theirs = theirs.set_index(["member_id", "event_timestamp"]).sort_index()
+    rows = [
+        (pseudonym(w.key, uuid.UUID(m)), at) for m, at in zip(entity["member_id"], ats, strict=True)
+    ]
+    viewer = Viewer(w.names["rita"], frozenset({"researcher"}), "local")
+    with ctx.db.connect("query") as conn:
+        ours = list(ts.training_set(conn, viewer, w.study, w.key, specs, rows))
+    assert len(ours) == len(rows)
+    compared = 0
+    for (member, at), got in zip(zip(entity["member_id"], ats, strict=True), ours, strict=True):
+        ref = theirs.loc[(member, pd.Timestamp(at).tz_convert(None))]
+        ref = ref.iloc[0] if isinstance(ref, pd.DataFrame) else ref
+        for spec in specs:
+            for f in spec.features:
+                value = got[2 + ts.columns(specs)[2:].index(f"{spec.name}__{f}")]
+                expected = ref[f]
+                if pd.isna(expected):
+                    assert value is None, (member, at, f)
+                else:
+                    assert value is not None and abs(float(value) - float(expected)) < 1e-9
+                    compared += 1
+    assert compared > 200
