@@ -333,3 +333,21 @@ def test_feasts_own_point_in_time_join_agrees(ctx: Runtime, w: World, applied: N
                     assert value is not None and abs(float(value) - float(expected)) < 1e-9
                     compared += 1
     assert compared > 200
+
+
+def test_a_large_entity_frame_is_accepted(w: World) -> None:
+    """Entity rows are data: the training set takes bodies beyond the 64 KiB of criteria
+    routes (here ~150 KB), while every other governed route keeps its limit."""
+    at = "2026-09-20T12:00:00+02:00"
+    rows = [{"pseudonym": pseudonym(w.key, w.cohort[i % 3]), "at": at} for i in range(2000)]
+    r = w.api.call(
+        "POST",
+        f"/v1/studies/{w.study}/training-set",
+        w.tokens["rita"],
+        json={"features": ["daily_activity:steps"], "rows": rows},
+    )
+    assert r.status_code == 200, r.text[:200]
+    assert len(r.json()["rows"]) == 2000
+    big = {"code": "8867-4", "padding": "x" * 100_000}
+    refused = w.api.call("POST", f"/v1/studies/{w.study}/cohort-stats", w.tokens["rita"], json=big)
+    assert refused.status_code == 413
