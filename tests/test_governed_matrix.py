@@ -196,6 +196,14 @@ MATRIX: dict[str, Row] = {
     "GET /v1/studies": Row(
         _fixed("/v1/studies"), {"researcher": (200, None), "admin": (200, None)}, ("own",)
     ),
+    "GET /v1/studies/{study}": Row(
+        lambda w, role, which: (
+            f"/v1/studies/{w.study if which == 'own' else w.other_study}",
+            None,
+            None,
+        ),
+        {"researcher": (200, 404), "admin": (200, 200)},
+    ),
     # In this order: the admin creates a study, staffs it, unstaffs it and closes it.
     "POST /v1/studies": Row(_at("/v1/studies", _study_body), {"admin": (201, None)}, ("own",)),
     "POST /v1/studies/{study}/researchers": Row(

@@ -117,6 +117,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "body": {"researcher": "rita"},
     },
     "POST /v1/studies/{study}/close": {"params": {"study": "sleep-2027"}},
+    "GET /v1/studies/{study}": {"params": {"study": "sleep-2027"}},
     "PUT /v1/studies/{study}/access-level": {
         "params": {"study": "sleep-2027"},
         "body": {"level": "row-level"},

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
+from backend.exceptions import NotFound
 from backend.governance import studies as st
 from backend.governance.policy import USER_NAME_PATTERN
 
@@ -63,6 +64,26 @@ def study_list(
         found = st.listing(conn, who)
     ticket.row_count = len(found)
     return [StudyOut(**{**s.__dict__, "researchers": list(s.researchers)}) for s in found]
+
+
+@router.get(
+    "/studies/{study}",
+    response_model=StudyOut,
+    responses={404: {"description": "no such study, or not one you work on"}},
+)
+def study_get(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("studies", "read", action="studies.read")],
+    study: StudyId,
+) -> StudyOut:
+    """One study (its access level among the rest), if you work on it (an admin: any)."""
+    who = None if ticket.viewer.has("admin") else ticket.viewer.user
+    with gov.query_pool.connection() as conn:
+        found = [s for s in st.listing(conn, who) if s.study_id == study]
+    if not found:
+        raise NotFound("no such study for you")
+    ticket.row_count = 1
+    return StudyOut(**{**found[0].__dict__, "researchers": list(found[0].researchers)})
 
 
 @router.post("/studies", response_model=Change, responses=_CREATED)

@@ -351,3 +351,10 @@ def test_a_large_entity_frame_is_accepted(w: World) -> None:
     big = {"code": "8867-4", "padding": "x" * 100_000}
     refused = w.api.call("POST", f"/v1/studies/{w.study}/cohort-stats", w.tokens["rita"], json=big)
     assert refused.status_code == 413
+
+
+def test_a_study_shows_its_access_level(w: World) -> None:
+    for study, level in ((w.study, "row-level"), (w.aggregate, "aggregate")):
+        r = w.api.call("GET", f"/v1/studies/{study}", w.tokens["rita"])
+        assert (r.status_code, r.json()["access_level"]) == (200, level)
+    assert w.api.call("GET", "/v1/studies/no-such-study", w.tokens["rita"]).status_code == 404
