@@ -57,10 +57,17 @@ def wait_rolled_up(ctx: Runtime, members: Iterable[uuid.UUID], timeout: float = 
     raise AssertionError(f"rollups of {len(wanted)} member(s) not built within {timeout} s")
 
 
-def study(conn: psycopg.Connection, study_id: str, researchers: Sequence[str]) -> None:
+def study(
+    conn: psycopg.Connection,
+    study_id: str,
+    researchers: Sequence[str],
+    access_level: str = "row-level",
+) -> None:
+    """A study as tests use it: row-level unless told (new studies default to aggregate)."""
     conn.execute(
-        "insert into governance.studies (study_id, title, created_by) values (%s, %s, 'admin')",
-        (study_id, study_id),
+        "insert into governance.studies (study_id, title, created_by, access_level)"
+        " values (%s, %s, 'admin', %s)",
+        (study_id, study_id, access_level),
     )
     for r in researchers:
         conn.execute("insert into governance.study_researchers values (%s, %s)", (study_id, r))

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from backend.db.access import DatabaseAccess
@@ -19,6 +17,7 @@ from backend.keys.kms import LocalKms
 from backend.refine import dropbox
 from backend.refine.files import enrol_members, ingest_file
 from backend.stack.context import StackContext
+from tests.prefect_runs import run_deployment
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VITALS_SUBJECT = uuid.UUID("6f1c2e4a-58e0-4b7e-9c1d-2a5b8f0e7d31")
@@ -153,25 +152,7 @@ def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
 def _run_ingest_file(ctx: StackContext, **parameters: object) -> str:
     """Run the `ingest-file` deployment on the stack's Prefect server with `parameters`;
     returns the run's final state."""
-    tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
-    api = ctx.prefect.api_url
-    with httpx.Client(verify=tls, timeout=30, auth=ctx.prefect.basic_auth) as client:
-        dep = client.get(f"{api}/deployments/name/ingest-file/ingest-file")
-        assert dep.status_code == 200, "the flows service must serve the deployment"
-        run = client.post(
-            f"{api}/deployments/{dep.json()['id']}/create_flow_run",
-            json={"parameters": parameters},
-        )
-        assert run.status_code == 201, run.text
-        run_id = run.json()["id"]
-        deadline = time.monotonic() + 120
-        state = ""
-        while time.monotonic() < deadline:
-            state = client.get(f"{api}/flow_runs/{run_id}").json()["state"]["type"]
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(0.5)
-    return str(state)
+    return run_deployment(ctx, "ingest-file", dict(parameters))[1]
 
 
 def _flow_batch(ctx: StackContext, member: uuid.UUID) -> tuple[int, int] | None:

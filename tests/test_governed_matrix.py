@@ -145,6 +145,7 @@ class Row:
 
 
 COHORT = {"code": "8867-4", **RANGE, "period": "day"}
+TRAINING_SET = {"service": "research_model", "rows": [{"pseudonym": "p-x", "at": RANGE["end"]}]}
 CONSENT = {"purpose": "coaching", "category": "wearables", "granted": True, "consent_version": "v1"}
 
 MATRIX: dict[str, Row] = {
@@ -159,6 +160,12 @@ MATRIX: dict[str, Row] = {
     ),
     "GET /v1/studies/{study}/dataset": Row(
         _study_path("dataset", RANGE, None), {"researcher": (200, 404)}
+    ),
+    "GET /v1/members/{member}/features": Row(
+        _member_path("features"), {"member": (200, 403), "coach": (200, 404)}
+    ),
+    "POST /v1/studies/{study}/training-set": Row(
+        _study_path("training-set", None, TRAINING_SET), {"researcher": (200, 404)}
     ),
     "POST /v1/studies/{study}/cohort-stats": Row(
         _study_path("cohort-stats", None, COHORT), {"researcher": (200, 404)}
@@ -189,6 +196,14 @@ MATRIX: dict[str, Row] = {
     "GET /v1/studies": Row(
         _fixed("/v1/studies"), {"researcher": (200, None), "admin": (200, None)}, ("own",)
     ),
+    "GET /v1/studies/{study}": Row(
+        lambda w, role, which: (
+            f"/v1/studies/{w.study if which == 'own' else w.other_study}",
+            None,
+            None,
+        ),
+        {"researcher": (200, 404), "admin": (200, 200)},
+    ),
     # In this order: the admin creates a study, staffs it, unstaffs it and closes it.
     "POST /v1/studies": Row(_at("/v1/studies", _study_body), {"admin": (201, None)}, ("own",)),
     "POST /v1/studies/{study}/researchers": Row(
@@ -196,6 +211,11 @@ MATRIX: dict[str, Row] = {
     ),
     "POST /v1/studies/{study}/researchers/revoke": Row(
         _new_study("researchers/revoke", _researcher), {"admin": (200, None)}, ("own",)
+    ),
+    "PUT /v1/studies/{study}/access-level": Row(
+        _new_study("access-level", lambda w, role, which: ("", None, {"level": "row-level"})),
+        {"admin": (200, None)},
+        ("own",),
     ),
     "POST /v1/studies/{study}/close": Row(_new_study("close"), {"admin": (200, None)}, ("own",)),
 }

@@ -76,6 +76,15 @@ def test_admin_staffs_a_study_and_the_researcher_follows(
         everything = api.call("GET", "/v1/studies", tokens["ada"]).json()
         assert {study, elsewhere} <= {s["study_id"] for s in everything}
 
+        # New studies are aggregate-only until an admin allows row-level data.
+        assert (
+            api.call("GET", f"/v1/studies/{study}/dataset", tokens["rex"], params=RANGE).status_code
+            == 403
+        )
+        level = api.call(
+            "PUT", f"/v1/studies/{study}/access-level", tokens["ada"], json={"level": "row-level"}
+        )
+        assert (level.status_code, level.json()["changed"]) == (200, True)
         assert (
             api.call("GET", f"/v1/studies/{study}/dataset", tokens["rex"], params=RANGE).status_code
             == 200

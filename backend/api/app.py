@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend.api import (
     audit_routes,
     consent_routes,
+    feature_routes,
     ingest_routes,
     openapi_docs,
     policy_routes,
@@ -38,6 +39,7 @@ def _governed_path(path: str) -> bool:
 def create_app(
     governance: Callable[[], GovernanceState] | None = None,
     limits: RequestLimits | None = None,
+    features: Callable[[], object] | None = None,
     **state_kw: object,
 ) -> FastAPI:
     """`state_kw` are AppState.open's arguments, `governance` opens the governed path's
@@ -49,6 +51,8 @@ def create_app(
         app.state.rejuve = state
         gov = governance() if governance else None
         app.state.governance = gov
+        # Feast's store (registry cache, Redis client): one per worker process.
+        app.state.features = features() if features else None
         try:
             yield
         finally:
@@ -101,6 +105,7 @@ def create_app(
             audit_routes,
             policy_routes,
             study_routes,
+            feature_routes,
         ):
             app.include_router(module.router)
 

@@ -117,6 +117,24 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "body": {"researcher": "rita"},
     },
     "POST /v1/studies/{study}/close": {"params": {"study": "sleep-2027"}},
+    "GET /v1/studies/{study}": {"params": {"study": "sleep-2027"}},
+    "PUT /v1/studies/{study}/access-level": {
+        "params": {"study": "sleep-2027"},
+        "body": {"level": "row-level"},
+    },
+    "GET /v1/members/{member}/features": {
+        "params": {"member": "self", "service": "coaching_overview"},
+    },
+    "POST /v1/studies/{study}/training-set": {
+        "params": {"study": "demo-sleep"},
+        "body": {
+            "service": "research_model",
+            "rows": [
+                {"pseudonym": "p-k3v9qz2m4h7x1c5b8n6d", "at": "2026-11-02T09:00:00+01:00"},
+                {"pseudonym": "p-a2f8w6q1z9y3e7r5t4u0", "at": "2026-11-05T18:30:00-05:00"},
+            ],
+        },
+    },
     "POST /v1/ingest/batches": {
         "body": {
             "batch_id": "watch-7f3a-2026-11-27T10:00",

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.exceptions import NotFound
+from backend.governance import studies
 from backend.governance.studies import STUDY_ID
 from backend.query import dataset as ds
 from backend.query import timeline as tl
@@ -177,6 +178,7 @@ def study_dataset(
     with gov.query_pool.connection() as conn:
         if not ds.on_study(conn, ticket.viewer, study):
             raise NotFound("no such study for you")
+        studies.require_row_level(conn, study)
         frame = ds.extract(
             conn,
             ticket.viewer,

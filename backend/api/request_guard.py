@@ -34,6 +34,15 @@ class RequestLimits:
     max_body_bytes: int = 64 * 1024
     max_query_bytes: int = 8 * 1024
     exempt_prefixes: tuple[str, ...] = ("/v1/ingest/",)
+    # Routes whose body is data, not criteria: a training set's entity rows (pseudonym and
+    # time, ~70 bytes each; the route takes up to 200,000).
+    large_body_suffixes: tuple[str, ...] = ("/training-set",)
+    max_large_body_bytes: int = 16 * 1024 * 1024
+
+    def max_body(self, path: str) -> int:
+        if path.endswith(self.large_body_suffixes):
+            return self.max_large_body_bytes
+        return self.max_body_bytes
 
 
 # Told of every refusal (scope, status, detail), to audit it.
@@ -86,7 +95,9 @@ class RequestGuard:
         if refusal is None and (_header(scope, b"content-length") is None or _json_body(scope)):
             # No declared length (chunked): read up to the limit here, then replay it. A
             # JSON body (bounded by the limit) is read here too, to look at its strings.
-            receive, refusal = await self._buffered(receive, check_json=_json_body(scope))
+            receive, refusal = await self._buffered(
+                receive, self.limits.max_body(str(scope.get("path", ""))), _json_body(scope)
+            )
         if refusal is not None:
             if self.on_refusal is not None:
                 await self.on_refusal(scope, *refusal)
@@ -99,14 +110,13 @@ class RequestGuard:
         if len(scope.get("query_string", b"")) > limits.max_query_bytes:
             return 414, f"the query string is longer than {limits.max_query_bytes:,} bytes"
         declared = _header(scope, b"content-length")
-        if declared is not None and (
-            not declared.isdigit() or int(declared) > limits.max_body_bytes
-        ):
-            return 413, f"the request body is larger than {limits.max_body_bytes:,} bytes"
+        most = limits.max_body(str(scope.get("path", "")))
+        if declared is not None and (not declared.isdigit() or int(declared) > most):
+            return 413, f"the request body is larger than {most:,} bytes"
         return None
 
     async def _buffered(
-        self, receive: Receive, check_json: bool = False
+        self, receive: Receive, limit: int, check_json: bool = False
     ) -> tuple[Receive, tuple[int, str] | None]:
         body = bytearray()
         while True:
@@ -116,8 +126,7 @@ class RequestGuard:
                 first = message
                 break
             body += message.get("body", b"")
-            if len(body) > self.limits.max_body_bytes:
-                limit = self.limits.max_body_bytes
+            if len(body) > limit:
                 return receive, (413, f"the request body is larger than {limit:,} bytes")
             if not message.get("more_body", False):
                 first = {"type": "http.request", "body": bytes(body), "more_body": False}

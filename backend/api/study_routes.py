@@ -4,12 +4,13 @@ add and remove researchers, and close studies. Every change is audited by the ro
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, Field
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
+from backend.exceptions import NotFound
 from backend.governance import studies as st
 from backend.governance.policy import USER_NAME_PATTERN
 
@@ -32,6 +33,7 @@ class StudyOut(BaseModel):
     created_at: dt.datetime
     closed_at: dt.datetime | None
     researchers: list[str]
+    access_level: Literal["aggregate", "row-level"]
 
 
 class StudyIn(BaseModel):
@@ -62,6 +64,26 @@ def study_list(
         found = st.listing(conn, who)
     ticket.row_count = len(found)
     return [StudyOut(**{**s.__dict__, "researchers": list(s.researchers)}) for s in found]
+
+
+@router.get(
+    "/studies/{study}",
+    response_model=StudyOut,
+    responses={404: {"description": "no such study, or not one you work on"}},
+)
+def study_get(
+    gov: Gov,
+    ticket: Annotated[Ticket, Guard("studies", "read", action="studies.read")],
+    study: StudyId,
+) -> StudyOut:
+    """One study (its access level among the rest), if you work on it (an admin: any)."""
+    who = None if ticket.viewer.has("admin") else ticket.viewer.user
+    with gov.query_pool.connection() as conn:
+        found = [s for s in st.listing(conn, who) if s.study_id == study]
+    if not found:
+        raise NotFound("no such study for you")
+    ticket.row_count = 1
+    return StudyOut(**{**found[0].__dict__, "researchers": list(found[0].researchers)})
 
 
 @router.post("/studies", response_model=Change, responses=_CREATED)
@@ -162,3 +184,35 @@ def study_close(
 ) -> Change:
     """Close a study for good: nobody's requests on it are answered any more."""
     return _change(gov, ticket, response, study, {}, lambda conn: st.close(conn, study))
+
+
+class AccessLevelIn(BaseModel):
+    level: Literal["aggregate", "row-level"] = Field(
+        description="aggregate: cohort statistics only; row-level: extracts and training sets too"
+    )
+
+
+@router.put(
+    "/studies/{study}/access-level",
+    response_model=Change,
+    responses={404: {"description": "no such study"}},
+)
+def study_access_level(
+    gov: Gov,
+    ticket: Annotated[
+        Ticket, Guard("studies/:study/access-level", "write", action="studies.access_level")
+    ],
+    response: Response,
+    study: StudyId,
+    body: AccessLevelIn,
+) -> Change:
+    """Set what a study's researchers may pull: `aggregate` or `row-level` (new studies:
+    aggregate). Takes effect on their next request."""
+    return _change(
+        gov,
+        ticket,
+        response,
+        study,
+        body.model_dump(),
+        lambda conn: st.set_access_level(conn, study, body.level),
+    )

@@ -19,6 +19,7 @@ from backend.cli.assignment_cmds import assignments_app
 from backend.cli.audit_cmds import audit_app
 from backend.cli.batch_cmds import batches_app
 from backend.cli.data_cmds import quarantine_app
+from backend.cli.feature_cmds import features_app
 from backend.cli.member_cmds import members_app
 from backend.cli.policy_cmds import policy_app
 from backend.cli.sources_cmds import sources_app
@@ -38,6 +39,7 @@ app.add_typer(assignments_app, name="assignments")
 app.add_typer(studies_app, name="studies")
 app.add_typer(rollups_app, name="rollups")
 app.add_typer(retention_app, name="retention")
+app.add_typer(features_app, name="features")
 
 
 def main() -> None:

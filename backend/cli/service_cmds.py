@@ -76,8 +76,14 @@ def backend_app() -> object:
             accounts=StoreDirectory(ctx.hub.user_store),
         )
 
+    def features() -> object:
+        from backend.features.environment import open_store
+
+        return open_store(ctx)
+
     return create_app(
         governance=governance,
+        features=features,
         limits=RequestLimits(s.max_request_bytes, s.max_query_bytes),
         db=ctx.db,
         keys=ctx.keystore(),
@@ -121,6 +127,7 @@ def flows_run() -> None:
     from prefect.deployments.runner import RunnerDeployment
 
     from backend.refine import dropbox
+    from flows.features import materialise_features_flow
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
     ctx = runtime(service=True)
@@ -138,9 +145,17 @@ def flows_run() -> None:
         RunnerDeployment,
         ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
     )
+    features = cast(
+        RunnerDeployment,
+        materialise_features_flow.to_deployment(
+            name="materialise-features",
+            interval=ctx.settings.features_interval_seconds,
+            description="queued member-days (analytics.feature_dirty) -> Feast online store",
+        ),
+    )
     # A few flow runs at a time: on a slow machine the 30 s drop-folder schedule would otherwise
     # pile up runs (each a process) faster than they finish.
-    serve(drop, one, print_starting_message=False, limit=4)
+    serve(drop, one, features, print_starting_message=False, limit=4)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -32,11 +32,11 @@ def studies_list(
         print_json([{**s.__dict__, "researchers": list(s.researchers)} for s in found])
         return
     table = Table(title="Studies", title_justify="left")
-    for col in ("study", "title", "researchers", "closed"):
+    for col in ("study", "title", "access", "researchers", "closed"):
         table.add_column(col)
     for s in found:
         closed = s.closed_at.date().isoformat() if s.closed_at else ""
-        table.add_row(s.study_id, s.title, ", ".join(s.researchers), closed)
+        table.add_row(s.study_id, s.title, s.access_level, ", ".join(s.researchers), closed)
     console.print(table)
 
 
@@ -136,3 +136,25 @@ def studies_close(study: str) -> None:
     ):
         params["changed"] = studies.close(conn, study)
     console.print(f"closed: {study}")
+
+
+@studies_app.command("access")
+def studies_access(
+    study: str,
+    level: Annotated[str, typer.Argument(help="aggregate | row-level")],
+) -> None:
+    """Set what a study's researchers may pull: `aggregate` (cohort statistics only) or
+    `row-level` (pseudonymised extracts and training sets too). Audited."""
+    from backend.cli.app import context
+    from backend.cli.operator import operator_audit
+    from backend.governance import studies
+
+    ctx = context()
+    with (
+        operator_audit(
+            ctx, "studies.access_level", f"studies/{study}/access-level", {"level": level}
+        ) as params,
+        ctx.db.connect("backend") as conn,
+    ):
+        params["changed"] = studies.set_access_level(conn, study, level)
+    console.print(f"{study}: {level}")

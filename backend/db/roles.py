@@ -48,6 +48,17 @@ class Roles:
         return f"{self.db}_backend"
 
     @property
+    def feast(self) -> str:
+        """Writes the Feast registry (`rejuve features apply`): its tables, nothing else."""
+        return f"{self.db}_feast"
+
+    @property
+    def features(self) -> str:
+        """Feature serving: reads the Feast registry and the analytics zone's feature views,
+        claims (deletes) queued member ids from `analytics.feature_dirty`."""
+        return f"{self.db}_features"
+
+    @property
     def app(self) -> dict[str, str]:
         """Application roles by short name (the keys used in the secrets file)."""
         return {
@@ -55,6 +66,8 @@ class Roles:
             "refiner": self.refiner,
             "query": self.query,
             "backend": self.backend,
+            "feast": self.feast,
+            "features": self.features,
         }
 
     def by_key(self, key: str) -> str:

@@ -29,6 +29,8 @@ def prepare(ctx: StackContext, members: Sequence[uuid.UUID]) -> str:
     account; returns the account's password (kept in the stack's secrets file)."""
     with ctx.db.connect("backend") as conn:
         studies.create(conn, STUDY, "Demo: heart rate of the synthetic cohort", "demo")
+        # The demo notebooks pull pseudonymised rows (extracts, training sets).
+        studies.set_access_level(conn, STUDY, "row-level")
         studies.add_researcher(conn, STUDY, RESEARCHER)
         for purpose in (consent.study_purpose(STUDY), "coaching"):
             # Only members never asked: a second demo appends nothing to the ledger, and

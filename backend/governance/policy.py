@@ -38,10 +38,13 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("member", "members/self/timeline", "read"),
     ("member", "members/self/consent", "read"),
     ("member", "members/self/consent", "write"),
+    ("member", "members/self/features", "read"),
     ("coach", "members/:member/timeline", "read"),
     ("coach", "members/:member/consent", "read"),
+    ("coach", "members/:member/features", "read"),
     ("researcher", "studies/:study/cohort-stats", "read"),
     ("researcher", "studies/:study/dataset", "read"),
+    ("researcher", "studies/:study/training-set", "read"),
     ("researcher", "studies", "read"),
     ("steward", "quarantine", "read"),
     ("steward", "quarantine", "write"),
@@ -51,6 +54,7 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("admin", "studies", "*"),
     ("admin", "studies/:study/researchers", "write"),
     ("admin", "studies/:study/close", "write"),
+    ("admin", "studies/:study/access-level", "write"),
     ("admin", "assignments", "*"),
 )
 
@@ -58,13 +62,29 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
 # its job. An admin who grants `role:coach` a study's dataset is refused; a person who
 # needs more than their role gives is granted it as `user:<name>`, visibly.
 ROLE_RESOURCES: dict[str, frozenset[str]] = {
-    "member": frozenset({"members/self/timeline", "members/self/consent"}),
-    "coach": frozenset({"members/:member/timeline", "members/:member/consent"}),
-    "researcher": frozenset({"studies", "studies/:study/cohort-stats", "studies/:study/dataset"}),
+    "member": frozenset({"members/self/timeline", "members/self/consent", "members/self/features"}),
+    "coach": frozenset(
+        {"members/:member/timeline", "members/:member/consent", "members/:member/features"}
+    ),
+    "researcher": frozenset(
+        {
+            "studies",
+            "studies/:study/cohort-stats",
+            "studies/:study/dataset",
+            "studies/:study/training-set",
+        }
+    ),
     "steward": frozenset({"quarantine", "quality"}),
     "auditor": frozenset({"audit"}),
     "admin": frozenset(
-        {"policy", "studies", "studies/:study/researchers", "studies/:study/close", "assignments"}
+        {
+            "policy",
+            "studies",
+            "studies/:study/researchers",
+            "studies/:study/close",
+            "studies/:study/access-level",
+            "assignments",
+        }
     ),
 }
 

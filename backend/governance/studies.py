@@ -10,7 +10,7 @@ from typing import Protocol
 
 import psycopg
 
-from backend.exceptions import Invalid, NotFound
+from backend.exceptions import Forbidden, Invalid, NotFound
 
 STUDY_ID = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
@@ -37,6 +37,7 @@ class Study:
     created_at: dt.datetime
     closed_at: dt.datetime | None
     researchers: tuple[str, ...]
+    access_level: str = "aggregate"
 
 
 def create(conn: psycopg.Connection, study_id: str, title: str, created_by: str) -> bool:
@@ -109,10 +110,39 @@ def close(conn: psycopg.Connection, study_id: str) -> bool:
     return n > 0
 
 
+ACCESS_LEVELS = ("aggregate", "row-level")
+
+
+def set_access_level(conn: psycopg.Connection, study_id: str, level: str) -> bool:
+    """`aggregate`: cohort statistics only (under disclosure control); `row-level`:
+    pseudonymised extracts and training sets too. True if it changed."""
+    if level not in ACCESS_LEVELS:
+        raise Invalid(f"access level must be one of {', '.join(ACCESS_LEVELS)}")
+    with conn.transaction():
+        _exists(conn, study_id)
+        n = conn.execute(
+            "update governance.studies set access_level = %s"
+            " where study_id = %s and access_level <> %s",
+            (level, study_id, level),
+        ).rowcount
+    return n > 0
+
+
+def require_row_level(conn: psycopg.Connection, study_id: str) -> None:
+    """Row-level data (extracts, training sets) only from a `row-level` study: 403."""
+    row = conn.execute(
+        "select access_level = 'row-level' from governance.studies where study_id = %s",
+        (study_id,),
+    ).fetchone()
+    conn.rollback()
+    if not (row and row[0]):
+        raise Forbidden("this study's access level is aggregate: cohort statistics only")
+
+
 def listing(conn: psycopg.Connection, researcher: str | None = None) -> list[Study]:
     """Every study, or only those `researcher` works on."""
     rows = conn.execute(
-        """select s.study_id, s.title, s.created_by, s.created_at, s.closed_at,
+        """select s.study_id, s.title, s.created_by, s.created_at, s.closed_at, s.access_level,
                   coalesce(array_agg(r.researcher order by r.researcher)
                            filter (where r.researcher is not null), '{}')
              from governance.studies s
@@ -131,7 +161,8 @@ def listing(conn: psycopg.Connection, researcher: str | None = None) -> list[Stu
             created_by=r[2],
             created_at=r[3],
             closed_at=r[4],
-            researchers=tuple(r[5]),
+            access_level=r[5],
+            researchers=tuple(r[6]),
         )
         for r in rows
     ]

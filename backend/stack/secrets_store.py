@@ -15,6 +15,8 @@ SECRET_NAMES = (
     "pg_refiner",
     "pg_query",
     "pg_backend",
+    "pg_feast",
+    "pg_features",
     "pg_prefect",
     "prefect_api",
     "redis",

@@ -66,6 +66,11 @@ def up(
             from backend.db import migrate
 
             migrate.upgrade(ctx.db)
+        if service.name == "redis":
+            progress("registering the feature store's definitions (feast apply)")
+            from backend.features.environment import apply_repo
+
+            apply_repo(ctx)
     rows = status(ctx, names)
     return [
         _note(r, "restarted: code or settings changed")
