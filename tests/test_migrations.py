@@ -45,6 +45,8 @@ def test_upgrade_from_empty_then_downgrade_cleanly(scratch_db: DatabaseAccess) -
     assert _hypertables(scratch_db) == {
         "raw.records": "1 day",
         "processed.observations": "12:00:00",
+        "analytics.rollup_hourly": "7 days",
+        "analytics.rollup_daily": "90 days",
     }
     assert _roles(scratch_db) == set(scratch_db.roles.app.values())
 
