@@ -17,9 +17,13 @@ from backend.runtime import Runtime
 Row = tuple[uuid.UUID, dt.datetime, str, float, str]  # member, time, code, value, unit
 
 
-def observations(conn: psycopg.Connection, rows: Iterable[Row], source: str = "t") -> None:
+def observations(
+    conn: psycopg.Connection, rows: Iterable[Row], source: str = "t", *, queue: bool = True
+) -> None:
     """Observations in, with their rollup keys queued in the same transaction (as the
-    refiner does); the stack's `rollups` service, or `rolled_up`, builds the rollups."""
+    refiner does); the stack's `rollups` service, or `rolled_up`, builds the rollups.
+    `queue=False` leaves the analytics zone alone (a test that writes its summaries
+    itself)."""
     rows = list(rows)
     with conn.cursor() as cur:
         cur.executemany(
@@ -28,6 +32,8 @@ def observations(conn: psycopg.Connection, rows: Iterable[Row], source: str = "t
             " gen_random_uuid(), now())",
             [(*r, source) for r in rows],
         )
+        if not queue:
+            return
         cur.executemany(
             "insert into analytics.rollup_dirty (member_id, code, hour, cause)"
             " values (%s, %s, time_bucket('1 hour', %s::timestamptz), 'refine')",

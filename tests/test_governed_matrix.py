@@ -164,6 +164,9 @@ MATRIX: dict[str, Row] = {
     "GET /v1/members/{member}/features": Row(
         _member_path("features"), {"member": (200, 403), "coach": (200, 404)}
     ),
+    "GET /v1/feature-views": Row(
+        _fixed("/v1/feature-views"), {"researcher": (200, None), "coach": (200, None)}, ("own",)
+    ),
     "POST /v1/studies/{study}/training-set": Row(
         _study_path("training-set", None, TRAINING_SET), {"researcher": (200, 404)}
     ),

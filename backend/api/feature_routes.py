@@ -87,6 +87,37 @@ def _plan(store: Any, service: str) -> _Plan:
     return plan
 
 
+class FeatureView(BaseModel):
+    name: str
+    features: list[str]
+    services: list[str] = Field(description="the feature services that include this view")
+    description: str = ""
+
+
+@router.get("/feature-views", response_model=list[FeatureView])
+def feature_views(
+    store: Store,
+    ticket: Annotated[Ticket, Guard("feature-views", "read", action="features.catalogue")],
+) -> list[FeatureView]:
+    """The feature catalogue: each feature view, its features and the services that include
+    it. Definitions only, no member's data: what `features` and `service` may name."""
+    services: dict[str, list[str]] = {}
+    for svc in store.list_feature_services():
+        for projection in svc.feature_view_projections:
+            services.setdefault(projection.name, []).append(svc.name)
+    views = [
+        FeatureView(
+            name=fv.name,
+            features=[f.name for f in fv.features],
+            services=sorted(services.get(fv.name, [])),
+            description=fv.description or "",
+        )
+        for fv in sorted(store.list_feature_views(), key=lambda v: v.name)
+    ]
+    ticket.row_count = len(views)
+    return views
+
+
 @router.get("/members/{member}/features", response_model=MemberFeatures)
 def member_features(
     gov: Gov,

@@ -42,10 +42,12 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("coach", "members/:member/timeline", "read"),
     ("coach", "members/:member/consent", "read"),
     ("coach", "members/:member/features", "read"),
+    ("coach", "feature-views", "read"),
     ("researcher", "studies/:study/cohort-stats", "read"),
     ("researcher", "studies/:study/dataset", "read"),
     ("researcher", "studies/:study/training-set", "read"),
     ("researcher", "studies", "read"),
+    ("researcher", "feature-views", "read"),
     ("steward", "quarantine", "read"),
     ("steward", "quarantine", "write"),
     ("steward", "quality", "read"),
@@ -64,7 +66,12 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
 ROLE_RESOURCES: dict[str, frozenset[str]] = {
     "member": frozenset({"members/self/timeline", "members/self/consent", "members/self/features"}),
     "coach": frozenset(
-        {"members/:member/timeline", "members/:member/consent", "members/:member/features"}
+        {
+            "members/:member/timeline",
+            "members/:member/consent",
+            "members/:member/features",
+            "feature-views",
+        }
     ),
     "researcher": frozenset(
         {
@@ -72,6 +79,7 @@ ROLE_RESOURCES: dict[str, frozenset[str]] = {
             "studies/:study/cohort-stats",
             "studies/:study/dataset",
             "studies/:study/training-set",
+            "feature-views",
         }
     ),
     "steward": frozenset({"quarantine", "quality"}),

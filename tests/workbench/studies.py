@@ -69,7 +69,10 @@ def make(ctx: Runtime, level: str = "row-level") -> Study:
             ]
             if n < 4:  # too few for a cell: a gap in the coverage plot
                 rows.append((m, week[0] + dt.timedelta(hours=7), "29463-7", 70.0 + n, "kg"))
-        seed.observations(conn, rows)
+        # The member-day summaries are written below as the rollups service would compute
+        # them (a history too long to seed minute by minute): these observations queue no
+        # rollup keys, or the service would rebuild the last week's summaries from them.
+        seed.observations(conn, rows, queue=False)
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into analytics.member_daily (member_id, day, event_ts, computed_at,"
