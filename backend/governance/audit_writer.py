@@ -12,8 +12,8 @@ cost about as much as the commit itself). Each request returns only after its ow
 is committed, in the order the records were handed over.
 
 The writer also anchors the chain outside the database (audit_anchor.py): after every
-`ANCHOR_EVERY` records, after `ANCHOR_SECONDS` with unanchored records (a small timer
-thread), and on close.
+`ANCHOR_EVERY` records and after `ANCHOR_SECONDS` with unanchored records (a small
+thread, so that no request waits for an anchor), and on close.
 """
 
 from __future__ import annotations
@@ -117,20 +117,28 @@ class AuditWriter:
                 if not done.done():
                     done.set_exception(e)
             raise
+        # Anchoring (a query, a signature, an fsync'd append) is the timer thread's job,
+        # woken by the notify at the end of this turn: no request waits for it.
         self._unanchored += len(batch)
-        if self._unanchored >= self._anchor_every or self._due() == 0:
-            self._anchor_now()
 
     def _anchor_on_time(self) -> None:
         with self._cond:
             while not self._closed:
                 # Asleep with unanchored records: wake up when they are due.
-                due = max(self._due(), 0.05) if self._unanchored else self._anchor_seconds
-                self._cond.wait(due)
+                if self._busy:
+                    self._cond.wait()  # the turn's end notifies
+                elif not self._anchor_due():
+                    due = max(self._due(), 0.05) if self._unanchored else self._anchor_seconds
+                    self._cond.wait(due)
                 if self._closed:
                     return
-                if self._unanchored and self._due() == 0 and not self._busy:
+                if self._anchor_due() and not self._busy:
                     self._take_turn(self._anchor_now)
+
+    def _anchor_due(self) -> bool:
+        return bool(self._unanchored) and (
+            self._unanchored >= self._anchor_every or self._due() == 0
+        )
 
     def _due(self) -> float:
         return max(0.0, self._anchor_seconds - (time.monotonic() - self._since))

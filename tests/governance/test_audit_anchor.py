@@ -49,9 +49,27 @@ def anchored(
         anchor_seconds=3600,
     )
     for n in range(RECORDS):
-        writer.write(_event(n))
+        seq = writer.write(_event(n))
+        if seq % 10 == 0:
+            # Anchors are made off the requests' path: wait for this one, so that the
+            # anchors fall on every tenth record.
+            _wait_anchor(files, scratch_db.dbname, seq)
     writer.close()
     yield scratch_db, files
+
+
+def _wait_anchor(files: AnchorFiles, dbname: str, seq: int) -> None:
+    import time
+
+    from backend.governance.audit_anchor import read_log
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        log = read_log(files, dbname)
+        if log and any(a.seq == seq for a in log.anchors):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no anchor at record {seq}")
 
 
 def _verify(db: DatabaseAccess, files: AnchorFiles) -> Report:
