@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from backend.api.governed import GOVERNED_RESPONSES, Gov, Guard, Ticket
 from backend.exceptions import NotFound, ServiceDown
+from backend.features import catalogue
 from backend.features.catalogue import view_codes
 from backend.governance import studies
 from backend.governance.studies import STUDY_ID
@@ -101,18 +102,9 @@ def feature_views(
 ) -> list[FeatureView]:
     """The feature catalogue: each feature view, its features and the services that include
     it. Definitions only, no member's data: what `features` and `service` may name."""
-    services: dict[str, list[str]] = {}
-    for svc in store.list_feature_services():
-        for projection in svc.feature_view_projections:
-            services.setdefault(projection.name, []).append(svc.name)
     views = [
-        FeatureView(
-            name=fv.name,
-            features=[f.name for f in fv.features],
-            services=sorted(services.get(fv.name, [])),
-            description=fv.description or "",
-        )
-        for fv in sorted(store.list_feature_views(), key=lambda v: v.name)
+        FeatureView(name=name, features=features, services=services, description=description)
+        for name, features, services, description in catalogue.views(store)
     ]
     ticket.row_count = len(views)
     return views

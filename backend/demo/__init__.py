@@ -182,6 +182,23 @@ def _quality(ctx: StackContext, since: dt.datetime) -> Table:
     return table
 
 
+def _feature_views(ctx: StackContext) -> Table:
+    """The feature store's catalogue as Feast's registry holds it (`rejuve features list`)."""
+    from backend.features import catalogue
+    from backend.features.environment import close_store, open_store
+
+    store = open_store(ctx)
+    try:
+        table = Table(title="Feast feature views (rejuve features list)", title_justify="left")
+        for col in ("view", "features", "services"):
+            table.add_column(col)
+        for name, features, services, _ in catalogue.views(store):
+            table.add_row(name, ", ".join(features), ", ".join(services))
+        return table
+    finally:
+        close_store(store)
+
+
 def run_demo(ctx: StackContext, console: Console) -> None:
     with console.status("starting the local stack") as spinner:
         supervisor.up(ctx, progress=lambda m: spinner.update(m))
@@ -241,6 +258,7 @@ def run_demo(ctx: StackContext, console: Console) -> None:
             ctx.layout.private_dir("demo") / "01_first_cohort.html",
         )
     console.print(f"Notebook 01 with its plots (no network needed): [bold]file://{html}[/]")
+    console.print(_feature_views(ctx))
     console.print(services_table(supervisor.status(ctx)))
     console.print(
         f"JupyterHub: [bold]{ctx.hub.url}[/] (log in as {demo_study.RESEARCHER}: password"

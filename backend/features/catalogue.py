@@ -32,3 +32,21 @@ VIEW_CODES: dict[str, tuple[str, ...]] = {
 def view_codes(view: str) -> tuple[str, ...]:
     """Unknown views need consent to something no one can consent to: never shown."""
     return VIEW_CODES.get(view, ("x-rejuve:unmapped-feature-view",))
+
+
+def views(store: Any) -> list[tuple[str, list[str], list[str], str]]:
+    """(view, features, services that include it, description) for every feature view the
+    registry holds, by name: the catalogue the API and the demo show."""
+    services: dict[str, list[str]] = {}
+    for svc in store.list_feature_services():
+        for projection in svc.feature_view_projections:
+            services.setdefault(projection.name, []).append(svc.name)
+    return [
+        (
+            fv.name,
+            [f.name for f in fv.features],
+            sorted(services.get(fv.name, [])),
+            fv.description or "",
+        )
+        for fv in sorted(store.list_feature_views(), key=lambda v: v.name)
+    ]
