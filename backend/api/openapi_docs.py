@@ -122,6 +122,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "params": {"study": "sleep-2027"},
         "body": {"level": "row-level"},
     },
+    "GET /v1/feature-views": {
+        "answer": [
+            {
+                "name": "cardio",
+                "features": ["resting_hr", "resting_hr_7d", "resting_hr_28d", "hrv_ms"],
+                "services": ["coaching_overview", "research_model"],
+                "description": "resting heart rate and HRV with their baselines",
+            }
+        ]
+    },
     "GET /v1/members/{member}/features": {
         "params": {"member": "self", "service": "coaching_overview"},
     },
