@@ -141,7 +141,7 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         "error: unknown service nosuch; known: backend, flows, jupyterhub, prefect, redis,"
-        " refiner, timescaledb"
+        " refiner, rollups, timescaledb"
     ]
 
 
