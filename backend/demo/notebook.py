@@ -34,7 +34,16 @@ def _kernel_spec(where: Path) -> Path:
     python = notebook_runtime.ensure(REPO) / "bin" / "python"
     spec = where / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True, exist_ok=True)
-    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    # The kernel listens on loopback only, under this process; its start-up warning about
+    # unencrypted TCP would only alarm whoever reads the demo's output.
+    argv = [
+        str(python),
+        "-m",
+        "ipykernel_launcher",
+        "-f",
+        "{connection_file}",
+        "--IPKernelApp.log_level=ERROR",
+    ]
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "rejuve", "language": "python"})
     )
