@@ -267,38 +267,29 @@ class RouteGuard:
                 ) from None
 
         def write(outcome: str, status_code: int) -> None:
+            who: Viewer | None
             if ticket is not None:
-                _write(
-                    gov,
-                    ticket.viewer,
-                    client=client,
-                    action=ticket.action,
-                    resource=resource,
-                    outcome=outcome,
-                    status_code=status_code,
-                    request_id=request_id,
-                    started=started,
-                    purpose=ticket.purpose,
-                    study=ticket.study,
-                    params=ticket.params,
-                    row_count=ticket.row_count,
-                )
+                who, action, asked = ticket.viewer, ticket.action, (ticket.purpose, ticket.study)
+                params, rows = ticket.params, ticket.row_count
             else:
                 # Refused before the route ran: what the request asked for, as sent.
-                _write(
-                    gov,
-                    viewer,
-                    client=client,
-                    action=self.action,
-                    resource=resource,
-                    outcome=outcome,
-                    status_code=status_code,
-                    request_id=request_id,
-                    started=started,
-                    purpose=purpose,
-                    study=study,
-                    params=_query_params(request),
-                )
+                who, action, asked = viewer, self.action, (purpose, study)
+                params, rows = _query_params(request), None
+            _write(
+                gov,
+                who,
+                client=client,
+                action=action,
+                resource=resource,
+                outcome=outcome,
+                status_code=status_code,
+                request_id=request_id,
+                started=started,
+                purpose=asked[0],
+                study=asked[1],
+                params=params,
+                row_count=rows,
+            )
 
         try:
             token = bearer_token(request.headers.get("authorization"))

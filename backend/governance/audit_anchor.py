@@ -37,6 +37,8 @@ import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from backend.keys.files import write_once
+
 # How often the audit writer anchors the chain, whichever comes first.
 ANCHOR_EVERY = 100  # records
 ANCHOR_SECONDS = 10.0
@@ -86,23 +88,6 @@ class Anchor:
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _write_once(path: Path, data: bytes, mode: int) -> None:
-    """Create `path` atomically with `data` unless it exists (another process won)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-
-
 def load_public_key(files: AnchorFiles) -> Ed25519PublicKey | None:
     try:
         raw = bytes.fromhex(files.public.read_text().strip())
@@ -118,11 +103,11 @@ class AnchorSigner:
         self.files = files
         self.dbname = dbname
         if not files.key.exists():
-            _write_once(files.key, secrets.token_bytes(32), 0o600)
+            write_once(files.key, secrets.token_bytes(32), 0o600)
         self._key = Ed25519PrivateKey.from_private_bytes(files.key.read_bytes())
         public = self._key.public_key().public_bytes_raw().hex()
         if not files.public.exists():
-            _write_once(files.public, (public + "\n").encode(), 0o644)
+            write_once(files.public, (public + "\n").encode(), 0o644)
 
     def anchor(self, conn: psycopg.Connection) -> Anchor | None:
         """Sign the current head; None while the chain is empty."""

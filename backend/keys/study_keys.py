@@ -8,12 +8,12 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import uuid
 from pathlib import Path
 
+from backend.keys.files import write_once
 from backend.keys.kms import Kms
 
 _STUDY = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -39,15 +39,8 @@ class StudyKeys:
         context = f"study:{study}".encode()
         if not path.exists():
             fresh = secrets.token_bytes(32)
-            tmp = path.with_name(f".{study}.{os.getpid()}.{secrets.token_hex(4)}")
-            tmp.write_text(json.dumps({"wrapped": self.kms.wrap(fresh, context).hex()}))
-            tmp.chmod(0o600)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                tmp.unlink()
+            body = json.dumps({"wrapped": self.kms.wrap(fresh, context).hex()})
+            write_once(path, body.encode(), 0o600)
         wrapped = bytes.fromhex(json.loads(path.read_text())["wrapped"])
         self._cache[study] = self.kms.unwrap(wrapped, context)
         return self._cache[study]
