@@ -12,6 +12,13 @@ Besides: one Casbin decision, and one audit record written through
 as the backend does (backend/governance/audit_writer.py).
 
     .venv/bin/python bench/governed.py [--seconds 10] [--quick] [--population 2000]
+    .venv/bin/python bench/governed.py --days 90 --bucket day [--members 8]
+
+`--days 90 --bucket day`: the coach's long view, 90 days of minute-level heart rate in
+daily buckets (90 points, from the daily rollups); the members' data are shared by the
+coaches (`--members`, each coach assigned to one of them) to keep the set-up short.
+Results go to bench/results/governed.json (the default scenario) or
+governed-<days>d-<bucket>.json.
 
 `--population` other members with coaching and study consent share the database (added
 once, kept between runs): consent rules that read everyone's consent, not just the
@@ -64,30 +71,58 @@ COACHES = 32  # one identity per client at most: the per-identity rate limit sta
 LEVELS = (1, 8, 32)
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """The query every client makes: `days` days of minute-level heart rate ending on DAY,
+    in `bucket`s."""
+
+    days: int = 1
+    bucket: tl.Bucket = "hour"
+
+    @property
+    def start(self) -> dt.datetime:
+        return DAY - dt.timedelta(days=self.days - 1)
+
+    @property
+    def end(self) -> dt.datetime:
+        return DAY + dt.timedelta(days=1)
+
+    @property
+    def points(self) -> int:
+        return self.days * {"hour": 24, "day": 1}[self.bucket]
+
+    def describe(self) -> str:
+        return f"{self.days} day(s), {self.bucket}ly buckets".replace("dayly", "daily")
+
+
 @dataclass
 class Fixture:
     coaches: list[str]
-    members: list[uuid.UUID]
+    members: list[uuid.UUID]  # coach i's member is members[i % len(members)]
     tokens: list[str]
     password: str
 
+    def member(self, coach: int) -> uuid.UUID:
+        return self.members[coach % len(self.members)]
 
-def setup(ctx: StackContext, console: Console) -> Fixture:
-    """Coaches, each with one assigned member who consents to coaching, with a day of
-    minute-level heart rate; Hub accounts and tokens for the coaches."""
+
+def setup(ctx: StackContext, console: Console, scenario: Scenario, n_members: int) -> Fixture:
+    """Coaches, each assigned one of `n_members` members who consent to coaching, with the
+    scenario's days of minute-level heart rate; Hub accounts and tokens for the coaches."""
     tag = secrets.token_hex(3)
     coaches = [f"bench-{tag}-{i}" for i in range(COACHES)]
-    members = [uuid.uuid4() for _ in coaches]
+    members = [uuid.uuid4() for _ in range(min(n_members, COACHES))]
     password = secrets.token_urlsafe(16)
     with ctx.db.connect("owner") as conn, conn.cursor() as cur:
-        for coach, member in zip(coaches, members, strict=True):
+        for member in members:
             cur.execute(
                 "insert into governance.members (member_id, home_region) values (%s, %s)",
                 (member, ctx.settings.region),
             )
+        for i, coach in enumerate(coaches):
             cur.execute(
                 "insert into governance.coach_assignments (coach, member_id) values (%s, %s)",
-                (coach, member),
+                (coach, members[i % len(members)]),
             )
         with cur.copy(
             "copy processed.observations (member_id, observed_at, code, value, unit, source,"
@@ -95,11 +130,11 @@ def setup(ctx: StackContext, console: Console) -> Fixture:
         ) as copy:
             now = dt.datetime.now(dt.UTC)
             for member in members:
-                for minute in range(24 * 60):
+                for minute in range(scenario.days * 24 * 60):
                     copy.write_row(
                         (
                             member,
-                            DAY + dt.timedelta(minutes=minute),
+                            scenario.start + dt.timedelta(minutes=minute),
                             "8867-4",
                             60 + minute % 40,
                             "/min",
@@ -116,7 +151,7 @@ def setup(ctx: StackContext, console: Console) -> Fixture:
             conn, members, "coaching", ["wearables"], consent_version="bench", recorded_by="bench"
         )
     with (
-        console.status("the rollups service building the day's rollups"),
+        console.status("the rollups service building the rollups"),
         ctx.db.connect("query", autocommit=True) as conn,
     ):
         while rollups.backlog(conn)[0]:
@@ -207,12 +242,14 @@ def closed_loop(
     return result
 
 
-def governed_calls(ctx: StackContext, f: Fixture) -> Callable[[int], Callable[[int], None]]:
+def governed_calls(
+    ctx: StackContext, f: Fixture, scenario: Scenario
+) -> Callable[[int], Callable[[int], None]]:
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     params = {
-        "start": DAY.isoformat(),
-        "end": (DAY + dt.timedelta(days=1)).isoformat(),
-        "bucket": "hour",
+        "start": scenario.start.isoformat(),
+        "end": scenario.end.isoformat(),
+        "bucket": scenario.bucket,
     }
 
     def make(_: int) -> Callable[[int], None]:
@@ -221,11 +258,11 @@ def governed_calls(ctx: StackContext, f: Fixture) -> Callable[[int], Callable[[i
         def call(n: int) -> None:
             k = n % len(f.coaches)
             r = client.get(
-                f"/v1/members/{f.members[k]}/timeline",
+                f"/v1/members/{f.member(k)}/timeline",
                 params=params,
                 headers={"Authorization": f"token {f.tokens[k]}"},
             )
-            if r.status_code != 200 or len(r.json()["points"]) != 24:
+            if r.status_code != 200 or len(r.json()["points"]) != scenario.points:
                 raise RuntimeError(f"governed request failed: {r.status_code} {r.text[:200]}")
 
         return call
@@ -251,7 +288,7 @@ def https_floor_calls(ctx: StackContext) -> Callable[[int], Callable[[int], None
 
 
 def direct_calls(
-    pool: ConnectionPool, f: Fixture, region: str
+    pool: ConnectionPool, f: Fixture, region: str, scenario: Scenario
 ) -> Callable[[int], Callable[[int], None]]:
     def make(_: int) -> Callable[[int], None]:
         def call(n: int) -> None:
@@ -261,15 +298,15 @@ def direct_calls(
                 points = tl.visible_timeline(
                     conn,
                     viewer,
-                    f.members[k],
-                    start=DAY,
-                    end=DAY + dt.timedelta(days=1),
-                    bucket="hour",
+                    f.member(k),
+                    start=scenario.start,
+                    end=scenario.end,
+                    bucket=scenario.bucket,
                     limit=1000,
                 )
             if points is None:
                 raise RuntimeError("direct: not visible")
-            if len(points) != 24:
+            if len(points) != scenario.points:
                 raise RuntimeError(f"direct: {len(points)} points")
 
         return call
@@ -353,21 +390,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--population", type=int, default=2000, help="other consenting members in the database"
     )
+    ap.add_argument("--days", type=int, default=1, help="days of minute-level data queried")
+    ap.add_argument("--bucket", choices=("hour", "day"), default="hour")
+    ap.add_argument(
+        "--members", type=int, default=COACHES, help="members whose data the coaches share"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.seconds = 2
+    scenario = Scenario(args.days, args.bucket)
     console = Console()
     ctx = StackContext.from_env()
     load_before = os.getloadavg()
     with console.status(f"a population of {args.population} consenting members"):
         population = populate(ctx, args.population)
-    f = setup(ctx, console)
+    f = setup(ctx, console, scenario, args.members)
     runs: dict[str, dict[str, dict[str, float]]] = {"governed": {}, "direct": {}, "https": {}}
     try:
         # The backend's own pool configuration, so the SQL runs the same way on both paths.
         with query_pool(ctx.db, max_size=max(LEVELS)) as pool:
-            direct = direct_calls(pool, f, ctx.settings.region)
-            governed = governed_calls(ctx, f)
+            direct = direct_calls(pool, f, ctx.settings.region, scenario)
+            governed = governed_calls(ctx, f, scenario)
             https = https_floor_calls(ctx)
             # Warm both paths (token cache, connections, plans) before measuring.
             closed_loop(4, 1.0, governed)
@@ -385,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         teardown(ctx, f)
 
     table = Table(
-        title="Governed path: coach timeline (1 day, hourly buckets)", title_justify="left"
+        title=f"Governed path: coach timeline ({scenario.describe()})", title_justify="left"
     )
     for col in ("clients", "path", "p50 ms", "p95 ms", "p99 ms", "req/s", "p95 ratio"):
         table.add_column(col, justify="right" if col != "path" else "left")
@@ -436,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": os.getloadavg(),
         },
         "backend_workers": workers,
-        "query": "coach timeline, 1 day of minute-level heart rate, hourly buckets (24 points)",
+        "query": f"coach timeline, minute-level heart rate, {scenario.describe()}"
+        f" ({scenario.points} points)",
         "population": population,
         "runs": runs,
         "p95_ratio": {
@@ -450,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         "audit_write": {"writers_1": audit_one, "writers_32_grouped": audit_many},
         "args": vars(args),
     }
-    out = RESULTS / "governed.json"
+    default = scenario == Scenario()
+    out = RESULTS / ("governed.json" if default else f"governed-{args.days}d-{args.bucket}.json")
     out.write_text(json.dumps(result, indent=2))
     console.print(f"written to {out}")
     return 0

@@ -24,6 +24,11 @@ guard=None, researcher=None, study=None) -> ProtectedTable``
     value is missing are dropped first, so every statistic rests on exactly the members
     counted. With ``guard`` (and ``researcher`` and ``study``), the differencing check
     runs and the released footprints are recorded.
+    ``partials=True``: each row of ``df`` is instead a partial aggregate of one member's
+    observations within one cell (columns ``n``, ``sum``, ``sumsq``, ``min``, ``max``, as
+    the analytics zone's rollups keep them; ``value_col`` is None). Only the statistics
+    that merge exactly from those (``PARTIAL_STATS``: mean, sd, min, max) are allowed;
+    the suppression is the same, since it looks at members, never at values.
 
 ``ProtectedTable(table, suppressed, policy, notes)``
     ``table``: a DataFrame indexed by the dims (a MultiIndex for two), columns ``count``
@@ -134,6 +139,9 @@ Audience = Literal["researcher", "audit"]
 _PERCENTILE = re.compile(r"p([1-9][0-9]?)")
 _NAMED_STATS = ("mean", "sd", "median", "min", "max")
 _EXTREMES = ("min", "max")
+# What a cell's statistics can be merged from partial aggregates (a median cannot).
+PARTIAL_STATS = frozenset({"mean", "sd", "min", "max"})
+_PARTS = ["n", "sum", "sumsq", "min", "max"]
 
 
 @dataclass(frozen=True)
@@ -367,16 +375,18 @@ def aggregate(
     guard: DifferencingGuard | None = None,
     researcher: str | None = None,
     study: str | None = None,
+    partials: bool = False,
 ) -> ProtectedTable:
-    """Counts (and statistics of ``value_col``) by ``dims``, disclosure-controlled.
+    """Counts (and statistics of ``value_col``, or of the partial aggregates) by ``dims``,
+    disclosure-controlled.
 
     See the module docstring for the pipeline. Raises ValueError for input it cannot
     protect faithfully: missing members or dimension values (map them to an explicit
     category first), a category equal to ``TOTAL``, unknown statistics.
     """
     dim_names = list(dims)
-    stat_names = list(stats) if value_col is not None else []
-    _validate(df, member_col, dim_names, value_col, stat_names)
+    stat_names = list(stats) if value_col is not None or partials else []
+    _validate(df, member_col, dim_names, value_col, stat_names, partials)
     if guard is not None:
         if researcher is None or study is None:
             raise ValueError("a differencing guard needs researcher and study")
@@ -387,7 +397,9 @@ def aggregate(
         df = df[df[value_col].notna()]
     categories = [_categories(df[d], d) for d in dim_names]
     keys, lines = _layout(categories)
-    members, described = _cells(df, member_col, dim_names, value_col, stat_names, categories)
+    members, described = _cells(
+        df, member_col, dim_names, value_col, stat_names, categories, partials
+    )
     counts = {key: len(members[key]) for key in keys}
 
     hidden: dict[Key, Reason] = {}
@@ -425,7 +437,20 @@ def _validate(
     dims: list[str],
     value_col: str | None,
     stats: list[str],
+    partials: bool = False,
 ) -> None:
+    if partials:
+        if value_col is not None:
+            raise ValueError("partial aggregates carry their own values: value_col must be None")
+        missing = [c for c in _PARTS if c not in df.columns]
+        if missing:
+            raise ValueError(f"partial aggregates need the columns {missing!r}")
+        merged = [s for s in stats if s not in PARTIAL_STATS]
+        if merged:
+            raise ValueError(
+                f"{merged!r} cannot be merged from partial aggregates: use "
+                f"{', '.join(sorted(PARTIAL_STATS))}"
+            )
     if len(dims) not in (1, 2) or len(set(dims)) != len(dims):
         raise ValueError(f"dims must name one or two distinct columns: {dims!r}")
     named = [member_col, *dims, *([value_col] if value_col is not None else [])]
@@ -504,9 +529,10 @@ def _cells(
     value_col: str | None,
     stats: list[str],
     categories: list[list[Hashable]],
+    partials: bool = False,
 ) -> tuple[dict[Key, frozenset[str]], dict[Key, dict[str, float]]]:
     """Member sets and statistics of every entry, margins included."""
-    empty = np.empty(0, dtype=np.float64)
+    empty = np.empty((0, len(_PARTS)) if partials else 0, dtype=np.float64)
     members: dict[Key, frozenset[str]] = {}
     values: dict[Key, npt.NDArray[np.float64]] = {}
     # Pseudonyms as str once for the whole column: per row, str() is most of the time taken.
@@ -514,7 +540,9 @@ def _cells(
     for group_key, group in df.groupby(dims, sort=False, observed=True):
         key = _as_key(group_key)
         members[key] = frozenset(group[member_col].to_numpy())
-        if value_col is not None:
+        if partials:
+            values[key] = group[_PARTS].to_numpy(dtype=np.float64)
+        elif value_col is not None:
             values[key] = group[value_col].to_numpy(dtype=np.float64)
 
     def union(keys: Iterable[Key]) -> frozenset[str]:
@@ -528,7 +556,8 @@ def _cells(
     spans: dict[Key, list[Key]] = {key: [key] for key in interior}
     spans.update(_margin_spans(categories))
     out_members = {key: union(span) for key, span in spans.items()}
-    described = {key: _describe(concat(span), stats) for key, span in spans.items()}
+    describe = _merge if partials else _describe
+    described = {key: describe(concat(span), stats) for key, span in spans.items()}
     return out_members, described
 
 
@@ -553,6 +582,27 @@ def _describe(values: npt.NDArray[np.float64], stats: list[str]) -> dict[str, fl
             out[name] = float(v[-1])
         else:
             out[name] = float(np.quantile(v, _quantile(name)))
+    return out
+
+
+def _merge(parts: npt.NDArray[np.float64], stats: list[str]) -> dict[str, float]:
+    """The statistics of the observations behind partial aggregates (rows of _PARTS)."""
+    n = float(parts[:, 0].sum()) if parts.size else 0.0
+    # fsum: exact sums, so the answer does not depend on the order the parts came in.
+    total, squares = math.fsum(parts[:, 1]), math.fsum(parts[:, 2])
+    out: dict[str, float] = {}
+    for name in stats:
+        if n == 0 or (name == "sd" and n < 2):
+            out[name] = math.nan
+        elif name == "mean":
+            out[name] = total / n
+        elif name == "sd":
+            # Rounding can push a constant cell's variance a hair below zero.
+            out[name] = math.sqrt(max(0.0, (squares - total * total / n) / (n - 1)))
+        elif name == "min":
+            out[name] = float(parts[:, 3].min())
+        else:
+            out[name] = float(parts[:, 4].max())
     return out
 
 

@@ -4,7 +4,13 @@ disclosure control (small cells, complements, and the differencing guard kept in
 database).
 
 The study and consent rules are in the SQL (`row_rules`, as for datasets); the disclosure rules are
-applied to the row-level result before anything leaves this module."""
+applied to the result before anything leaves this module.
+
+Statistics that merge exactly from partial aggregates (mean, sd, min, max) over whole UTC
+days are read from the analytics zone's daily rollups: one row per member, code and day
+instead of one per observation. Anything else (a median, a percentile, a window that
+starts or ends inside a day) reads the observations. Both give the same answer; the
+rollups lag refinement by about a second (docs/analytics.md)."""
 
 from __future__ import annotations
 
@@ -66,6 +72,22 @@ By = Literal["sex", "age_band"]
 _ROWS = sql.SQL(
     "select o.member_id, o.observed_at, o.code, o.value {} and o.code = any(%(want)s)"
 ).format(row_rules.study_observations("o"))
+_PARTS = ["n", "sum", "sumsq", "min", "max"]
+_ROLLUPS = sql.SQL(
+    "select r.member_id, r.bucket, r.code, r.n, r.sum, r.sumsq, r.min, r.max {}"
+    " and r.code = any(%(want)s)"
+).format(row_rules.study_daily_rollups("r"))
+FROM_ROLLUPS_NOTE = "computed from the daily rollups (whole UTC days)"
+
+
+def reads_rollups(start: dt.datetime, end: dt.datetime, stats: Sequence[str]) -> bool:
+    """Whether this question can be answered from the daily rollups: whole UTC days, and
+    only statistics that merge exactly from their partial aggregates."""
+    return _midnight(start) and _midnight(end) and set(stats) <= disclosure.PARTIAL_STATS
+
+
+def _midnight(t: dt.datetime) -> bool:
+    return t.utcoffset() is not None and t.astimezone(dt.UTC).timetz() == dt.time(tzinfo=dt.UTC)
 
 
 def cohort_stats(
@@ -87,16 +109,18 @@ def cohort_stats(
 ) -> disclosure.ProtectedTable:
     policy = policy or disclosure.DisclosurePolicy()
     want = sorted({code, *(c.code for c in criteria)})
+    partials = reads_rollups(start, end, stats)
+    values = _PARTS if partials else ["value"]
     rows = qconn.execute(
-        _ROWS,
+        _ROLLUPS if partials else _ROWS,
         {**row_rules.params(viewer, study=study), "start": start, "end": end, "want": want},
     ).fetchall()
     qconn.rollback()
-    frame = pd.DataFrame(rows, columns=["member", "time", "code", "value"])
-    frame["value"] = frame["value"].astype(float)
+    frame = pd.DataFrame(rows, columns=["member", "time", "code", *values])
+    frame[values] = frame[values].astype(float)
     members = set(frame["member"])
     for c in criteria:
-        means = frame[frame["code"] == c.code].groupby("member")["value"].mean()
+        means = _member_means(frame[frame["code"] == c.code], partials)
         test = _OPS[c.op]
         members &= {m for m, v in means.items() if test(float(v), c.value)}
     people = _demographics(qconn, members, start.date())
@@ -118,17 +142,29 @@ def cohort_stats(
     with bconn.transaction():
         scope_lock(bconn, viewer.user, study)
         guard = disclosure.DifferencingGuard(DbFootprintStore(bconn), k=policy.k, key=study_key)
-        return disclosure.aggregate(
-            data[["pseudonym", "period", *by, "value"]],
+        table = disclosure.aggregate(
+            data[["pseudonym", "period", *by, *values]],
             member_col="pseudonym",
             dims=["period", *by],
-            value_col="value",
+            value_col=None if partials else "value",
             stats=stats,
             policy=policy,
             guard=guard,
             researcher=viewer.user,
             study=study,
+            partials=partials,
         )
+    if partials:
+        table.notes.append(FROM_ROLLUPS_NOTE)
+    return table
+
+
+def _member_means(frame: pd.DataFrame, partials: bool) -> pd.Series:
+    """Each member's mean of the rows (observations, or rollups' partial aggregates)."""
+    if not partials:
+        return frame.groupby("member")["value"].mean()
+    sums = frame.groupby("member")[["sum", "n"]].sum()
+    return sums["sum"] / sums["n"]
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,19 @@ def study_observations(alias: str) -> sql.Composable:
     ).format(o=o, consented=STUDY_CONSENTED, on_study=ON_OPEN_STUDY)
 
 
+def study_daily_rollups(alias: str) -> sql.Composable:
+    """`from` and `where` for the daily rollups (`alias`) a researcher may use in %(study)s
+    over whole days in [%(start)s, %(end)s): the same rules as `study_observations`, which
+    look only at a row's member and code, and a rollup row has both."""
+    r = sql.Identifier(alias)
+    return sql.SQL(
+        " from analytics.rollup_daily {r}"
+        " join {consented} ok on ok.member_id = {r}.member_id and ok.code = {r}.code"
+        " where {on_study}"
+        " and {r}.bucket >= %(start)s and {r}.bucket < %(end)s"
+    ).format(r=r, consented=STUDY_CONSENTED, on_study=ON_OPEN_STUDY)
+
+
 def params(
     viewer: Viewer, *, member: uuid.UUID | None = None, study: str | None = None
 ) -> dict[str, object]:

@@ -29,7 +29,7 @@ def db(migrated_db: DatabaseAccess) -> DatabaseAccess:
     migrate.upgrade(db)
     members = [uuid.uuid4() for _ in range(30)]
     with db.connect("owner") as conn:
-        seed.study(conn, "hr-1", ["rita"])
+        seed.study(conn, "hr-1", ["rita", "rhea", "remy"])
         seed.observations(
             conn,
             [
@@ -42,6 +42,7 @@ def db(migrated_db: DatabaseAccess) -> DatabaseAccess:
             + [(m, T0, "4548-4", 6.8 if n < 25 else 5.2, "%") for n, m in enumerate(members)]
             + [(m, T0 + dt.timedelta(days=21), "8867-4", 70, "/min") for m in members[:3]],
         )
+        seed.rolled_up(conn)
     with db.connect("owner") as conn:
         seed.study(conn, "hr-2", ["dora", "dan", "dee", "dina"])
     with db.connect("backend") as conn:
@@ -160,3 +161,48 @@ def test_breakdown_by_sex_suppresses_the_unknown_and_a_complement(
     assert counts[("2026-11-02", "Total")] == 30
     assert counts[("Total", "male")] == 15
     assert counts[("Total", "unknown")] is None
+
+
+_MERGEABLE = ("mean", "sd", "min", "max")
+
+
+def _same_answer(a: cohort.disclosure.ProtectedTable, b: cohort.disclosure.ProtectedTable) -> None:
+    assert _counts(a.table) == _counts(b.table)
+    pd.testing.assert_frame_equal(
+        a.table[list(_MERGEABLE)], b.table[list(_MERGEABLE)], check_exact=False, rtol=1e-12
+    )
+    assert a.suppressed == [s for s in b.suppressed if s.statistic != "median"]
+
+
+def test_the_daily_rollups_answer_like_the_observations(db: DatabaseAccess, key: bytes) -> None:
+    rhea = Viewer("rhea", frozenset({"researcher"}), "eu")
+    merged = _protected(db, key, rhea, stats=_MERGEABLE)
+    # A median cannot be merged from partial aggregates: the same question with it reads
+    # the observations.
+    rows = _protected(db, key, rhea, stats=(*_MERGEABLE, "median"))
+    assert cohort.FROM_ROLLUPS_NOTE in merged.notes
+    assert cohort.FROM_ROLLUPS_NOTE not in rows.notes
+    _same_answer(merged, rows)
+    assert _counts(merged.table)["2026-11-23"] is None  # the 3-member week, still withheld
+    assert merged.table.loc["2026-11-09", "max"] == 60 + 19 + 2
+
+
+def test_criteria_read_the_rollups_too(db: DatabaseAccess, key: bytes) -> None:
+    remy = Viewer("remy", frozenset({"researcher"}), "eu")
+    raised = [cohort.Criterion("4548-4", ">=", 6.5)]
+    merged = _protected(db, key, remy, stats=_MERGEABLE, criteria=raised)
+    rows = _protected(db, key, remy, stats=(*_MERGEABLE, "median"), criteria=raised)
+    assert cohort.FROM_ROLLUPS_NOTE in merged.notes
+    _same_answer(merged, rows)
+    assert _counts(merged.table)["Total"] == 25
+
+
+def test_a_window_inside_a_day_reads_the_observations(db: DatabaseAccess, key: bytes) -> None:
+    assert cohort.reads_rollups(T0, T0 + dt.timedelta(days=7), ["mean"])
+    assert not cohort.reads_rollups(T0 + dt.timedelta(hours=1), T0 + dt.timedelta(days=7), ["mean"])
+    assert not cohort.reads_rollups(T0, T0 + dt.timedelta(days=7), ["mean", "p90"])
+    # midnight in Paris is not a UTC day boundary
+    paris = dt.timezone(dt.timedelta(hours=1))
+    assert not cohort.reads_rollups(
+        dt.datetime(2026, 11, 2, tzinfo=paris), T0 + dt.timedelta(days=7), ["mean"]
+    )
