@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import random
+import resource
 import secrets
 import ssl
 import statistics
@@ -57,6 +58,12 @@ STUDY = "bench-features"
 def _pct(samples: list[float]) -> dict[str, float]:
     q = statistics.quantiles(samples, n=100, method="inclusive")
     return {"p50": q[49], "p95": q[94], "p99": q[98], "n": len(samples)}
+
+
+def _rss_peak_mib() -> float:
+    """The process's peak resident memory so far (Python, Arrow and every other native
+    allocation; tracemalloc sees only Python's)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _peak(fn: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -274,14 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     members = _cohort(ctx, a.members, a.days)
     store = open_store(ctx)
     try:
+        rss_before = _rss_peak_mib()
         report, t_mat, mem_mat = _peak(lambda: materialise(ctx.db, store, lock=False))
+        rss_after = _rss_peak_mib()
         held.close()
         online = _online(ctx, store, members[0], a.requests)
         training = _training(ctx, store, members, a.rows)
     finally:
         close_store(store)
     rows_out = sum(report.rows_out.values())
-    result = {
+    result: dict[str, Any] = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
         "args": vars(a),
         "materialise": {
@@ -291,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
             "members_per_second": report.members / t_mat if t_mat else None,
             "feature_rows_per_second": rows_out / t_mat if t_mat else None,
             "peak_mib": mem_mat,
+            # the process's peak RSS before and after (an upper bound on what it took)
+            "rss_peak_mib_before": rss_before,
+            "rss_peak_mib_after": rss_after,
             "batches": report.batches,
         },
         "online": online,
@@ -318,8 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row(
         f"materialisation, {m['members']:,} members",
         f"{m['members_per_second']:.0f} members/s ({m['feature_rows_per_second']:.0f} view rows/s),"
-        f" peak {m['peak_mib']:.0f} MiB",
-        "",
+        f" peak {m['peak_mib']:.0f} MiB (Python)",
+        f"process peak RSS {m['rss_peak_mib_before']:.0f} MiB before,"
+        f" {m['rss_peak_mib_after']:.0f} MiB after",
     )
     Console().print(table)
     Console().print(f"load average before / after: {load_before[0]:.1f} / {os.getloadavg()[0]:.1f}")

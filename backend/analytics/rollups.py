@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -86,6 +86,8 @@ class Refreshed:
     days: int  # (member, code, day) merged
     member_days: int  # summaries rebuilt
     seconds: float
+    # Where the time went, by step (claim, hourly, daily, member_days): for benchmarks.
+    steps: dict[str, float] = field(default_factory=dict)
 
 
 _SETUP = """
@@ -286,11 +288,14 @@ def refresh(conn: psycopg.Connection, limit: int = 20_000) -> Refreshed:
             if statement.strip():
                 conn.execute(statement)
         keys = conn.execute(_CLAIM, {"limit": limit}).rowcount
+        steps = {"claim": time.perf_counter() - t0}
         if keys:
             conn.execute("analyze rollup_keys")
             conn.execute(_HOURLY_DELETE)
             _per_chunk(conn, "rollup_keys", "hour", "1 hour", _HOURLY_CHUNK, {})
+            steps["hourly"] = time.perf_counter() - t0 - sum(steps.values())
             _run(conn, _DAILY, {})
+            steps["daily"] = time.perf_counter() - t0 - sum(steps.values())
             _run(conn, _MEMBER_DAYS_SETUP, _CODES)
             _per_chunk(
                 conn,
@@ -302,9 +307,10 @@ def refresh(conn: psycopg.Connection, limit: int = 20_000) -> Refreshed:
                 shift="(k.day - 1)::timestamp at time zone 'UTC'",
             )
             _run(conn, _MEMBER_DAYS, _CODES)
+            steps["member_days"] = time.perf_counter() - t0 - sum(steps.values())
         days = _count(conn, "rollup_days")
         member_days = _count(conn, "rollup_member_days")
-    return Refreshed(keys, days, member_days, time.perf_counter() - t0)
+    return Refreshed(keys, days, member_days, time.perf_counter() - t0, steps)
 
 
 def refresh_all(conn: psycopg.Connection, limit: int = 20_000) -> list[Refreshed]:
