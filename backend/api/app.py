@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -53,6 +54,10 @@ def create_app(
         app.state.governance = gov
         # Feast's store (registry cache, Redis client): one per worker process.
         app.state.features = features() if features else None
+        # What start-up built lives as long as the process. Frozen, it is left out of every
+        # later collection: unfrozen, ~250,000 objects (Feast, pandas, Casbin) made each
+        # full collection a 150-600 ms pause of whichever request triggered it.
+        gc.freeze()
         try:
             yield
         finally:
