@@ -35,3 +35,24 @@ def test_the_served_deployment_detects(ctx: Runtime) -> None:
         conn.execute("delete from analytics.member_daily where member_id = %s", (member,))
     # Both the generic (< 5 h) and the personal rule (far below her own 7.5 h) fire.
     assert fired == [("sleep-down", 1), ("sleep-short", 1)]
+
+
+def test_the_cli_detects_over_more_days(ctx: Runtime) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rejuve = str(Path(sys.executable).parent / "rejuve")
+    res = subprocess.run(
+        [rejuve, "alerts", "detect", "--days", "30"], capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert "member-day(s)" in res.stdout and "new alert(s)" in res.stdout
+    bad = subprocess.run(
+        [rejuve, "alerts", "detect", "--days", "0"], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    status = subprocess.run(
+        [rejuve, "alerts", "status"], capture_output=True, text=True, check=False
+    )
+    assert status.returncode == 0, status.stderr
