@@ -5,10 +5,8 @@ what a coach did with them.
 Detection (`detect`, run by the `detect-alerts` flow as the refiner role, which owns the
 analytics zone) reads `analytics.member_daily`, evaluates each rule as of each day in the
 range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version, day):
-a re-run over the same days adds nothing. A rule that fired for a member stays quiet for
-`REFRACTORY_DAYS` days (an episode is one alert, not one a day), counting alerts already
-stored; a condition that persists (the flag fired the day before as well) is not alerted
-again until `REMIND_DAYS` after its last alert. Consent is not applied here but when
+a re-run over the same days adds nothing. An episode is one alert, not one a day: see
+`_quiet` (alerts already stored count). Consent is not applied here but when
 alerts are read: an alert reads one category (its rule's), and only a viewer who may see
 that category sees it, so a withdrawal hides alerts at once and a new grant shows them
 again."""
@@ -114,18 +112,24 @@ def detect(
 
 def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Series) -> bool:
     """Whether the flag's rule stays quiet on its day, given the rule's earlier alerts for
-    this member: one within `REFRACTORY_DAYS` (`REMIND_DAYS` for a generic rule), or one
-    within `REMIND_DAYS` while the flag also fired the day before (a condition that
-    lasts, not a new one)."""
+    this member. A generic rule (a state, such as high blood pressure) alerts once per
+    `REMIND_DAYS`. A personal rule stays quiet `REFRACTORY_DAYS` after an alert, and after
+    that while the flag has fired every day since the alert (the same episode, reminded
+    after `REMIND_DAYS`); once it has stopped, firing again is a new episode."""
     ago = [(flag.day - d).days for d in past if d <= flag.day]
-    # A generic threshold is about a state (high blood pressure), not a change: once a
-    # reminder period, even when the value hovers around the threshold.
-    quiet = REMIND_DAYS if flag.rule.kind == "generic" else REFRACTORY_DAYS
-    if any(a < quiet for a in ago):
-        return True
-    if not any(a < REMIND_DAYS for a in ago):
+    if not ago:
         return False
-    return fl.evaluate(flag.rule, series, flag.day - dt.timedelta(days=1)) is not None
+    last = min(ago)
+    if flag.rule.kind == "generic":
+        return last < REMIND_DAYS
+    if last < REFRACTORY_DAYS:
+        return True
+    if last >= REMIND_DAYS:
+        return False
+    return all(
+        fl.evaluate(flag.rule, series, flag.day - dt.timedelta(days=back)) is not None
+        for back in range(1, last)
+    )
 
 
 def _row(member: uuid.UUID, flag: fl.Flag) -> tuple[Any, ...]:
