@@ -26,7 +26,7 @@ from psycopg.types.json import Jsonb
 
 from backend.coaching import flags as fl
 from backend.coaching.rules import BY_ID, REFRACTORY_DAYS, REMIND_DAYS, RULES, Rule
-from backend.coaching.triage import series_of
+from backend.coaching.triage import days_of
 from backend.governance.consent import CATEGORIES
 
 Status = Literal["open", "acknowledged", "dismissed"]
@@ -90,10 +90,10 @@ def detect(
         fired = inserted = evaluated = 0
         rows = []
         for member, days in daily.items():
-            series = series_of(days, everything)
+            series = days_of(days, everything)
             day = start
             while day <= end:
-                if day in series:
+                if series.has(day):
                     evaluated += 1
                     for flag in fl.flags(series, day, everything, rules):
                         fired += 1
@@ -110,7 +110,7 @@ def detect(
     return Detected(len(daily), evaluated, fired, max(inserted, 0), time.perf_counter() - t0)
 
 
-def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Series) -> bool:
+def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Days) -> bool:
     """Whether the flag's rule stays quiet on its day, given the rule's earlier alerts for
     this member. A generic rule (a state, such as high blood pressure) alerts once per
     `REMIND_DAYS`. A personal rule stays quiet `REFRACTORY_DAYS` after an alert, and after
