@@ -236,3 +236,37 @@ def test_a_withdrawal_counts_on_the_next_request(ctx: Runtime, w: World) -> None
     finally:
         for cat in EVERYTHING:
             _grant(w.ann, cat, True, ctx)
+
+
+def test_bad_input_is_a_4xx_after_authentication(w: World) -> None:
+    for path, params in (
+        (f"/v1/members/{w.ann}/daily", {"days": 0}),
+        (f"/v1/members/{w.ann}/daily", {"days": 400}),
+        (f"/v1/members/{w.ann}/alerts", {"status": "bogus"}),
+    ):
+        r = w.api.call("GET", path, w.tokens["carol"], params=params)
+        assert r.status_code == 422, (path, params)
+        assert w.api.audit_of(r) == [(w.names["carol"], "denied", 422)]
+    r = w.api.call("GET", f"/v1/members/{w.ann}/daily", None, params={"days": 0})
+    assert r.status_code == 401  # a stranger learns nothing, not even what is valid
+    r = w.api.call("POST", "/v1/alerts/not-a-uuid/dismiss", w.tokens["carol"], json={})
+    assert r.status_code == 404
+    r = w.api.call(
+        "POST", f"/v1/alerts/{uuid.uuid4()}/dismiss", w.tokens["carol"], json={"note": "x" * 3000}
+    )
+    assert r.status_code == 422
+    r = w.api.call("GET", "/v1/members/not-a-member/labs", w.tokens["carol"])
+    assert r.status_code == 404
+
+
+def test_an_ended_assignment_counts_on_the_next_request(ctx: Runtime, w: World) -> None:
+    with ctx.db.connect("owner") as conn:
+        conn.execute(
+            "update governance.coach_assignments set revoked_at = now()"
+            " where coach = %s and member_id = %s",
+            (w.names["carol"], w.wanda),
+        )
+    rows = w.get("carol", "/v1/coach/triage")["members"]
+    assert [m["member"] for m in rows] == [str(w.ann)]
+    r = w.api.call("GET", f"/v1/members/{w.wanda}/daily", w.tokens["carol"])
+    assert r.status_code == 404
