@@ -48,6 +48,8 @@ select member_id, rule_id, day from analytics.alerts
    and (%(members)s::uuid[] is null or member_id = any(%(members)s))
 """
 
+_LOCK = 0x72_6A_76_61  # "rjva"
+
 _INSERT = """
 insert into analytics.alerts (member_id, rule_id, rule_version, kind, metric, day, value,
                               threshold, explanation, evidence, baseline)
@@ -80,6 +82,9 @@ def detect(
     fired_before: dict[tuple[uuid.UUID, str], list[dt.date]] = defaultdict(list)
     daily: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
     with conn.transaction():
+        # One detector at a time (the scheduled flow, `rejuve alerts detect`): each reads
+        # the alerts stored so far to keep an episode to one alert.
+        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK,))
         params = {"since": since, "end": end, "members": wanted}
         for member, *rest in conn.execute(_DAILY, params):
             daily[member].append(tuple(rest))
