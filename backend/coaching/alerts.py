@@ -4,12 +4,14 @@ what a coach did with them.
 
 Detection (`detect`, run by the `detect-alerts` flow as the refiner role, which owns the
 analytics zone) reads `analytics.member_daily`, evaluates each rule as of each day in the
-range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version, day):
-a re-run over the same days adds nothing. An episode is one alert, not one a day: see
-`_quiet` (alerts already stored count). Consent is not applied here but when
-alerts are read: an alert reads one category (its rule's), and only a viewer who may see
-that category sees it, so a withdrawal hides alerts at once and a new grant shows them
-again."""
+range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version,
+metric, day): a re-run over the same days adds nothing. Lab results of those days are
+checked against the lab catalogue (`lab-out-of-range`, `glucose-high`), one alert each.
+An episode is one alert, not one a day: see `_quiet` (alerts already stored count).
+
+Consent is applied when alerts are read, not here: an alert reads one category (its
+rule's), and only a viewer who may see that category sees it, so a withdrawal hides
+alerts at once and a new grant shows them again."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.coaching import flags as fl
+from backend.coaching import labs as lab_catalogue
 from backend.coaching.rules import BY_ID, REFRACTORY_DAYS, REMIND_DAYS, RULES, Rule
 from backend.coaching.triage import days_of
 from backend.governance.consent import CATEGORIES
@@ -54,7 +57,7 @@ _INSERT = """
 insert into analytics.alerts (member_id, rule_id, rule_version, kind, metric, day, value,
                               threshold, explanation, evidence, baseline)
 values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-on conflict (member_id, rule_id, rule_version, day) do nothing
+on conflict (member_id, rule_id, rule_version, metric, day) do nothing
 """
 
 
@@ -73,9 +76,11 @@ def detect(
     end: dt.date,
     members: Iterable[uuid.UUID] | None = None,
     rules: tuple[Rule, ...] = RULES,
+    labs: bool = True,
 ) -> Detected:
     """Evaluate `rules` as of every day in [start, end] for every member with daily
-    summaries (or only `members`), and store new alerts; one transaction."""
+    summaries (or only `members`), and, with `labs`, every lab result of those days
+    against the lab catalogue; store new alerts; one transaction."""
     t0 = time.perf_counter()
     wanted = list(members) if members is not None else None
     since = fl.recent_window_start(start)
@@ -108,11 +113,39 @@ def detect(
                         past.append(day)
                         rows.append(_row(member, flag))
                 day += dt.timedelta(days=1)
+        if labs:
+            found = _lab_alerts(conn, start, end, wanted)
+            fired += len(found)
+            rows += found
         if rows:
             with conn.cursor() as cur:
                 cur.executemany(_INSERT, rows)
                 inserted = cur.rowcount
     return Detected(len(daily), evaluated, fired, max(inserted, 0), time.perf_counter() - t0)
+
+
+# Each member's latest lab result per code and UTC day, from the daily rollups (`last` is
+# the day's latest value; labs come a few times a year, rarely twice a day).
+_LAB_DAYS = """
+select member_id, code, last, unit, last_at from analytics.rollup_daily
+ where code = any(%(labs)s) and bucket >= %(lo)s and bucket < %(hi)s
+   and (%(members)s::uuid[] is null or member_id = any(%(members)s))
+"""
+
+
+def _lab_alerts(
+    conn: psycopg.Connection, start: dt.date, end: dt.date, members: list[uuid.UUID] | None
+) -> list[tuple[Any, ...]]:
+    """An alert per lab result outside its reference range (and per high glucose): each
+    result is news of its own, so no quiet period; one per member, code and day."""
+    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    rows = []
+    params = {"labs": list(lab_catalogue.LAB_CODES), "lo": lo, "hi": hi, "members": members}
+    for member, code, value, unit, at in conn.execute(_LAB_DAYS, params):
+        for flag in fl.lab_flags([(code, float(value), unit, at)], at.date()):
+            rows.append(_row(member, flag))
+    return rows
 
 
 def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Days) -> bool:

@@ -95,7 +95,7 @@ def w(ctx: Runtime) -> Iterator[World]:
                 _grant(m, cat, True, ctx)
         seed.wait_rolled_up(ctx, [ann, bob], timeout=120)
         with ctx.db.connect("refiner") as conn:
-            alerts.detect(conn, TODAY - dt.timedelta(days=3), TODAY, [ann, bob, wanda])
+            alerts.detect(conn, TODAY - dt.timedelta(days=11), TODAY, [ann, bob, wanda])
         api = Backend(ctx)
         yield World(api, tokens, names, ann, wanda, bob)
         api.close()
@@ -138,6 +138,19 @@ def test_alerts_say_why_they_fired(w: World) -> None:
     assert all(e["unit"] == "/min" for e in a["evidence"])
     assert sum(e["value"] >= 73 for e in a["evidence"]) >= 2
     assert TODAY - dt.timedelta(days=3) <= dt.date.fromisoformat(a["day"]) <= TODAY
+    # The lab result outside its range is an alert of its own, with the result as evidence.
+    (lab,) = [a for a in found if a["rule"] == "lab-out-of-range"]
+    taken = dt.datetime.combine(TODAY - dt.timedelta(days=10), dt.time(8), dt.UTC)
+    assert lab["metric"] == "4548-4" and lab["day"] == taken.date().isoformat()
+    assert lab["evidence"] == [
+        {
+            "code": "4548-4",
+            "at": taken.isoformat().replace("+00:00", "Z"),
+            "value": 6.3,
+            "unit": "%",
+        }
+    ]
+    assert lab["baseline"] is None and "5.6" in lab["threshold"]
 
 
 def test_detection_is_idempotent(ctx: Runtime, w: World) -> None:
