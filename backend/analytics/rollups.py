@@ -100,7 +100,7 @@ create temp table if not exists rollup_member_days
 create temp table if not exists rollup_sleep_days
     (member_id uuid, day date) on commit delete rows;
 create temp table if not exists rollup_sleep
-    (member_id uuid, day date, asleep float8, awake float8, in_bed float8)
+    (member_id uuid, day date, source text, asleep float8, awake float8, in_bed float8)
     on commit delete rows;
 create temp table if not exists rollup_kept_sleep
     (member_id uuid, day date, minutes float8, efficiency float8) on commit delete rows;
@@ -202,13 +202,15 @@ delete from analytics.member_daily m using rollup_member_days d
  where m.member_id = d.member_id and m.day = d.day;
 """
 
-# One chunk's share of the nights ending on each sleep day (summed over chunks after).
+# One chunk's share of the nights ending on each sleep day, per source (summed over
+# chunks after).
 _SLEEP_CHUNK = """
 insert into rollup_sleep
 select d.member_id, d.day, a.*
   from rollup_sleep_days d
  cross join lateral (
-    select sum(o.value) filter (where o.qualifier like 'asleep%%'),
+    select o.source,
+           sum(o.value) filter (where o.qualifier like 'asleep%%'),
            sum(o.value) filter (where o.qualifier = 'awake'),
            sum(o.value) filter (where o.qualifier = 'in_bed')
       from {chunk} o
@@ -216,6 +218,7 @@ select d.member_id, d.day, a.*
        and coalesce(o.ended_at, o.observed_at) >= d.day::timestamp at time zone 'UTC'
        and coalesce(o.ended_at, o.observed_at) < (d.day + 1)::timestamp at time zone 'UTC'
        and o.observed_at >= (d.day - 1)::timestamp at time zone 'UTC'
+     group by o.source
  ) a
  where (d.day - 1)::timestamp at time zone 'UTC' < %(hi)s
    and (d.day + 1)::timestamp at time zone 'UTC' > %(lo)s
@@ -244,13 +247,20 @@ select d.member_id, d.day, (d.day + 1)::timestamp at time zone 'UTC',
      where r.member_id = d.member_id and r.bucket = d.day::timestamp at time zone 'UTC'
  ) r
   left join (
-    select member_id, day, nullif(sum(asleep), 0) as asleep,
-           -- (LEAST ignores NULLs: without the CASE a night-less day would be 100 percent)
-           case when sum(asleep) > 0 then
-               least(1.0, sum(asleep) / coalesce(nullif(sum(in_bed), 0),
-                                                 sum(asleep) + coalesce(sum(awake), 0)))
-           end as efficiency
-      from rollup_sleep group by member_id, day
+    -- Sources that recorded the same night (a watch's stages, a phone app's sleep
+    -- episode) are alternatives, not parts: the night is the one source that saw the most
+    -- sleep (ties: by name, so a recomputation picks the same), never their sum.
+    select distinct on (member_id, day) member_id, day, asleep, efficiency
+      from (
+        select member_id, day, source, nullif(sum(asleep), 0) as asleep,
+               -- (LEAST ignores NULLs: without the CASE a night-less day would be 100 percent)
+               case when sum(asleep) > 0 then
+                   least(1.0, sum(asleep) / coalesce(nullif(sum(in_bed), 0),
+                                                     sum(asleep) + coalesce(sum(awake), 0)))
+               end as efficiency
+          from rollup_sleep group by member_id, day, source
+      ) per_source
+     order by member_id, day, asleep desc nulls last, source
   ) s on s.member_id = d.member_id and s.day = d.day
   left join rollup_kept_sleep k on k.member_id = d.member_id and k.day = d.day
  where r.codes > 0 or coalesce(s.asleep, k.minutes) is not null;

@@ -45,10 +45,13 @@ def _observation(
     *,
     ended: dt.datetime | None = None,
     qualifier: str | None = None,
+    source: str = "t",
 ) -> tuple[Any, ...]:
-    key = hashlib.sha256(f"{member}{code}{at.isoformat()}{value}{qualifier}".encode()).digest()
+    key = hashlib.sha256(
+        f"{member}{code}{at.isoformat()}{value}{qualifier}{source}".encode()
+    ).digest()
     unit = {rollups.HEART_RATE: "/min", rollups.SLEEP_STAGE: "min"}.get(code, "{steps}")
-    return (member, at, ended, code, value, unit, "t", qualifier, key, uuid.uuid4(), at)
+    return (member, at, ended, code, value, unit, source, qualifier, key, uuid.uuid4(), at)
 
 
 def ingest(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> int:
@@ -192,6 +195,36 @@ def test_a_day_summary_says_what_the_observations_say(conn: psycopg.Connection) 
     assert hourly == (61, 60, 119)
     queued = conn.execute("select count(*) from analytics.feature_dirty").fetchone()
     assert queued is not None and queued[0] >= 1
+
+
+def test_two_sources_of_one_night_are_alternatives_not_parts(conn: psycopg.Connection) -> None:
+    """A watch's stages and a phone app's sleep episode for the same night: the night is
+    the source that saw the most sleep, not their sum (which was 13 h here)."""
+    m, day = MEMBERS[1], T0
+    night = day - dt.timedelta(hours=1)
+
+    def stage(minutes: float, qualifier: str, source: str) -> tuple[Any, ...]:
+        ended = night + dt.timedelta(minutes=minutes)
+        return _observation(
+            m, rollups.SLEEP_STAGE, night, minutes, ended=ended, qualifier=qualifier, source=source
+        )
+
+    ingest(
+        conn,
+        [
+            stage(380, "asleep_core", "Apple Watch"),
+            stage(20, "awake", "Apple Watch"),
+            stage(400, "asleep", "Sleep app"),
+            stage(450, "in_bed", "Sleep app"),
+        ],
+    )
+    rollups.refresh_all(conn)
+    got = conn.execute(
+        "select sleep_minutes, round(sleep_efficiency::numeric, 4)::float8"
+        " from analytics.member_daily where member_id = %s and day = %s",
+        (m, day.date()),
+    ).fetchone()
+    assert got == (400, round(400 / 450, 4))
 
 
 def test_a_row_90_days_late_recomputes_its_hour_not_a_range(conn: psycopg.Connection) -> None:
