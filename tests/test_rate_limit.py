@@ -79,6 +79,30 @@ def test_unauthenticated_requests_are_limited_per_client_address(ctx: StackConte
         time.sleep(anonymous.seconds)
 
 
+def test_refusals_before_routing_count_against_the_anonymous_limit(ctx: StackContext) -> None:
+    # A flood of requests to no endpoint was audited (one durable record each) but never
+    # throttled: only routed requests counted against an address.
+    api = Backend(ctx)
+    s = ctx.settings
+    anonymous = Rate(s.rate_limit_anonymous_per_second, s.rate_limit_anonymous_burst)
+    n = anonymous.amount + 60
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(lambda i: api.call("GET", f"/v1/no-such-endpoint-{i}", None), range(n))
+            )
+        limited = [r for r in answers if r.status_code == 429]
+        assert {r.status_code for r in answers} <= {404, 429}
+        assert limited, f"{n} anonymous requests to no endpoint were not limited"
+        assert limited[0].headers.get("retry-after") == "1"
+        assert api.audit_of(limited[0]) == [("anonymous", "denied", 429)]
+        # the same address, now on a real route: already over its limit
+        assert api.call("GET", "/v1/studies", None).status_code == 429
+    finally:
+        api.close()
+        time.sleep(anonymous.seconds)
+
+
 _WORKER = """
 import asyncio, sys
 from pathlib import Path

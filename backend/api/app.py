@@ -27,7 +27,7 @@ from backend.api import (
     study_routes,
 )
 from backend.api.governance_state import GovernanceState
-from backend.api.governed import record_refusal, storable
+from backend.api.governed import TOO_MANY, record_refusal, storable
 from backend.api.request_guard import RequestGuard, RequestLimits, Scope
 from backend.api.state import AppState
 from backend.exceptions import UserError, http_status
@@ -78,16 +78,17 @@ def create_app(
 
     async def audit_unrouted(
         scope: Scope, headers: Mapping[str, str], status_code: int, reason: str
-    ) -> None:
+    ) -> int:
         """A refusal no governed route saw (too large, malformed, no such endpoint) is
-        audited too: every request to the governed API leaves one record."""
+        audited too: every request to the governed API leaves one record. Returns the
+        status to answer with (429 for an anonymous caller over its limit)."""
         path = str(scope.get("path", ""))
         gov = getattr(app.state, "governance", None)
         state = scope.get("state") or {}
         if gov is None or state.get("audited") or not _governed_path(path):
-            return
+            return status_code
         client = scope.get("client")
-        await record_refusal(
+        return await record_refusal(
             gov,
             method=str(scope.get("method", "")),
             path=path,
@@ -98,8 +99,8 @@ def create_app(
             reason=reason[:200],
         )
 
-    async def guard_refusal(scope: Scope, status_code: int, reason: str) -> None:
-        await audit_unrouted(scope, Headers(scope=scope), status_code, reason)
+    async def guard_refusal(scope: Scope, status_code: int, reason: str) -> int:
+        return await audit_unrouted(scope, Headers(scope=scope), status_code, reason)
 
     app.add_middleware(RequestGuard, limits=limits or RequestLimits(), on_refusal=guard_refusal)
     app.include_router(ingest_routes.router)
@@ -124,13 +125,18 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
-        await audit_unrouted(request.scope, request.headers, 422, "invalid input")
+        if await audit_unrouted(request.scope, request.headers, 422, "invalid input") == 429:
+            return _throttled()
         # The errors echo the input: made printable (a lone surrogate cannot be encoded).
         return JSONResponse({"detail": storable(jsonable_encoder(exc.errors()))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        await audit_unrouted(request.scope, request.headers, exc.status_code, str(exc.detail))
+        answer = await audit_unrouted(
+            request.scope, request.headers, exc.status_code, str(exc.detail)
+        )
+        if answer == 429 and exc.status_code != 429:
+            return _throttled()
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(UserError)
@@ -143,3 +149,7 @@ def create_app(
 
     # Anything else: RequestGuard answers 500 (with the request id) and logs one line.
     return app
+
+
+def _throttled() -> Response:
+    return JSONResponse({"detail": TOO_MANY}, status_code=429, headers={"Retry-After": "1"})

@@ -67,6 +67,7 @@ Gov = Annotated[GovernanceState, Depends(get_gov)]
 # -- audit records ------------------------------------------------------------------------
 
 _MAX_TEXT = 500
+TOO_MANY = "too many requests"
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -298,7 +299,7 @@ class RouteGuard:
                 if not await anonymous_allowed(gov, client):
                     raise HTTPException(
                         status.HTTP_429_TOO_MANY_REQUESTS,
-                        "too many requests",
+                        TOO_MANY,
                         headers={"Retry-After": "1"},
                     )
                 raise HTTPException(
@@ -310,7 +311,7 @@ class RouteGuard:
             if not await _within_limit(gov.limiter.allow, identity.name):
                 raise HTTPException(
                     status.HTTP_429_TOO_MANY_REQUESTS,
-                    "too many requests",
+                    TOO_MANY,
                     headers={"Retry-After": "1"},
                 )
             if not gov.policy.allowed(
@@ -397,14 +398,19 @@ async def record_refusal(
     request_id: uuid.UUID | None,
     status_code: int,
     reason: str,
-) -> None:
+) -> int:
     """Audit a request refused before any route ran (too large, malformed, no such
     endpoint): every request leaves a record, not only those a route saw. The caller is
-    named if their token is good; a Hub that does not answer leaves them anonymous."""
+    named if their token is good; a Hub that does not answer leaves them anonymous.
+    An anonymous refusal counts against the caller's address like any anonymous request
+    (else a flood of 404s would go unthrottled): over the limit it becomes a 429.
+    Returns the status to answer with."""
     try:
         identity = await _identity(gov, bearer_token(authorization))
     except HTTPException:
         identity = None
+    if identity is None and not await anonymous_allowed(gov, client):
+        status_code, reason = status.HTTP_429_TOO_MANY_REQUESTS, TOO_MANY
     await run_in_threadpool(
         _write,
         gov,
@@ -418,3 +424,4 @@ async def record_refusal(
         started=time.perf_counter(),
         params={"method": method, "reason": reason},
     )
+    return status_code

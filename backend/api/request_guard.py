@@ -45,8 +45,9 @@ class RequestLimits:
         return self.max_body_bytes
 
 
-# Told of every refusal (scope, status, detail), to audit it.
-OnRefusal = Callable[[Scope, int, str], Awaitable[None]]
+# Told of every refusal (scope, status, detail), to audit it; answers the status to send
+# (a throttled caller's refusal becomes a 429).
+OnRefusal = Callable[[Scope, int, str], Awaitable[int]]
 
 
 class RequestGuard:
@@ -100,7 +101,9 @@ class RequestGuard:
             )
         if refusal is not None:
             if self.on_refusal is not None:
-                await self.on_refusal(scope, *refusal)
+                answer = await self.on_refusal(scope, *refusal)
+                if answer != refusal[0]:
+                    refusal = (answer, "too many requests")
             await _respond(send, *refusal)
             return
         await self.app(scope, receive, send)
