@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import httpx
 import pytest
 
 from backend.api.governance_state import Rate, SharedRateLimiter
@@ -57,50 +59,49 @@ def test_a_flood_is_limited_and_audited_and_others_are_not(
         api.close()
 
 
-def test_unauthenticated_requests_are_limited_per_client_address(ctx: StackContext) -> None:
-    # 2,925 anonymous requests in 12 s all reached the audit log before this limit.
+@contextmanager
+def anonymous_flood(
+    ctx: StackContext, path: Callable[[int], str]
+) -> Iterator[tuple[Backend, list[httpx.Response], float, Rate]]:
+    """More anonymous requests from this address than its limit lets through, 16 at a
+    time: (client, answers, seconds taken, the limit). The window passes afterwards, since
+    other tests call anonymously from this address too."""
     api = Backend(ctx)
     s = ctx.settings
     anonymous = Rate(s.rate_limit_anonymous_per_second, s.rate_limit_anonymous_burst)
-    n = anonymous.amount + 60
     try:
         started = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            answers = list(pool.map(lambda _: api.call("GET", "/v1/studies", None), range(n)))
-        elapsed = time.monotonic() - started
-        limited = [r for r in answers if r.status_code == 429]
-        assert {r.status_code for r in answers} <= {401, 429}
-        assert limited, f"{n} anonymous requests in {elapsed:.1f} s were not limited"
-        assert len(answers) - len(limited) <= anonymous.amount * (1 + elapsed // anonymous.seconds)
-        assert api.audit_of(limited[0]) == [("anonymous", "denied", 429)]
+            answers = list(
+                pool.map(lambda i: api.call("GET", path(i), None), range(anonymous.amount + 60))
+            )
+        yield api, answers, time.monotonic() - started, anonymous
     finally:
         api.close()
-        # Other tests call anonymously from this address too: let the window pass.
         time.sleep(anonymous.seconds)
+
+
+def test_unauthenticated_requests_are_limited_per_client_address(ctx: StackContext) -> None:
+    # 2,925 anonymous requests in 12 s all reached the audit log before this limit.
+    with anonymous_flood(ctx, lambda _: "/v1/studies") as (api, answers, elapsed, anonymous):
+        limited = [r for r in answers if r.status_code == 429]
+        assert {r.status_code for r in answers} <= {401, 429}
+        assert limited, f"{len(answers)} anonymous requests in {elapsed:.1f} s were not limited"
+        assert len(answers) - len(limited) <= anonymous.amount * (1 + elapsed // anonymous.seconds)
+        assert api.audit_of(limited[0]) == [("anonymous", "denied", 429)]
 
 
 def test_refusals_before_routing_count_against_the_anonymous_limit(ctx: StackContext) -> None:
     # A flood of requests to no endpoint was audited (one durable record each) but never
     # throttled: only routed requests counted against an address.
-    api = Backend(ctx)
-    s = ctx.settings
-    anonymous = Rate(s.rate_limit_anonymous_per_second, s.rate_limit_anonymous_burst)
-    n = anonymous.amount + 60
-    try:
-        with ThreadPoolExecutor(16) as pool:
-            answers = list(
-                pool.map(lambda i: api.call("GET", f"/v1/no-such-endpoint-{i}", None), range(n))
-            )
+    with anonymous_flood(ctx, lambda i: f"/v1/no-such-endpoint-{i}") as (api, answers, _, _):
         limited = [r for r in answers if r.status_code == 429]
         assert {r.status_code for r in answers} <= {404, 429}
-        assert limited, f"{n} anonymous requests to no endpoint were not limited"
+        assert limited, f"{len(answers)} anonymous requests to no endpoint were not limited"
         assert limited[0].headers.get("retry-after") == "1"
         assert api.audit_of(limited[0]) == [("anonymous", "denied", 429)]
         # the same address, now on a real route: already over its limit
         assert api.call("GET", "/v1/studies", None).status_code == 429
-    finally:
-        api.close()
-        time.sleep(anonymous.seconds)
 
 
 _WORKER = """
