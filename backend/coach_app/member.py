@@ -1,0 +1,265 @@
+"""A member's page for their coach: timelines that zoom from 90 days to minutes, alerts with
+the observations that fired them (acknowledge / dismiss), labs against their reference
+ranges, and consent by category (what the member withholds, and that it is their choice).
+
+Every section is the backend's answer to this coach's token: a member who is not theirs
+is "not found" (404, audited by the backend), and the page shows nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+import panel as pn
+from bokeh.layouts import column
+
+from backend.coach_app import timelines, zoom
+from backend.coach_app.client import BackendRefused, CoachApi, NotYours, Point
+from backend.ingest.catalog import CATALOG
+
+# Zoom presets: label -> span; each ends where the range on screen ends.
+PRESETS = {
+    "90 days": dt.timedelta(days=90),
+    "30 days": dt.timedelta(days=30),
+    "7 days": dt.timedelta(days=7),
+    "1 day": dt.timedelta(days=1),
+    "6 hours": dt.timedelta(hours=6),
+    "1 hour": dt.timedelta(hours=1),
+}
+# Categories a coach can be shown (the timeline's and labs'); consent is per category.
+CATEGORIES = tuple(sorted({m.category for m in CATALOG.values()}))
+# Mouse zooms settle before the page asks the backend again (ms).
+_DEBOUNCE_MS = 250
+
+
+def _html(text: str, **kw: Any) -> Any:
+    return pn.pane.HTML(text, **kw)
+
+
+def consent_html(consent: dict[str, Any]) -> str:
+    """Coaching consent per category: granted, withheld by the member's choice (withdrawn),
+    or never given."""
+    latest = {e["category"]: e for e in consent.get("effective", []) if e["purpose"] == "coaching"}
+    rows = []
+    for category in CATEGORIES:
+        e = latest.get(category)
+        if e is None:
+            state, css = "not given: withheld (the member was never asked)", "withheld"
+        elif e["granted"]:
+            state, css = "shared with you", "granted"
+        else:
+            state, css = (
+                f"withheld by the member's choice (withdrawn {e['recorded_at'][:10]})",
+                "withheld",
+            )
+        rows.append(
+            f'<tr class="consent-{css}" data-category="{escape(category)}">'
+            f"<td>{escape(category)}</td><td>{escape(state)}</td></tr>"
+        )
+    return (
+        '<h3>Consent for coaching</h3><table class="consent">'
+        "<tr><th>category</th><th>state</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def labs_html(labs: list[dict[str, Any]]) -> str:
+    if not labs:
+        return "<h3>Labs</h3><p>No lab results (or none shared).</p>"
+    rows = []
+    for lab in labs:
+        low, high = lab.get("ref_low"), lab.get("ref_high")
+        ref = f"{'' if low is None else low} - {'' if high is None else high}"
+        flag = lab.get("flag") or ""
+        rows.append(
+            f'<tr class="lab lab-{escape(flag or "none")}"><td>{escape(str(lab["name"]))}'
+            f" <small>{escape(str(lab['code']))}</small></td>"
+            f"<td>{lab['value']:.4g} {escape(str(lab['unit']))}</td><td>{escape(ref)}</td>"
+            f"<td><b>{escape(flag)}</b></td><td>{escape(str(lab['at'])[:10])}</td></tr>"
+        )
+    return (
+        '<h3>Labs</h3><table class="labs"><tr><th>test</th><th>value</th>'
+        "<th>reference range</th><th>flag</th><th>date</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def evidence_html(alert: dict[str, Any]) -> str:
+    baseline = alert.get("baseline")
+    base = (
+        f"<p>baseline: median {baseline.get('median')}, MAD {baseline.get('mad')},"
+        f" {baseline.get('days')} days</p>"
+        if baseline
+        else ""
+    )
+    rows = "".join(
+        f"<tr><td>{escape(str(e['at'])[:16])}</td><td>{escape(str(e['code']))}</td>"
+        f"<td>{e['value']:.4g} {escape(str(e['unit']))}</td></tr>"
+        for e in alert.get("evidence") or []
+    )
+    return (
+        f'<div class="alert-card alert-{escape(alert["status"])}">'
+        f"<b>{escape(alert['explanation'])}</b><br><small>rule {escape(alert['rule'])}"
+        f" v{alert['version']}, day {escape(str(alert['day']))}, fired"
+        f" {escape(str(alert['fired_at'])[:16])}, <span class='status'>"
+        f"{escape(alert['status'])}</span></small>{base}"
+        '<table class="evidence"><tr><th>observed at</th><th>code</th><th>value</th></tr>'
+        f"{rows}</table></div>"
+    )
+
+
+class MemberPage:
+    """One browser session's page for one member."""
+
+    def __init__(self, api: CoachApi, member: str, now: dt.datetime | None = None) -> None:
+        self.api = api
+        self.member = member
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.status = _html("", css_classes=["zoom-status"], name="zoom-status")
+        self.alerts = pn.Column(name="alerts")
+        self._pending: Any = None
+
+    def _fetch(self, window: zoom.Window) -> list[Point]:
+        return self.api.timeline(
+            self.member, window.start, window.end, timelines.CODES, window.bucket
+        )
+
+    def view(self) -> Any:
+        try:
+            consent = self.api.consent(self.member)
+        except NotYours:
+            return refused()
+        end = _ceil_hour(self.now)
+        self.charts = timelines.Timelines(self._fetch, end - PRESETS["90 days"], end)
+        self._show(end - PRESETS["90 days"], end)
+        self.charts.x_range.on_change("end", self._ranged)
+        buttons = pn.widgets.RadioButtonGroup(
+            options=list(PRESETS), value="90 days", name="zoom", button_type="primary"
+        )
+        buttons.param.watch(self._preset, "value")
+        self._render_alerts()
+        return pn.Column(
+            _html(
+                f'<a href="./">&larr; triage</a><h2>Member <code>{escape(self.member)}</code></h2>'
+            ),
+            pn.Row(buttons, self.status),
+            pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),
+            pn.Row(
+                pn.Column(_html("<h3>Alerts</h3>"), self.alerts, width=560),
+                pn.Column(
+                    _html(consent_html(consent)),
+                    _html(self._section(lambda: labs_html(self.api.labs(self.member)))),
+                    width=560,
+                ),
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    def _section(self, make: Callable[[], str]) -> str:
+        try:
+            return make()
+        except BackendRefused as e:
+            return f'<p class="unavailable">unavailable: {escape(str(e))}</p>'
+
+    # -- timelines ------------------------------------------------------------------------
+
+    def _show(self, start: dt.datetime, end: dt.datetime) -> None:
+        started = dt.datetime.now(dt.UTC)
+        window = self.charts.show(start, end)
+        took = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
+        self.status.object = (
+            f'<span class="resolution" data-bucket="{window.bucket or "raw"}">'
+            f"resolution: {window.label}</span> &middot; {start:%d %b %H:%M} - {end:%d %b %H:%M}"
+            f" UTC <small>({took:.0f} ms)</small>"
+        )
+
+    def _preset(self, event: Any) -> None:
+        _, end = self.charts.visible()
+        end = min(max(end, self.now - dt.timedelta(days=365)), _ceil_hour(self.now))
+        if event.new == "90 days":
+            end = _ceil_hour(self.now)
+        self._show(end - PRESETS[event.new], end)
+
+    def zoom_to(self, start: dt.datetime, end: dt.datetime) -> None:
+        self._show(start, end)
+
+    def _ranged(self, attr: str, old: Any, new: Any) -> None:
+        # The coach zoomed or panned with the mouse: once it settles, fetch the new range
+        # if it needs another resolution or data outside what was fetched.
+        doc = pn.state.curdoc
+        if doc is None:
+            return
+        if self._pending is not None:
+            with contextlib.suppress(ValueError):  # it already ran
+                doc.remove_timeout_callback(self._pending)
+        self._pending = doc.add_timeout_callback(self._settled, _DEBOUNCE_MS)
+
+    def _settled(self) -> None:
+        self._pending = None
+        start, end = self.charts.visible()
+        wanted = zoom.window_for(start, end)
+        have = self.charts.window
+        if have is None or wanted.bucket != have.bucket or start < have.start or end > have.end:
+            self._show(start, end)
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def _render_alerts(self) -> None:
+        try:
+            alerts = self.api.alerts(self.member, "all")
+        except BackendRefused as e:
+            self.alerts[:] = [_html(f'<p class="unavailable">unavailable: {escape(str(e))}</p>')]
+            return
+        if not alerts:
+            self.alerts[:] = [_html("<p>No alerts.</p>")]
+            return
+        order = {"open": 0, "acknowledged": 1, "dismissed": 2}
+        items: list[Any] = []
+        for alert in sorted(alerts, key=lambda a: (order.get(a["status"], 3), a["fired_at"])):
+            items.append(_html(evidence_html(alert), sizing_mode="stretch_width"))
+            row: list[Any] = [self._show_button(alert)]
+            if alert["status"] == "open":
+                note = pn.widgets.TextInput(placeholder="note (optional)", width=200)
+                for decision, label, kind in (
+                    ("acknowledge", "Acknowledge", "success"),
+                    ("dismiss", "Dismiss", "light"),
+                ):
+                    button = pn.widgets.Button(name=label, button_type=kind)
+                    button.on_click(self._decider(alert["id"], decision, note))
+                    row.append(button)
+                row.append(note)
+            items.append(pn.Row(*row))
+        self.alerts[:] = items
+
+    def _show_button(self, alert: dict[str, Any]) -> Any:
+        button = pn.widgets.Button(name="Show on timeline", button_type="default")
+        day = dt.date.fromisoformat(str(alert["day"]))
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        button.on_click(lambda _: self._show(start, start + dt.timedelta(days=1)))
+        return button
+
+    def _decider(self, alert: str, decision: str, note: Any) -> Callable[[Any], None]:
+        def decide(_: Any) -> None:
+            try:
+                self.api.decide(alert, decision, note.value or None)
+            except BackendRefused as e:
+                self.alerts.insert(0, _html(f'<p class="unavailable">{escape(str(e))}</p>'))
+                return
+            self._render_alerts()
+
+        return decide
+
+
+def refused() -> Any:
+    return pn.Column(
+        _html(
+            '<a href="./">&larr; triage</a><h2 class="refused">Not found</h2>'
+            "<p>No such member among yours. (Whether the member exists is not shown.)</p>"
+        )
+    )
+
+
+def _ceil_hour(t: dt.datetime) -> dt.datetime:
+    floored = t.replace(minute=0, second=0, microsecond=0)
+    return floored if floored == t else floored + dt.timedelta(hours=1)

@@ -1,0 +1,124 @@
+"""The coach app's server: Panel over HTTPS on 127.0.0.1, behind the Hub's login.
+
+Panel's generic OAuth provider is pointed at JupyterHub (FACTS.md: authorize through the
+Hub's proxy, token and user from the Hub API; `name` is the user key). The scope asked for
+is access to the backend service: the token the Hub issues then carries
+`access:services!service=rejuve-backend`, which is what the backend's token check demands
+(backend/identity/hub_client.py), so the app calls the backend with the coach's own token
+and the backend's guard, row rules and audit see the coach, never the app."""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+import panel as pn
+
+from backend.coach_app import member as member_page
+from backend.coach_app import triage as triage_page
+from backend.coach_app.client import BackendRefused, CoachApi, NotYours, tls_context
+from backend.coach_app.config import PREFIX, CoachConfig
+
+CSS = """
+:host, body { font-family: system-ui, sans-serif; }
+table.triage, table.labs, table.consent, table.evidence { border-collapse: collapse; }
+table.triage td, table.triage th, table.labs td, table.labs th, table.consent td,
+table.consent th, table.evidence td, table.evidence th
+  { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+ul.flags { margin: 0; padding-left: 1em; }
+li.flag-personal b { color: #8a4b00; }
+li.flag-generic b { color: #a00; }
+.withheld { color: #8a4b00; }
+tr.consent-withheld td { background: #fff4e5; }
+tr.lab-high td, tr.lab-low td { background: #fde8e8; }
+.alert-card { border-left: 4px solid #a00; padding: 4px 8px; margin: 6px 0; background: #fafafa; }
+.alert-acknowledged, .alert-dismissed { border-left-color: #999; opacity: 0.8; }
+.unavailable, .refused { color: #a00; }
+"""
+
+
+def _header(config: CoachConfig) -> Any:
+    user = pn.state.user or "?"
+    return pn.pane.HTML(
+        f"<div class='coach-header'><b>Rejuve coach</b> &middot; signed in as"
+        f" <span class='coach-user'>{user}</span> &middot; <a href='{config.hub_url}/hub/home'>"
+        f"Hub</a> &middot; <a href='{PREFIX}/logout'>log out</a></div>",
+        sizing_mode="stretch_width",
+    )
+
+
+def _api(config: CoachConfig) -> CoachApi:
+    token = pn.state.access_token
+    if not token:
+        raise BackendRefused(401, "no Hub token in this session: log in again")
+    api = CoachApi(config.backend_url, token, tls_context(config.ca_file))
+    pn.state.on_session_destroyed(lambda _ctx: api.close())
+    return api
+
+
+def _page(config: CoachConfig, body: Any) -> Any:
+    return pn.Column(_header(config), body, sizing_mode="stretch_width", stylesheets=[CSS])
+
+
+def triage_app(config: CoachConfig) -> Any:
+    try:
+        data = _api(config).triage()
+        body = pn.pane.HTML(
+            "<h2>Your members, worst first</h2>" + triage_page.table_html(data),
+            sizing_mode="stretch_width",
+            stylesheets=[CSS],
+        )
+    except BackendRefused as e:
+        body = pn.pane.HTML(f"<p class='unavailable'>{e}</p>")
+    return _page(config, body)
+
+
+def member_app(config: CoachConfig) -> Any:
+    raw = (pn.state.session_args.get("member") or [b""])[0]
+    member = raw.decode(errors="replace").strip()
+    try:
+        page = member_page.MemberPage(_api(config), member)
+        body = page.view()
+    except NotYours:
+        body = member_page.refused()
+    except BackendRefused as e:
+        body = pn.pane.HTML(f"<p class='unavailable'>{e}</p>")
+    return _page(config, body)
+
+
+def serve(config: CoachConfig) -> None:
+    """Serve until stopped (the supervisor runs this in the foreground)."""
+    # Panel's OAuth handlers fetch the token with tornado's HTTP client, whose default
+    # TLS context reads SSL_CERT_FILE when it is made: our CA, for the Hub's certificate.
+    os.environ["SSL_CERT_FILE"] = config.ca_file
+    pn.config.inline = False
+    hub = config.hub_url
+    pn.serve(
+        {"/": partial(triage_app, config), "/member": partial(member_app, config)},
+        port=config.port,
+        address="127.0.0.1",
+        websocket_origin=[hub.removeprefix("https://")],
+        show=False,
+        start=True,
+        title="Rejuve coach",
+        prefix=PREFIX,
+        ssl_certfile=config.tls_cert,
+        ssl_keyfile=config.tls_key,
+        oauth_provider="generic",
+        oauth_key=config.client_id,
+        oauth_secret=config.client_secret,
+        oauth_redirect_uri=config.redirect_uri,
+        oauth_extra_params={
+            "AUTHORIZE_URL": f"{hub}/hub/api/oauth2/authorize",
+            "TOKEN_URL": f"{hub}/hub/api/oauth2/token",
+            "USER_URL": f"{hub}/hub/api/user",
+            "USER_KEY": "name",
+            # What the backend accepts (see the module docstring).
+            "scope": [f"access:services!service={config.backend_service}"],
+        },
+        cookie_secret=config.cookie_secret,
+        oauth_encryption_key=config.encryption_key,
+        cookie_path=PREFIX,
+        liveness=True,
+    )
