@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Self
 
@@ -28,8 +28,9 @@ class CoachConfig:
     ca_file: str
     tls_cert: str
     tls_key: str
-    client_secret: str  # the Hub service's API token: also its OAuth client secret
-    cookie_secret: str
+    # The Hub service's API token, also its OAuth client secret; the cookie secret.
+    client_secret: str = field(repr=False)
+    cookie_secret: str = field(repr=False)
 
     @property
     def client_id(self) -> str:

@@ -10,7 +10,6 @@ and the backend's guard, row rules and audit see the coach, never the app."""
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Any
 
 import panel as pn
@@ -94,8 +93,16 @@ def serve(config: CoachConfig) -> None:
     os.environ["SSL_CERT_FILE"] = config.ca_file
     pn.config.inline = False
     hub = config.hub_url
+    # Functions, not partials: Panel calls a function once per session, but would show
+    # any other object as it is (a partial's repr, the configuration included).
+    def triage() -> Any:
+        return triage_app(config)
+
+    def member() -> Any:
+        return member_app(config)
+
     pn.serve(
-        {"/": partial(triage_app, config), "/member": partial(member_app, config)},
+        {"/": triage, "/member": member},
         port=config.port,
         address="127.0.0.1",
         websocket_origin=[hub.removeprefix("https://")],
