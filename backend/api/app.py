@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.api import (
     audit_routes,
+    coach_routes,
     consent_routes,
     feature_routes,
     ingest_routes,
@@ -106,6 +107,7 @@ def create_app(
             policy_routes,
             study_routes,
             feature_routes,
+            coach_routes,
         ):
             app.include_router(module.router)
 

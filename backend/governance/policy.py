@@ -39,10 +39,19 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
     ("member", "members/self/consent", "read"),
     ("member", "members/self/consent", "write"),
     ("member", "members/self/features", "read"),
+    ("member", "members/self/alerts", "read"),
+    ("member", "members/self/labs", "read"),
+    ("member", "members/self/daily", "read"),
     ("coach", "members/:member/timeline", "read"),
     ("coach", "members/:member/consent", "read"),
     ("coach", "members/:member/features", "read"),
     ("coach", "feature-views", "read"),
+    ("coach", "coach/triage", "read"),
+    ("coach", "members/:member/alerts", "read"),
+    ("coach", "members/:member/labs", "read"),
+    ("coach", "members/:member/daily", "read"),
+    ("coach", "alerts/:alert/acknowledge", "write"),
+    ("coach", "alerts/:alert/dismiss", "write"),
     ("researcher", "studies/:study/cohort-stats", "read"),
     ("researcher", "studies/:study/dataset", "read"),
     ("researcher", "studies/:study/training-set", "read"),
@@ -64,13 +73,28 @@ DEFAULT_POLICY: tuple[tuple[str, str, str], ...] = (
 # its job. An admin who grants `role:coach` a study's dataset is refused; a person who
 # needs more than their role gives is granted it as `user:<name>`, visibly.
 ROLE_RESOURCES: dict[str, frozenset[str]] = {
-    "member": frozenset({"members/self/timeline", "members/self/consent", "members/self/features"}),
+    "member": frozenset(
+        {
+            "members/self/timeline",
+            "members/self/consent",
+            "members/self/features",
+            "members/self/alerts",
+            "members/self/labs",
+            "members/self/daily",
+        }
+    ),
     "coach": frozenset(
         {
             "members/:member/timeline",
             "members/:member/consent",
             "members/:member/features",
             "feature-views",
+            "coach/triage",
+            "members/:member/alerts",
+            "members/:member/labs",
+            "members/:member/daily",
+            "alerts/:alert/acknowledge",
+            "alerts/:alert/dismiss",
         }
     ),
     "researcher": frozenset(

@@ -1,0 +1,1 @@
+"""Server side of the coach app: rules, flags, alerts, triage rows, labs."""
