@@ -18,6 +18,7 @@ from bokeh.layouts import column
 
 from backend.coach_app import timelines, zoom
 from backend.coach_app.client import BackendRefused, CoachApi, NotYours, Point
+from backend.coach_app.style import html
 from backend.ingest.catalog import CATALOG
 
 # Zoom presets: label -> span; each ends where the range on screen ends.
@@ -35,11 +36,7 @@ CATEGORIES = tuple(sorted({m.category for m in CATALOG.values()}))
 _DEBOUNCE_MS = 250
 
 
-def _html(text: str, **kw: Any) -> Any:
-    return pn.pane.HTML(text, **kw)
-
-
-def consent_html(consent: dict[str, Any]) -> str:
+def consenthtml(consent: dict[str, Any]) -> str:
     """Coaching consent per category: granted, withheld by the member's choice (withdrawn),
     or never given."""
     latest = {e["category"]: e for e in consent.get("effective", []) if e["purpose"] == "coaching"}
@@ -65,7 +62,7 @@ def consent_html(consent: dict[str, Any]) -> str:
     )
 
 
-def labs_html(labs: list[dict[str, Any]]) -> str:
+def labshtml(labs: list[dict[str, Any]]) -> str:
     if not labs:
         return "<h3>Labs</h3><p>No lab results (or none shared).</p>"
     rows = []
@@ -85,7 +82,7 @@ def labs_html(labs: list[dict[str, Any]]) -> str:
     )
 
 
-def evidence_html(alert: dict[str, Any]) -> str:
+def evidencehtml(alert: dict[str, Any]) -> str:
     baseline = alert.get("baseline")
     base = (
         f"<p>baseline: median {baseline.get('median')}, MAD {baseline.get('mad')},"
@@ -116,7 +113,7 @@ class MemberPage:
         self.api = api
         self.member = member
         self.now = now or dt.datetime.now(dt.UTC)
-        self.status = _html("", css_classes=["zoom-status"], name="zoom-status")
+        self.status = html("", css_classes=["zoom-status"], name="zoom-status")
         self.alerts = pn.Column(name="alerts")
         self._pending: Any = None
 
@@ -140,16 +137,16 @@ class MemberPage:
         buttons.param.watch(self._preset, "value")
         self._render_alerts()
         return pn.Column(
-            _html(
+            html(
                 f'<a href="./">&larr; triage</a><h2>Member <code>{escape(self.member)}</code></h2>'
             ),
             pn.Row(buttons, self.status),
             pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),
             pn.Row(
-                pn.Column(_html("<h3>Alerts</h3>"), self.alerts, width=560),
+                pn.Column(html("<h3>Alerts</h3>"), self.alerts, width=560),
                 pn.Column(
-                    _html(consent_html(consent)),
-                    _html(self._section(lambda: labs_html(self.api.labs(self.member)))),
+                    html(consenthtml(consent)),
+                    html(self._section(lambda: labshtml(self.api.labs(self.member)))),
                     width=560,
                 ),
             ),
@@ -179,10 +176,17 @@ class MemberPage:
         end = min(max(end, self.now - dt.timedelta(days=365)), _ceil_hour(self.now))
         if event.new == "90 days":
             end = _ceil_hour(self.now)
-        self._show(end - PRESETS[event.new], end)
+        self.zoom_to(end - PRESETS[event.new], end)
 
     def zoom_to(self, start: dt.datetime, end: dt.datetime) -> None:
-        self._show(start, end)
+        """From a widget's callback: the charts are Bokeh models, changed only while the
+        session holds its document's lock, which a callback scheduled on it does (Panel
+        runs widget callbacks without it: the change would be refused)."""
+        doc = pn.state.curdoc
+        if doc is None:
+            self._show(start, end)
+        else:
+            doc.add_next_tick_callback(lambda: self._show(start, end))
 
     def _ranged(self, attr: str, old: Any, new: Any) -> None:
         # The coach zoomed or panned with the mouse: once it settles, fetch the new range
@@ -209,15 +213,15 @@ class MemberPage:
         try:
             alerts = self.api.alerts(self.member, "all")
         except BackendRefused as e:
-            self.alerts[:] = [_html(f'<p class="unavailable">unavailable: {escape(str(e))}</p>')]
+            self.alerts[:] = [html(f'<p class="unavailable">unavailable: {escape(str(e))}</p>')]
             return
         if not alerts:
-            self.alerts[:] = [_html("<p>No alerts.</p>")]
+            self.alerts[:] = [html("<p>No alerts.</p>")]
             return
         order = {"open": 0, "acknowledged": 1, "dismissed": 2}
         items: list[Any] = []
         for alert in sorted(alerts, key=lambda a: (order.get(a["status"], 3), a["fired_at"])):
-            items.append(_html(evidence_html(alert), sizing_mode="stretch_width"))
+            items.append(html(evidencehtml(alert), sizing_mode="stretch_width"))
             row: list[Any] = [self._show_button(alert)]
             if alert["status"] == "open":
                 note = pn.widgets.TextInput(placeholder="note (optional)", width=200)
@@ -236,7 +240,7 @@ class MemberPage:
         button = pn.widgets.Button(name="Show on timeline", button_type="default")
         day = dt.date.fromisoformat(str(alert["day"]))
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
-        button.on_click(lambda _: self._show(start, start + dt.timedelta(days=1)))
+        button.on_click(lambda _: self.zoom_to(start, start + dt.timedelta(days=1)))
         return button
 
     def _decider(self, alert: str, decision: str, note: Any) -> Callable[[Any], None]:
@@ -244,7 +248,7 @@ class MemberPage:
             try:
                 self.api.decide(alert, decision, note.value or None)
             except BackendRefused as e:
-                self.alerts.insert(0, _html(f'<p class="unavailable">{escape(str(e))}</p>'))
+                self.alerts.insert(0, html(f'<p class="unavailable">{escape(str(e))}</p>'))
                 return
             self._render_alerts()
 
@@ -253,7 +257,7 @@ class MemberPage:
 
 def refused() -> Any:
     return pn.Column(
-        _html(
+        html(
             '<a href="./">&larr; triage</a><h2 class="refused">Not found</h2>'
             "<p>No such member among yours. (Whether the member exists is not shown.)</p>"
         )

@@ -10,6 +10,7 @@ and the backend's guard, row rules and audit see the coach, never the app."""
 from __future__ import annotations
 
 import os
+from html import escape
 from typing import Any
 
 import panel as pn
@@ -18,28 +19,12 @@ from backend.coach_app import member as member_page
 from backend.coach_app import triage as triage_page
 from backend.coach_app.client import BackendRefused, CoachApi, NotYours, tls_context
 from backend.coach_app.config import PREFIX, CoachConfig
-
-CSS = """
-:host, body { font-family: system-ui, sans-serif; }
-table.triage, table.labs, table.consent, table.evidence { border-collapse: collapse; }
-table.triage td, table.triage th, table.labs td, table.labs th, table.consent td,
-table.consent th, table.evidence td, table.evidence th
-  { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
-ul.flags { margin: 0; padding-left: 1em; }
-li.flag-personal b { color: #8a4b00; }
-li.flag-generic b { color: #a00; }
-.withheld { color: #8a4b00; }
-tr.consent-withheld td { background: #fff4e5; }
-tr.lab-high td, tr.lab-low td { background: #fde8e8; }
-.alert-card { border-left: 4px solid #a00; padding: 4px 8px; margin: 6px 0; background: #fafafa; }
-.alert-acknowledged, .alert-dismissed { border-left-color: #999; opacity: 0.8; }
-.unavailable, .refused { color: #a00; }
-"""
+from backend.coach_app.style import html
 
 
 def _header(config: CoachConfig) -> Any:
-    user = pn.state.user or "?"
-    return pn.pane.HTML(
+    user = escape(pn.state.user or "?")
+    return html(
         f"<div class='coach-header'><b>Rejuve coach</b> &middot; signed in as"
         f" <span class='coach-user'>{user}</span> &middot; <a href='{config.hub_url}/hub/home'>"
         f"Hub</a> &middot; <a href='{PREFIX}/logout'>log out</a></div>",
@@ -57,19 +42,18 @@ def _api(config: CoachConfig) -> CoachApi:
 
 
 def _page(config: CoachConfig, body: Any) -> Any:
-    return pn.Column(_header(config), body, sizing_mode="stretch_width", stylesheets=[CSS])
+    return pn.Column(_header(config), body, sizing_mode="stretch_width")
 
 
 def triage_app(config: CoachConfig) -> Any:
     try:
         data = _api(config).triage()
-        body = pn.pane.HTML(
+        body = html(
             "<h2>Your members, worst first</h2>" + triage_page.table_html(data),
             sizing_mode="stretch_width",
-            stylesheets=[CSS],
         )
     except BackendRefused as e:
-        body = pn.pane.HTML(f"<p class='unavailable'>{e}</p>")
+        body = html(f"<p class='unavailable'>{escape(str(e))}</p>")
     return _page(config, body)
 
 
@@ -82,7 +66,7 @@ def member_app(config: CoachConfig) -> Any:
     except NotYours:
         body = member_page.refused()
     except BackendRefused as e:
-        body = pn.pane.HTML(f"<p class='unavailable'>{e}</p>")
+        body = html(f"<p class='unavailable'>{escape(str(e))}</p>")
     return _page(config, body)
 
 
@@ -93,6 +77,7 @@ def serve(config: CoachConfig) -> None:
     os.environ["SSL_CERT_FILE"] = config.ca_file
     pn.config.inline = False
     hub = config.hub_url
+
     # Functions, not partials: Panel calls a function once per session, but would show
     # any other object as it is (a partial's repr, the configuration included).
     def triage() -> Any:

@@ -116,6 +116,8 @@ class Timelines:
         if metric.kind == "line":
             fig.varea(x="t", y1="lo", y2="hi", source=src, fill_alpha=0.2, color="#d62728")
             fig.line(x="t", y="v", source=src, line_width=1.5, color="#d62728")
+            # A lone reading (a night's HRV on a one-day zoom) is a dot, not nothing.
+            fig.scatter(x="t", y="v", source=src, size=3, color="#d62728")
         else:
             fig.vbar(x="t", top="v", width="w", source=src, color="#1f77b4", alpha=0.8)
         fig.add_tools(

@@ -92,9 +92,13 @@ class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
 
     async def start(self) -> Any:
         if coach_only(_groups(self.user)):
-            raise web.HTTPError(
-                403, f"Coaches work in the coach app ({COACH_APP}), not in a notebook server."
+            refusal = web.HTTPError(403, "coaches get no notebook server")
+            # What the Hub's error page shows (instead of "contact admin").
+            refusal.jupyterhub_html_message = (  # type: ignore[attr-defined]
+                f"Coaches work in the <a href='{COACH_APP}'>coach app</a>, not in a notebook"
+                " server."
             )
+            raise refusal
         entry = await asyncio.to_thread(accounts.ensure, Path(self.homes_dir), self.user.name)
         # The spawner outlives a server: each start begins from the configured page.
         # (getattr: the trait comes from an untyped base that mypy cannot see into)

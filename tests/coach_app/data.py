@@ -20,11 +20,19 @@ Row = tuple[uuid.UUID, dt.datetime, str, float, str, dt.datetime | None, str | N
 
 
 def wearable_rows(
-    member: uuid.UUID, end: dt.datetime, days: int, seed: int = 0, hr_every: int = 1
+    member: uuid.UUID,
+    end: dt.datetime,
+    days: int,
+    seed: int = 0,
+    hr_every: int = 1,
+    episode_days: int = 0,
 ) -> Iterator[Row]:
     """`days` days up to `end` (an hour): heart rate every `hr_every` minutes (diurnal,
-    with noise), steps per hour by day, HRV and a sleep episode per night."""
-    rng = random.Random(f"{member}-{seed}")
+    with noise), steps per hour by day, resting heart rate per morning, HRV and a sleep
+    episode per night. The last `episode_days` days are an episode (illness, overtraining):
+    resting heart rate up 15/min, HRV down 40 %, nights of about four hours."""
+    rng = random.Random(f"{member}-{seed}")  # noqa: S311  (test data, not secrets)
+    episode_from = end - dt.timedelta(days=episode_days) if episode_days else end
     start = end - dt.timedelta(days=days)
     rest = rng.uniform(52, 70)
     t = start
@@ -41,10 +49,23 @@ def wearable_rows(
             at = day + dt.timedelta(hours=h)
             if start <= at < end:
                 steps = max(0.0, rng.gauss(450, 250))
-                yield (member, at, "55423-8", round(steps), "{steps}", at + dt.timedelta(hours=1), None)
+                yield (
+                    member,
+                    at,
+                    "55423-8",
+                    round(steps),
+                    "{steps}",
+                    at + dt.timedelta(hours=1),
+                    None,
+                )
+        ill = day >= episode_from - dt.timedelta(days=1)
+        morning = day + dt.timedelta(hours=6)
+        if start <= morning < end:
+            resting = rest + rng.gauss(0, 1.5) + (15 if morning >= episode_from else 0)
+            yield (member, morning, "40443-4", round(resting, 1), "/min", None, None)
         night = day + dt.timedelta(hours=23)
         if start <= night and night + dt.timedelta(hours=7) <= end:
-            minutes = rng.uniform(330, 480)
+            minutes = rng.uniform(200, 260) if ill else rng.uniform(400, 480)
             yield (
                 member,
                 night,
@@ -58,7 +79,7 @@ def wearable_rows(
                 member,
                 night + dt.timedelta(hours=3),
                 "80404-7",
-                round(rng.gauss(48, 8), 1),
+                round(rng.gauss(48, 4) * (0.6 if ill else 1.0), 1),
                 "ms",
                 None,
                 None,
@@ -77,7 +98,9 @@ def write(conn: psycopg.Connection, rows: Iterable[Row], source: str = "coach-te
         ) as copy:
             now = dt.datetime.now(dt.UTC)
             for m, at, code, value, unit, ended, qualifier in rows:
-                copy.write_row((m, at, code, value, unit, ended, qualifier, source, uuid.uuid4(), now))
+                copy.write_row(
+                    (m, at, code, value, unit, ended, qualifier, source, uuid.uuid4(), now)
+                )
                 keys.add((m, code, at.replace(minute=0, second=0, microsecond=0)))
                 n += 1
         cur.executemany(
@@ -90,14 +113,23 @@ def write(conn: psycopg.Connection, rows: Iterable[Row], source: str = "coach-te
 
 
 def coached_members(
-    ctx: Runtime, coach: str, count: int, *, days: int, end: dt.datetime, hr_every: int = 5
+    ctx: Runtime,
+    coach: str,
+    count: int,
+    *,
+    days: int,
+    end: dt.datetime,
+    hr_every: int = 5,
+    episodes: int = 0,
 ) -> list[uuid.UUID]:
     """`count` new members assigned to `coach`, consenting to coaching (wearables, labs,
-    sleep, activity), with `days` of data each."""
+    sleep, activity), with `days` of data each; the first `episodes` of them end in a
+    three-day episode."""
     members = [add_member(ctx) for _ in range(count)]
     with ctx.db.connect("owner") as conn:
         for i, m in enumerate(members):
-            write(conn, wearable_rows(m, end, days, seed=i, hr_every=hr_every))
+            episode = 3 if i < episodes else 0
+            write(conn, wearable_rows(m, end, days, i, hr_every, episode_days=episode))
     with ctx.db.connect("backend") as conn:
         consent.grant_all(
             conn,
@@ -110,3 +142,13 @@ def coached_members(
         for m in members:
             assignments.assign(conn, coach, m)
     return members
+
+
+def detect_alerts(ctx: Runtime, members: list[uuid.UUID], days: int = 7) -> int:
+    """Run the alert detection (what the `detect-alerts` flow runs) over the last days."""
+    from backend.coaching import alerts
+
+    today = dt.datetime.now(dt.UTC).date()
+    with ctx.db.connect("owner") as conn:
+        done = alerts.detect(conn, today - dt.timedelta(days=days), today, members)
+    return done.inserted
