@@ -131,7 +131,7 @@ class MemberPage:
         self.charts = timelines.Timelines(self._fetch, end - PRESETS["90 days"], end)
         self._show(end - PRESETS["90 days"], end)
         self.charts.x_range.on_change("end", self._ranged)
-        buttons = pn.widgets.RadioButtonGroup(
+        buttons = pn.widgets.RadioButtonGroup(  # type: ignore[no-untyped-call]
             options=list(PRESETS), value="90 days", name="zoom", button_type="primary"
         )
         buttons.param.watch(self._preset, "value")
@@ -141,7 +141,7 @@ class MemberPage:
                 f'<a href="./">&larr; triage</a><h2>Member <code>{escape(self.member)}</code></h2>'
             ),
             pn.Row(buttons, self.status),
-            pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),
+            pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),  # type: ignore[no-untyped-call]
             pn.Row(
                 pn.Column(html("<h3>Alerts</h3>"), self.alerts, width=560),
                 pn.Column(
@@ -229,7 +229,7 @@ class MemberPage:
                     ("acknowledge", "Acknowledge", "success"),
                     ("dismiss", "Dismiss", "light"),
                 ):
-                    button = pn.widgets.Button(name=label, button_type=kind)
+                    button = pn.widgets.Button(name=label, button_type=kind)  # type: ignore[no-untyped-call]
                     button.on_click(self._decider(alert["id"], decision, note))
                     row.append(button)
                 row.append(note)
@@ -237,7 +237,7 @@ class MemberPage:
         self.alerts[:] = items
 
     def _show_button(self, alert: dict[str, Any]) -> Any:
-        button = pn.widgets.Button(name="Show on timeline", button_type="default")
+        button = pn.widgets.Button(name="Show on timeline", button_type="default")  # type: ignore[no-untyped-call]
         day = dt.date.fromisoformat(str(alert["day"]))
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         button.on_click(lambda _: self.zoom_to(start, start + dt.timedelta(days=1)))

@@ -75,7 +75,6 @@ def serve(config: CoachConfig) -> None:
     # Panel's OAuth handlers fetch the token with tornado's HTTP client, whose default
     # TLS context reads SSL_CERT_FILE when it is made: our CA, for the Hub's certificate.
     os.environ["SSL_CERT_FILE"] = config.ca_file
-    pn.config.inline = False
     hub = config.hub_url
 
     # Functions, not partials: Panel calls a function once per session, but would show
@@ -86,7 +85,7 @@ def serve(config: CoachConfig) -> None:
     def member() -> Any:
         return member_app(config)
 
-    pn.serve(
+    pn.serve(  # type: ignore[no-untyped-call]  # panel ships no types
         {"/": triage, "/member": member},
         port=config.port,
         address="127.0.0.1",

@@ -27,4 +27,4 @@ tr.lab-high td, tr.lab-low td { background: #fde8e8; }
 
 def html(text: str, **kw: Any) -> Any:
     """An HTML pane with the app's stylesheet."""
-    return pn.pane.HTML(text, stylesheets=[CSS], **kw)
+    return pn.pane.HTML(text, stylesheets=[CSS], **kw)  # type: ignore[no-untyped-call]

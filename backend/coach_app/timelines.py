@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Range1d
 from bokeh.plotting import figure
@@ -44,7 +44,7 @@ def _ms(t: dt.datetime) -> float:
     return t.timestamp() * 1000
 
 
-def columns(metric: Metric, points: list[Point], bucket: str | None) -> dict[str, list[Any]]:
+def columns(metric: Metric, points: list[Point], bucket: str | None) -> dict[str, Any]:
     """The chart's data for one metric: times (ms), values, band or bar widths."""
     mine = [p for p in points if p.code == metric.code]
     if bucket is None and metric.kind == "line":
@@ -74,7 +74,7 @@ def columns(metric: Metric, points: list[Point], bucket: str | None) -> dict[str
     }
 
 
-def _empty(metric: Metric) -> dict[str, list[Any]]:
+def _empty(metric: Metric) -> dict[str, Any]:
     return (
         {"t": [], "v": [], "lo": [], "hi": []}
         if metric.kind == "line"
@@ -93,7 +93,7 @@ class Timelines:
         self, fetch: Callable[[zoom.Window], list[Point]], start: dt.datetime, end: dt.datetime
     ) -> None:
         self._fetch = fetch
-        self.x_range = Range1d(_ms(start), _ms(end))
+        self.x_range = Range1d(start=_ms(start), end=_ms(end))
         self.sources = {m.key: ColumnDataSource(_empty(m)) for m in METRICS}
         self.figures = [self._figure(m) for m in METRICS]
         self.window: zoom.Window | None = None
@@ -143,6 +143,6 @@ class Timelines:
     def visible(self) -> tuple[dt.datetime, dt.datetime]:
         """The range on screen (after the coach panned or zoomed with the mouse)."""
         return (
-            dt.datetime.fromtimestamp(float(self.x_range.start) / 1000, dt.UTC),
-            dt.datetime.fromtimestamp(float(self.x_range.end) / 1000, dt.UTC),
+            dt.datetime.fromtimestamp(cast(float, self.x_range.start) / 1000, dt.UTC),
+            dt.datetime.fromtimestamp(cast(float, self.x_range.end) / 1000, dt.UTC),
         )
