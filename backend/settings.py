@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     drop_interval_seconds: int = 30
     # Feast online store refresh from the feature queue (the `materialise-features` flow).
     features_interval_seconds: int = 30
+    # Coaching alerts from the daily summaries (the `detect-alerts` flow).
+    alerts_interval_seconds: int = 300
     # Refining is CPU-bound Python: one process per core keeps up with the API.
     refiner_workers: int = 2
     # A batch that fails this many times is dead-lettered (kept in raw, never retried on

@@ -13,6 +13,7 @@ from backend.cli import (  # registered on the app as they are imported
     service_cmds,  # noqa: F401
     stack_cmds,  # noqa: F401
 )
+from backend.cli.alert_cmds import alerts_app
 from backend.cli.analytics_cmds import retention_app, rollups_app
 from backend.cli.app import app, context, runtime, service_mode, stack, verbose
 from backend.cli.assignment_cmds import assignments_app
@@ -40,6 +41,7 @@ app.add_typer(studies_app, name="studies")
 app.add_typer(rollups_app, name="rollups")
 app.add_typer(retention_app, name="retention")
 app.add_typer(features_app, name="features")
+app.add_typer(alerts_app, name="alerts")
 
 
 def main() -> None:

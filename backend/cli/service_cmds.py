@@ -127,6 +127,7 @@ def flows_run() -> None:
     from prefect.deployments.runner import RunnerDeployment
 
     from backend.refine import dropbox
+    from flows.alerts import detect_alerts_flow
     from flows.features import materialise_features_flow
     from flows.ingest import drop_folder_flow, ingest_file_flow
 
@@ -153,9 +154,17 @@ def flows_run() -> None:
             description="queued member-days (analytics.feature_dirty) -> Feast online store",
         ),
     )
+    alerts = cast(
+        RunnerDeployment,
+        detect_alerts_flow.to_deployment(
+            name="detect-alerts",
+            interval=ctx.settings.alerts_interval_seconds,
+            description="coaching rules over analytics.member_daily -> analytics.alerts",
+        ),
+    )
     # A few flow runs at a time: on a slow machine the 30 s drop-folder schedule would otherwise
     # pile up runs (each a process) faster than they finish.
-    serve(drop, one, features, print_starting_message=False, limit=4)
+    serve(drop, one, features, alerts, print_starting_message=False, limit=4)
 
 
 def _stop_on_signals() -> threading.Event:

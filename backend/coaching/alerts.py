@@ -7,9 +7,11 @@ analytics zone) reads `analytics.member_daily`, evaluates each rule as of each d
 range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version, day):
 a re-run over the same days adds nothing. A rule that fired for a member stays quiet for
 `REFRACTORY_DAYS` days (an episode is one alert, not one a day), counting alerts already
-stored. Consent is not applied here but when alerts are read: an alert reads one
-category (its rule's), and only a viewer who may see that category sees it, so a
-withdrawal hides alerts at once and a new grant shows them again."""
+stored; a condition that persists (the flag fired the day before as well) is not alerted
+again until `REMIND_DAYS` after its last alert. Consent is not applied here but when
+alerts are read: an alert reads one category (its rule's), and only a viewer who may see
+that category sees it, so a withdrawal hides alerts at once and a new grant shows them
+again."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.coaching import flags as fl
-from backend.coaching.rules import BY_ID, REFRACTORY_DAYS, RULES, Rule
+from backend.coaching.rules import BY_ID, REFRACTORY_DAYS, REMIND_DAYS, RULES, Rule
 from backend.coaching.triage import series_of
 from backend.governance.consent import CATEGORIES
 
@@ -83,7 +85,7 @@ def detect(
         params = {"since": since, "end": end, "members": wanted}
         for member, *rest in conn.execute(_DAILY, params):
             daily[member].append(tuple(rest))
-        window = {**params, "since": start - dt.timedelta(days=REFRACTORY_DAYS)}
+        window = {**params, "since": start - dt.timedelta(days=REMIND_DAYS)}
         for member, rule_id, day in conn.execute(_FIRED, window):
             fired_before[(member, rule_id)].append(day)
         everything = frozenset(CATEGORIES)
@@ -98,7 +100,7 @@ def detect(
                     for flag in fl.flags(series, day, everything, rules):
                         fired += 1
                         past = fired_before[(member, flag.rule.id)]
-                        if any(0 <= (day - d).days < REFRACTORY_DAYS for d in past):
+                        if _quiet(past, flag, series):
                             continue
                         past.append(day)
                         rows.append(_row(member, flag))
@@ -108,6 +110,22 @@ def detect(
                 cur.executemany(_INSERT, rows)
                 inserted = cur.rowcount
     return Detected(len(daily), evaluated, fired, max(inserted, 0), time.perf_counter() - t0)
+
+
+def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Series) -> bool:
+    """Whether the flag's rule stays quiet on its day, given the rule's earlier alerts for
+    this member: one within `REFRACTORY_DAYS` (`REMIND_DAYS` for a generic rule), or one
+    within `REMIND_DAYS` while the flag also fired the day before (a condition that
+    lasts, not a new one)."""
+    ago = [(flag.day - d).days for d in past if d <= flag.day]
+    # A generic threshold is about a state (high blood pressure), not a change: once a
+    # reminder period, even when the value hovers around the threshold.
+    quiet = REMIND_DAYS if flag.rule.kind == "generic" else REFRACTORY_DAYS
+    if any(a < quiet for a in ago):
+        return True
+    if not any(a < REMIND_DAYS for a in ago):
+        return False
+    return fl.evaluate(flag.rule, series, flag.day - dt.timedelta(days=1)) is not None
 
 
 def _row(member: uuid.UUID, flag: fl.Flag) -> tuple[Any, ...]:

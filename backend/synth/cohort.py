@@ -12,7 +12,9 @@ writes, for each member `<uuid>`:
                                             first `spec.apple_exports` members
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
-file with its format, member and the counts a parser and the refiner must arrive at.
+file with its format, member and the counts a parser and the refiner must arrive at, and
+the episodes injected with `--episode-share` (member, kind, local dates, the rules that
+should notice: backend/synth/episodes.py).
 Files are listed in the order that makes `duplicates` true: per member device batches,
 FHIR, Open mHealth, Apple; the lab CSV last. The same spec gives the same bytes.
 """
@@ -28,6 +30,7 @@ from pathlib import Path
 from backend.synth import csv_lab, fhir, omh
 from backend.synth.apple import apple_export, write_export
 from backend.synth.device import device_batches, device_stream
+from backend.synth.episodes import episodes
 from backend.synth.manifest import FileEntry, Manifest, Tally
 from backend.synth.members import CohortSpec, Member, members
 
@@ -85,7 +88,8 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     data, tally = csv_lab.labs(spec, cohort, shared)
     _write(out / "labs.csv", data)
     files.append(FileEntry.of("labs.csv", "csv-lab", None, tally))
-    manifest = Manifest(spec, tuple(cohort), tuple(files))
+    injected = tuple(e for m in cohort for e in episodes(spec, m))
+    manifest = Manifest(spec, tuple(cohort), tuple(files), injected)
     _write(out / "manifest.json", manifest.to_json())
     return manifest
 
@@ -123,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-rate", type=float, default=defaults.gap_rate)
     parser.add_argument("--five-minute-hr-share", type=float, default=defaults.five_minute_hr_share)
     parser.add_argument("--apple-exports", type=int, default=defaults.apple_exports)
+    parser.add_argument(
+        "--episode-share",
+        type=float,
+        default=defaults.episode_share,
+        help="share of members with one injected episode (ground truth in the manifest)",
+    )
     args = parser.parse_args(argv)
     try:
         spec = CohortSpec(
@@ -135,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             gap_rate=args.gap_rate,
             five_minute_hr_share=args.five_minute_hr_share,
             apple_exports=args.apple_exports,
+            episode_share=args.episode_share,
         )
     except ValueError as e:
         parser.error(str(e))

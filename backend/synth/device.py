@@ -1,14 +1,16 @@
 """Wearable streams as the ingestion API receives them: `DeviceBatch` JSON bodies.
 
-Heart rate every minute (or every 5), steps per 15 minutes, and at night SDNN, SpO2,
-respiratory rate and sleep stages, on the member's clock. This is the bulk of a cohort
-(a benchmark asks for millions of samples), so samples are plain dicts with timestamps
-built by concatenation, a day at a time, and faults are placed by drawing the gap to the
-next one rather than a random number per sample."""
+Heart rate every minute (or every 5), steps per 15 minutes, a resting heart rate on
+waking, and at night SDNN, SpO2, respiratory rate and sleep stages, on the member's
+clock. This is the bulk of a cohort (a benchmark asks for millions of samples), so
+samples are plain dicts with timestamps built by concatenation, a day at a time, and
+faults are placed by drawing the gap to the next one rather than a random number per
+sample."""
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from backend.ingest.formats.device_batch import MAX_SAMPLES
+from backend.synth import episodes as ep
 from backend.synth.manifest import Tally
 from backend.synth.members import CohortSpec, Member, stream_rng
 from backend.synth.timeline import (
@@ -35,6 +38,7 @@ from backend.synth.timeline import (
 )
 
 HEART_RATE = "8867-4"
+RESTING_HR = "40443-4"
 STEPS = "55423-8"
 HRV = "80404-7"
 SPO2 = "59408-5"
@@ -45,6 +49,7 @@ SLEEP_STAGE = "x-rejuve:sleep-stage"
 # rate of 0 when the strap loses contact, counters that wrapped below zero.
 IMPLAUSIBLE: dict[str, tuple[float, ...]] = {
     HEART_RATE: (0, 300, 19),
+    RESTING_HR: (0, 300),
     STEPS: (-1, -312),
     HRV: (0, 900),
     SPO2: (0, 12.5),
@@ -209,13 +214,20 @@ def _days(spec: CohortSpec, member: Member, rng: random.Random) -> Iterator[list
                     }
                 )
 
+    injected = ep.episodes(spec, member)
+    rest_rng = stream_rng(spec.seed, "device-resting-hr", member.member_id)
     for today in clock.days:
         # A night is made on the evening it starts, so tomorrow's plan (its wake time) is
         # drawn a day ahead.
         tomorrow = next(days)
+        cut = ep.effect(injected, clock.date(tomorrow.day)).sleep_cut if injected else 0
+        if cut:
+            tomorrow = dataclasses.replace(tomorrow, wake=max(tomorrow.wake - cut, 60))
+        today_effect = ep.effect(injected, clock.date(today)) if injected else ep.NONE
         stages.extend(night_stages(rng, today * DAY + plan.bed, (today + 1) * DAY + tomorrow.wake))
         states = day_states(plan)
-        targets = hr_targets(member, plan)
+        targets = [t + today_effect.rhr for t in hr_targets(member, plan)]
+        hrv_ms = member.hrv_ms * today_effect.hrv
         base = today * DAY
         lo = max(clock.first - base, 0)
         lo = -(-lo // step) * step
@@ -233,6 +245,11 @@ def _days(spec: CohortSpec, member: Member, rng: random.Random) -> Iterator[list
             hr += (targets[state] - hr) * alpha + (rnd() - 0.5) * 6.0
             start = prefix + suffix[mod]
             add({"code": HEART_RATE, "value": round(hr), "unit": hr_unit, "start": start})
+            if mod <= plan.wake < mod + step:
+                # The watch's own estimate of the night's resting heart rate, on waking
+                # (its own random stream: the other samples stay what they were).
+                rest = member.resting_hr + today_effect.rhr + rest_rng.gauss(0, 1.5)
+                add({"code": RESTING_HR, "value": round(rest), "unit": hr_unit, "start": start})
             if mod % 15 == 0:
                 steps = sum(CADENCE[s] for s in states[mod : mod + 15])
                 add(
@@ -252,7 +269,7 @@ def _days(spec: CohortSpec, member: Member, rng: random.Random) -> Iterator[list
                     rr = round(rr_base + (rnd() - 0.5) * 2.0, 1)
                     add({"code": RESPIRATORY_RATE, "value": rr, "unit": rr_unit, "start": start})
                 if mod % 60 == 20:
-                    sdnn = round(member.hrv_ms * (0.75 + 0.5 * rnd()), 1)
+                    sdnn = round(hrv_ms * (0.75 + 0.5 * rnd()), 1)
                     add({"code": HRV, "value": sdnn, "unit": "ms", "start": start})
             elif mod % 120 == 0:
                 spo2 = min(100, max(90, round(97.5 + (rnd() - 0.5) * 4)))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.synth.episodes import Episode
 from backend.synth.members import CohortSpec, Member
 
 
@@ -75,6 +76,8 @@ class Manifest:
     spec: CohortSpec
     members: tuple[Member, ...]
     files: tuple[FileEntry, ...] = field(default=())
+    # Ground truth of the injected episodes (`CohortSpec.episode_share`).
+    episodes: tuple[Episode, ...] = field(default=())
 
     def totals(self) -> dict[str, int]:
         keys = ("records", "samples", "rejected", "bad", "duplicates", "unmapped")
@@ -92,6 +95,7 @@ class Manifest:
                 {**dataclasses.asdict(m), "member_id": str(m.member_id)} for m in self.members
             ],
             "files": [dataclasses.asdict(f) for f in self.files],
+            "episodes": [e.to_json() for e in self.episodes],
         }
 
     def to_json(self) -> bytes:
@@ -106,4 +110,5 @@ class Manifest:
             Member(**{**m, "member_id": uuid.UUID(m["member_id"])}) for m in raw["members"]
         )
         files = tuple(FileEntry(**f) for f in raw["files"])
-        return cls(CohortSpec(**spec_raw), members, files)
+        found = tuple(Episode.from_json(e) for e in raw.get("episodes", ()))
+        return cls(CohortSpec(**spec_raw), members, files, found)

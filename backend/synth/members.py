@@ -26,6 +26,9 @@ class CohortSpec:
     # instead of every minute; 0 gives per-minute heart rate for everyone.
     five_minute_hr_share: float = 0.2
     apple_exports: int = 3  # how many members (the first ones) also upload an export.xml
+    # Share of members given one injected episode (backend/synth/episodes.py): ground
+    # truth for measuring alert detection, listed in the manifest.
+    episode_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.members < 0 or self.days < 1:
@@ -36,7 +39,13 @@ class CohortSpec:
             # Samples fall on whole minutes of the member's clock; a start between two
             # minutes would give the first day a partial minute.
             raise ValueError("start must be a whole minute")
-        for name in ("bad_rate", "duplicate_rate", "gap_rate", "five_minute_hr_share"):
+        for name in (
+            "bad_rate",
+            "duplicate_rate",
+            "gap_rate",
+            "five_minute_hr_share",
+            "episode_share",
+        ):
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {rate}")

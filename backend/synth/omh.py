@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from backend.synth import episodes as ep
 from backend.synth.faults import FUTURE, Faults, implausible
 from backend.synth.fhir import Shared
 from backend.synth.manifest import Tally
@@ -60,7 +61,11 @@ def points(spec: CohortSpec, member: Member, shared: list[Shared]) -> tuple[byte
     rng = stream_rng(spec.seed, "omh", member.member_id)
     faults = Faults(stream_rng(spec.seed, "omh-faults", member.member_id), spec)
     made: list[_Point] = []
+    injected = ep.episodes(spec, member)
     for index, date in enumerate(local_dates(spec, member)):
+        today = ep.effect(injected, date) if injected else ep.NONE
+        # The night that starts this evening ends tomorrow morning.
+        tonight = ep.effect(injected, date + dt.timedelta(days=1)) if injected else ep.NONE
         # Seconds 1..29: the other sources of this member write :00 or :30 and later, so
         # a reading here never repeats theirs by accident.
         when = spot(spec, member, date, 390 + rng.randrange(90), rng.randrange(1, 30))
@@ -79,7 +84,7 @@ def points(spec: CohortSpec, member: Member, shared: list[Shared]) -> tuple[byte
             made.append(_Point("blood-pressure", when, body, _SCALE))
         for hour in (9, 13, 17, 21):
             when = spot(spec, member, date, hour * 60 + rng.randrange(60), rng.randrange(1, 30))
-            value = round(member.resting_hr + 8 + rng.gauss(0, 5))
+            value = round(member.resting_hr + 8 + rng.gauss(0, 5) + today.rhr)
             if when is not None:
                 body = {
                     "heart_rate": {"value": value, "unit": "beats/min"},
@@ -92,7 +97,7 @@ def points(spec: CohortSpec, member: Member, shared: list[Shared]) -> tuple[byte
         if midnight is not None and midnight + dt.timedelta(days=1) <= spec.end:
             made.append(_interval("step-count", midnight, dt.timedelta(days=1), steps))
         onset = spot(spec, member, date, 1350 + rng.randrange(75), rng.randrange(1, 30))
-        length = dt.timedelta(minutes=rng.randrange(360, 540))
+        length = dt.timedelta(minutes=rng.randrange(360, 540) - tonight.sleep_cut)
         if onset is not None:
             made.append(_interval("sleep-episode", onset, length, None))
     for result in shared:
