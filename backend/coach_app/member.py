@@ -36,7 +36,7 @@ CATEGORIES = tuple(sorted({m.category for m in CATALOG.values()}))
 _DEBOUNCE_MS = 250
 
 
-def consenthtml(consent: dict[str, Any]) -> str:
+def consent_html(consent: dict[str, Any]) -> str:
     """Coaching consent per category: granted, withheld by the member's choice (withdrawn),
     or never given."""
     latest = {e["category"]: e for e in consent.get("effective", []) if e["purpose"] == "coaching"}
@@ -62,11 +62,12 @@ def consenthtml(consent: dict[str, Any]) -> str:
     )
 
 
-def labshtml(labs: list[dict[str, Any]]) -> str:
-    if not labs:
+def labs_html(labs: list[dict[str, Any]]) -> str:
+    latest = [lab for lab in labs if lab.get("latest", True)]
+    if not latest:
         return "<h3>Labs</h3><p>No lab results (or none shared).</p>"
     rows = []
-    for lab in labs:
+    for lab in latest:
         low, high = lab.get("ref_low"), lab.get("ref_high")
         ref = f"{'' if low is None else low} - {'' if high is None else high}"
         flag = lab.get("flag") or ""
@@ -79,10 +80,11 @@ def labshtml(labs: list[dict[str, Any]]) -> str:
     return (
         '<h3>Labs</h3><table class="labs"><tr><th>test</th><th>value</th>'
         "<th>reference range</th><th>flag</th><th>date</th></tr>" + "".join(rows) + "</table>"
+        f"<p><small>latest result per test; {len(labs) - len(latest)} earlier results</small></p>"
     )
 
 
-def evidencehtml(alert: dict[str, Any]) -> str:
+def evidence_html(alert: dict[str, Any]) -> str:
     baseline = alert.get("baseline")
     base = (
         f"<p>baseline: median {baseline.get('median')}, MAD {baseline.get('mad')},"
@@ -116,6 +118,7 @@ class MemberPage:
         self.status = html("", css_classes=["zoom-status"], name="zoom-status")
         self.alerts = pn.Column(name="alerts")
         self._pending: Any = None
+        self._shown = 0  # redraws so far: the page's `data-seq` (tests wait on it)
 
     def _fetch(self, window: zoom.Window) -> list[Point]:
         return self.api.timeline(
@@ -145,8 +148,8 @@ class MemberPage:
             pn.Row(
                 pn.Column(html("<h3>Alerts</h3>"), self.alerts, width=560),
                 pn.Column(
-                    html(consenthtml(consent)),
-                    html(self._section(lambda: labshtml(self.api.labs(self.member)))),
+                    html(consent_html(consent)),
+                    html(self._section(lambda: labs_html(self.api.labs(self.member)))),
                     width=560,
                 ),
             ),
@@ -165,8 +168,10 @@ class MemberPage:
         started = dt.datetime.now(dt.UTC)
         window = self.charts.show(start, end)
         took = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
+        self._shown += 1
         self.status.object = (
-            f'<span class="resolution" data-bucket="{window.bucket or "raw"}">'
+            f'<span class="resolution" data-bucket="{window.bucket or "raw"}"'
+            f' data-seq="{self._shown}">'
             f"resolution: {window.label}</span> &middot; {start:%d %b %H:%M} - {end:%d %b %H:%M}"
             f" UTC <small>({took:.0f} ms)</small>"
         )
@@ -221,7 +226,7 @@ class MemberPage:
         order = {"open": 0, "acknowledged": 1, "dismissed": 2}
         items: list[Any] = []
         for alert in sorted(alerts, key=lambda a: (order.get(a["status"], 3), a["fired_at"])):
-            items.append(html(evidencehtml(alert), sizing_mode="stretch_width"))
+            items.append(html(evidence_html(alert), sizing_mode="stretch_width"))
             row: list[Any] = [self._show_button(alert)]
             if alert["status"] == "open":
                 note = pn.widgets.TextInput(placeholder="note (optional)", width=200)

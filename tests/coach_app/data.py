@@ -121,6 +121,7 @@ def coached_members(
     end: dt.datetime,
     hr_every: int = 5,
     episodes: int = 0,
+    source: str = "coach-test",
 ) -> list[uuid.UUID]:
     """`count` new members assigned to `coach`, consenting to coaching (wearables, labs,
     sleep, activity), with `days` of data each; the first `episodes` of them end in a
@@ -129,7 +130,7 @@ def coached_members(
     with ctx.db.connect("owner") as conn:
         for i, m in enumerate(members):
             episode = 3 if i < episodes else 0
-            write(conn, wearable_rows(m, end, days, i, hr_every, episode_days=episode))
+            write(conn, wearable_rows(m, end, days, i, hr_every, episode_days=episode), source)
     with ctx.db.connect("backend") as conn:
         consent.grant_all(
             conn,
