@@ -121,9 +121,27 @@ class MemberPage:
         self._shown = 0  # redraws so far: the page's `data-seq` (tests wait on it)
 
     def _fetch(self, window: zoom.Window) -> list[Point]:
-        return self.api.timeline(
-            self.member, window.start, window.end, timelines.CODES, window.bucket
-        )
+        if window.bucket != "day":
+            return self.api.timeline(
+                self.member, window.start, window.end, timelines.CODES, window.bucket
+            )
+        # By day, sleep is the night's time asleep from the daily summaries (the episodes
+        # overlap: in bed, and each stage in it); closer in, the episodes themselves.
+        codes = [c for c in timelines.CODES if c != timelines.SLEEP.code]
+        points = self.api.timeline(self.member, window.start, window.end, codes, "day")
+        days = min(366, (self.now - window.start).days + 1)
+        return points + [
+            Point(
+                dt.datetime.combine(dt.date.fromisoformat(str(row["day"])), dt.time(), dt.UTC),
+                timelines.SLEEP.code,
+                float(row["sleep_minutes"]),
+                1,
+                None,
+                None,
+            )
+            for row in self.api.daily(self.member, days)
+            if row.get("sleep_minutes") is not None
+        ]
 
     def view(self) -> Any:
         try:

@@ -21,6 +21,8 @@ from backend.coach_app.client import BackendRefused, CoachApi, NotYours, tls_con
 from backend.coach_app.config import PREFIX, CoachConfig
 from backend.coach_app.style import html
 
+THREADS = 4
+
 
 def _header(config: CoachConfig) -> Any:
     user = escape(pn.state.user or "?")
@@ -75,6 +77,9 @@ def serve(config: CoachConfig) -> None:
     # Panel's OAuth handlers fetch the token with tornado's HTTP client, whose default
     # TLS context reads SSL_CERT_FILE when it is made: our CA, for the Hub's certificate.
     os.environ["SSL_CERT_FILE"] = config.ca_file
+    # Pages call the backend synchronously: widget callbacks run on a few threads, so one
+    # coach's slow answer does not hold up every other session's clicks.
+    pn.config._nthreads = THREADS  # the setting behind PANEL_NUM_THREADS
     hub = config.hub_url
 
     # Functions, not partials: Panel calls a function once per session, but would show

@@ -34,8 +34,16 @@ METRICS = (
     Metric("hr", "8867-4", "Heart rate", "beats/min", "line"),
     Metric("hrv", "80404-7", "HRV (SDNN)", "ms", "line"),
     Metric("steps", "55423-8", "Steps", "steps", "bars"),
-    Metric("sleep", "x-rejuve:sleep-stage", "Sleep episodes", "hours", "bars", 1 / 60),
+    Metric(
+        "sleep",
+        "x-rejuve:sleep-stage",
+        "Sleep (time asleep per night; zoomed in: the episodes)",
+        "hours",
+        "bars",
+        1 / 60,
+    ),
 )
+SLEEP = METRICS[-1]
 CODES = tuple(m.code for m in METRICS)
 _BAR_WIDTH = {"day": 86_400_000 * 0.8, "hour": 3_600_000 * 0.8, None: 60_000.0}
 
