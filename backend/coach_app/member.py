@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from html import escape
 from typing import Any
 
@@ -34,6 +35,8 @@ PRESETS = {
 CATEGORIES = tuple(sorted({m.category for m in CATALOG.values()}))
 # Mouse zooms settle before the page asks the backend again (ms).
 _DEBOUNCE_MS = 250
+# Questions a page asks the backend side by side (shared by the sessions of the process).
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="coach-backend")
 
 
 def consent_html(consent: dict[str, Any]) -> str:
@@ -128,8 +131,10 @@ class MemberPage:
         # By day, sleep is the night's time asleep from the daily summaries (the episodes
         # overlap: in bed, and each stage in it); closer in, the episodes themselves.
         codes = [c for c in timelines.CODES if c != timelines.SLEEP.code]
-        points = self.api.timeline(self.member, window.start, window.end, codes, "day")
         days = min(366, (self.now - window.start).days + 1)
+        # Both questions at once: the page waits for the slower one, not for their sum.
+        daily = _POOL.submit(self.api.daily, self.member, days)
+        points = self.api.timeline(self.member, window.start, window.end, codes, "day")
         return points + [
             Point(
                 dt.datetime.combine(dt.date.fromisoformat(str(row["day"])), dt.time(), dt.UTC),
@@ -139,24 +144,29 @@ class MemberPage:
                 None,
                 None,
             )
-            for row in self.api.daily(self.member, days)
+            for row in daily.result()
             if row.get("sleep_minutes") is not None
         ]
 
     def view(self) -> Any:
-        try:
-            consent = self.api.consent(self.member)
-        except NotYours:
-            return refused()
+        """The page with its charts drawn; alerts and labs fill in once it shows
+        (`pn.state.onload`): the first render waits only for what it draws."""
+        consent_asked = _POOL.submit(self.api.consent, self.member)
         end = _ceil_hour(self.now)
         self.charts = timelines.Timelines(self._fetch, end - PRESETS["90 days"], end)
-        self._show(end - PRESETS["90 days"], end)
+        try:
+            self._show(end - PRESETS["90 days"], end)
+            consent = consent_asked.result()
+        except NotYours:
+            return refused()
         self.charts.x_range.on_change("end", self._ranged)
         buttons = pn.widgets.RadioButtonGroup(  # type: ignore[no-untyped-call]
             options=list(PRESETS), value="90 days", name="zoom", button_type="primary"
         )
         buttons.param.watch(self._preset, "value")
-        self._render_alerts()
+        self.alerts[:] = [html("<p>loading alerts...</p>")]
+        self.labs = html("<h3>Labs</h3><p>loading...</p>")
+        pn.state.onload(self._load_sections)
         return pn.Column(
             html(
                 f'<a href="./">&larr; triage</a><h2>Member <code>{escape(self.member)}</code></h2>'
@@ -165,14 +175,15 @@ class MemberPage:
             pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),  # type: ignore[no-untyped-call]
             pn.Row(
                 pn.Column(html("<h3>Alerts</h3>"), self.alerts, width=560),
-                pn.Column(
-                    html(consent_html(consent)),
-                    html(self._section(lambda: labs_html(self.api.labs(self.member)))),
-                    width=560,
-                ),
+                pn.Column(html(consent_html(consent)), self.labs, width=560),
             ),
             sizing_mode="stretch_width",
         )
+
+    def _load_sections(self) -> None:
+        labs = _POOL.submit(self._section, lambda: labs_html(self.api.labs(self.member)))
+        self._render_alerts()
+        self.labs.object = labs.result()
 
     def _section(self, make: Callable[[], str]) -> str:
         try:

@@ -101,7 +101,14 @@ class Timelines:
         self, fetch: Callable[[zoom.Window], list[Point]], start: dt.datetime, end: dt.datetime
     ) -> None:
         self._fetch = fetch
-        self.x_range = Range1d(start=_ms(start), end=_ms(end))
+        # The mouse zooms no closer than a quarter of an hour, no wider than the backend's
+        # longest range.
+        self.x_range = Range1d(
+            start=_ms(start),
+            end=_ms(end),
+            min_interval=15 * 60_000,
+            max_interval=366 * 86_400_000,
+        )
         self.sources = {m.key: ColumnDataSource(_empty(m)) for m in METRICS}
         self.figures = [self._figure(m) for m in METRICS]
         self.window: zoom.Window | None = None
