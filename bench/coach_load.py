@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--coach", default="demo-coach")
     ap.add_argument("--password-entry", default="hub_demo_coach")
+    ap.add_argument("--think", default="2,8", help="seconds between a session's requests")
     args = ap.parse_args()
     console = Console()
     ctx = StackContext.from_env()
@@ -57,6 +58,7 @@ def main() -> None:
         "COACH_LOAD_PASSWORD": password,
         "COACH_LOAD_TOKEN": token,
         "COACH_LOAD_MEMBERS": ",".join(members),
+        "COACH_LOAD_THINK": args.think,
     }
     locust = str(Path(sys.executable).parent / "locust")
     done = subprocess.run(
@@ -88,7 +90,8 @@ def main() -> None:
     with Path(f"{prefix}_stats.csv").open() as fh:
         stats = list(csv.DictReader(fh))
     table = Table(
-        title=f"{args.users} concurrent coach sessions, {args.seconds} s (locust)",
+        title=f"{args.users} concurrent coach sessions, {args.seconds} s, think {args.think} s"
+        f" (locust); load average {os.getloadavg()[0]:.1f}",
         title_justify="left",
     )
     for col in ("request", "count", "failures", "p50 ms", "p95 ms", "max ms", "req/s"):
@@ -105,7 +108,16 @@ def main() -> None:
         )
     console.print(table)
     (RESULTS / "coach_load.json").write_text(
-        json.dumps({"users": args.users, "seconds": args.seconds, "stats": stats}, indent=2)
+        json.dumps(
+            {
+                "users": args.users,
+                "seconds": args.seconds,
+                "think_s": args.think,
+                "load_average": os.getloadavg(),
+                "stats": stats,
+            },
+            indent=2,
+        )
     )
     if done.returncode != 0:
         console.print(done.stdout[-2000:], done.stderr[-2000:])

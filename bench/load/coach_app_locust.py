@@ -31,7 +31,8 @@ SPANS = [dt.timedelta(days=7), dt.timedelta(days=1), dt.timedelta(hours=1)]
 
 class Coach(HttpUser):
     host = HUB
-    wait_time = between(0.5, 2)
+    # A coach reads what they opened before the next click (COACH_LOAD_THINK: min,max s).
+    wait_time = between(*(float(x) for x in os.environ.get("COACH_LOAD_THINK", "2,8").split(",")))
 
     def on_start(self) -> None:
         self.client.verify = CA
