@@ -253,3 +253,23 @@ def test_a_coach_gets_no_notebook_server(
     services = page.locator("a.dropdown-item", has_text="coach")
     assert services.count() == 1
     assert services.get_attribute("href") == APP
+
+
+def test_only_coaches_may_use_the_app(ctx: Runtime, chromium: Browser) -> None:
+    """A researcher is refused by the Hub (the app's OAuth scope is the coach group's) and
+    is shown no link to it; they keep their notebook as before."""
+    name, password = f"cr-{secrets.token_hex(3)}", f"researcher pass {secrets.token_hex(3)}"
+    hub_auth.add_user(ctx.hub.user_store, name, password, ["researcher"], rounds=4)
+    s = _session(chromium)
+    try:
+        s.page.goto(f"{ctx.hub.url}{APP}")
+        _log_in(ctx, s.page, name, password)
+        s.page.wait_for_load_state()
+        assert s.page.locator("tr.triage-row").count() == 0
+        _shot(s.page, "09-researcher-refused")
+        assert "do not have permission to access JupyterHub service coach" in s.page.content()
+        s.page.goto(f"{ctx.hub.url}/hub/home")
+        assert s.page.locator("a.dropdown-item", has_text="coach").count() == 0
+    finally:
+        s.context.close()
+        hub_auth.remove_user(ctx.hub.user_store, name)
