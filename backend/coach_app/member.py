@@ -20,6 +20,7 @@ from bokeh.layouts import column
 from backend.coach_app import timelines, zoom
 from backend.coach_app.client import BackendRefused, CoachApi, NotYours, Point
 from backend.coach_app.style import html
+from backend.coach_app.triage import baseline_text
 from backend.ingest.catalog import CATALOG
 
 # Zoom presets: label -> span; each ends where the range on screen ends.
@@ -88,13 +89,8 @@ def labs_html(labs: list[dict[str, Any]]) -> str:
 
 
 def evidence_html(alert: dict[str, Any]) -> str:
-    baseline = alert.get("baseline")
-    base = (
-        f"<p>baseline: median {baseline.get('median')}, MAD {baseline.get('mad')},"
-        f" {baseline.get('days')} days</p>"
-        if baseline
-        else ""
-    )
+    base = baseline_text(alert.get("baseline"))
+    base = f"<p>{base}</p>" if base else ""
     rows = "".join(
         f"<tr><td>{escape(str(e['at'])[:16])}</td><td>{escape(str(e['code']))}</td>"
         f"<td>{e['value']:.4g} {escape(str(e['unit']))}</td></tr>"

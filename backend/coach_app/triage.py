@@ -21,14 +21,19 @@ def ago(iso: str | None, now: dt.datetime) -> str:
     return f"{int(seconds // 86_400)} days ago"
 
 
-def _flag(f: dict[str, Any]) -> str:
-    baseline = f.get("baseline")
-    base = (
-        f"; baseline median {baseline['median']:.4g}, MAD {baseline['mad']:.3g} over"
-        f" {baseline['days']} days"
-        if baseline
-        else ""
+def baseline_text(baseline: dict[str, Any] | None) -> str:
+    """A personal rule's baseline in words ('' for a generic rule); numbers only."""
+    if not baseline:
+        return ""
+    return (
+        f"baseline median {float(baseline['median']):.4g}, MAD {float(baseline['mad']):.3g}"
+        f" over {int(baseline['days'])} days"
     )
+
+
+def _flag(f: dict[str, Any]) -> str:
+    base = baseline_text(f.get("baseline"))
+    base = f"; {base}" if base else ""
     title = (
         f"rule {f['rule']} v{f['version']} ({f['kind']}): {f['metric']} = {f['value']:.4g},"
         f" threshold {f['threshold']}{base}; {f['coverage_days']} days with data"

@@ -22,12 +22,12 @@ import pytest
 from backend.governance import consent
 from backend.identity import hub_auth
 from backend.runtime import Runtime
-from tests.browser import launch
+from tests.browser import launch, local_only
 from tests.coach_app.data import coached_members, detect_alerts
 from tests.seed import wait_rolled_up
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Route
+    from playwright.sync_api import Browser, BrowserContext, Page
 
 REPO = Path(__file__).resolve().parents[2]
 ARTEFACTS = Path(os.environ.get("REJUVE_TEST_ARTEFACTS") or REPO / "test-artefacts") / "coach-app"
@@ -85,17 +85,8 @@ def chromium(ctx: Runtime) -> Iterator[Browser]:
 
 
 def _session(browser: Browser) -> Session:
-    blocked: list[str] = []
-
-    def only_local(route: Route) -> None:
-        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.route("**/*", only_local)
+    blocked = local_only(context)
     page = context.new_page()
     page.set_default_timeout(60_000)
     return Session(browser, context, page, blocked)
