@@ -137,7 +137,7 @@ def test_the_coach_sees_exactly_their_members_worst_first(
     page.goto(f"{ctx.hub.url}{APP}")
     rows = page.locator("tr.triage-row")
     rows.first.wait_for()
-    shown = [rows.nth(i).get_attribute("data-member") for i in range(rows.count())]
+    shown = [rows.nth(i).get_attribute("data-member") or "" for i in range(rows.count())]
     assert sorted(shown) == sorted(str(m) for m in coaching.members)
     # The member with the episode has open alerts and flags: first.
     assert shown[0] == str(coaching.members[0])
