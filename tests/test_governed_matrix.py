@@ -9,6 +9,7 @@ Deny by default is the table's default too: a role not listed for an endpoint mu
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import ssl
 import uuid
 from collections.abc import Callable, Iterator
@@ -133,6 +134,29 @@ def _researcher(w: World, role: str, which: str) -> Request:
     return "", None, {"researcher": w.names["researcher"]}
 
 
+_ALERT_DAYS = itertools.count()
+
+
+def _alert(action: str) -> Build:
+    """A fresh alert about the coach's member (own) or somebody else's (other), as the
+    detector stores them."""
+
+    def build(w: World, role: str, which: str) -> Request:
+        member = w.ann if which == "own" else w.bob
+        with w.backend.ctx.db.connect("owner") as conn:
+            row = conn.execute(
+                "insert into analytics.alerts (member_id, rule_id, rule_version, kind, metric,"
+                " day, value, threshold, explanation, evidence) values (%s, 'rhr-up', 1,"
+                " 'personal', 'resting_hr', date '2000-01-01' + %s, 80, '-', 'matrix', '[]')"
+                " returning alert_id",
+                (member, next(_ALERT_DAYS)),
+            ).fetchone()
+        assert row is not None
+        return f"/v1/alerts/{row[0]}/{action}", None, {"note": "matrix"}
+
+    return build
+
+
 def _at(path: str, body: Build) -> Build:
     return lambda w, role, which: (path, None, body(w, role, which)[2])
 
@@ -163,6 +187,18 @@ MATRIX: dict[str, Row] = {
     ),
     "GET /v1/members/{member}/features": Row(
         _member_path("features"), {"member": (200, 403), "coach": (200, 404)}
+    ),
+    "GET /v1/coach/triage": Row(_fixed("/v1/coach/triage"), {"coach": (200, None)}, ("own",)),
+    "GET /v1/members/{member}/alerts": Row(
+        _member_path("alerts"), {"member": (200, 403), "coach": (200, 404)}
+    ),
+    "POST /v1/alerts/{alert}/acknowledge": Row(_alert("acknowledge"), {"coach": (200, 404)}),
+    "POST /v1/alerts/{alert}/dismiss": Row(_alert("dismiss"), {"coach": (200, 404)}),
+    "GET /v1/members/{member}/labs": Row(
+        _member_path("labs"), {"member": (200, 403), "coach": (200, 404)}
+    ),
+    "GET /v1/members/{member}/daily": Row(
+        _member_path("daily"), {"member": (200, 403), "coach": (200, 404)}
     ),
     "GET /v1/feature-views": Row(
         _fixed("/v1/feature-views"), {"researcher": (200, None), "coach": (200, None)}, ("own",)

@@ -135,6 +135,44 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /v1/members/{member}/features": {
         "params": {"member": "self", "service": "coaching_overview"},
     },
+    "GET /v1/coach/triage": {
+        "answer": {
+            "as_of": "2026-11-27T08:00:00+00:00",
+            "members": [
+                {
+                    "member": _MEMBER,
+                    "last_sync": "2026-11-27T06:41:00+00:00",
+                    "wear_coverage_7d": 0.83,
+                    "consent": {"coaching": "granted", "withheld_categories": ["labs"]},
+                    "open_alerts": 1,
+                    "score": 3.0,
+                    "flags": [
+                        {
+                            "rule": "rhr-up",
+                            "version": 1,
+                            "kind": "personal",
+                            "metric": "resting_hr",
+                            "value": 72.0,
+                            "threshold": "3-day median > baseline median +"
+                            " max(3 x 1.4826 x MAD, 5 /min)",
+                            "baseline": {"median": 60.5, "mad": 1.0, "days": 27},
+                            "coverage_days": 30,
+                            "explanation": "Resting heart rate well above this member's own"
+                            " 28-day baseline ...",
+                        }
+                    ],
+                }
+            ],
+        }
+    },
+    "GET /v1/members/{member}/alerts": {"params": {"member": _MEMBER, "status": "open"}},
+    "POST /v1/alerts/{alert}/acknowledge": {
+        "params": {"alert": _QUARANTINE},
+        "body": {"note": "called the member, a cold"},
+    },
+    "POST /v1/alerts/{alert}/dismiss": {"params": {"alert": _QUARANTINE}, "body": {"note": None}},
+    "GET /v1/members/{member}/labs": {"params": {"member": _MEMBER}},
+    "GET /v1/members/{member}/daily": {"params": {"member": _MEMBER, "days": 30}},
     "POST /v1/studies/{study}/training-set": {
         "params": {"study": "demo-sleep"},
         "body": {

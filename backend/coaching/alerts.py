@@ -4,14 +4,14 @@ what a coach did with them.
 
 Detection (`detect`, run by the `detect-alerts` flow as the refiner role, which owns the
 analytics zone) reads `analytics.member_daily`, evaluates each rule as of each day in the
-range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version, day):
-a re-run over the same days adds nothing. A rule that fired for a member stays quiet for
-`REFRACTORY_DAYS` days (an episode is one alert, not one a day), counting alerts already
-stored; a condition that persists (the flag fired the day before as well) is not alerted
-again until `REMIND_DAYS` after its last alert. Consent is not applied here but when
-alerts are read: an alert reads one category (its rule's), and only a viewer who may see
-that category sees it, so a withdrawal hides alerts at once and a new grant shows them
-again."""
+range, and inserts what fires with ON CONFLICT DO NOTHING on (member, rule, version,
+metric, day): a re-run over the same days adds nothing. Lab results of those days are
+checked against the lab catalogue (`lab-out-of-range`, `glucose-high`), one alert each.
+An episode is one alert, not one a day: see `_quiet` (alerts already stored count).
+
+Consent is applied when alerts are read, not here: an alert reads one category (its
+rule's), and only a viewer who may see that category sees it, so a withdrawal hides
+alerts at once and a new grant shows them again."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from backend.coaching import flags as fl
+from backend.coaching import labs as lab_catalogue
 from backend.coaching.rules import BY_ID, REFRACTORY_DAYS, REMIND_DAYS, RULES, Rule
-from backend.coaching.triage import series_of
+from backend.coaching.triage import days_of
 from backend.governance.consent import CATEGORIES
 
 Status = Literal["open", "acknowledged", "dismissed"]
@@ -50,11 +51,13 @@ select member_id, rule_id, day from analytics.alerts
    and (%(members)s::uuid[] is null or member_id = any(%(members)s))
 """
 
+_LOCK = 0x72_6A_76_61  # "rjva"
+
 _INSERT = """
 insert into analytics.alerts (member_id, rule_id, rule_version, kind, metric, day, value,
                               threshold, explanation, evidence, baseline)
 values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-on conflict (member_id, rule_id, rule_version, day) do nothing
+on conflict (member_id, rule_id, rule_version, metric, day) do nothing
 """
 
 
@@ -73,15 +76,20 @@ def detect(
     end: dt.date,
     members: Iterable[uuid.UUID] | None = None,
     rules: tuple[Rule, ...] = RULES,
+    labs: bool = True,
 ) -> Detected:
     """Evaluate `rules` as of every day in [start, end] for every member with daily
-    summaries (or only `members`), and store new alerts; one transaction."""
+    summaries (or only `members`), and, with `labs`, every lab result of those days
+    against the lab catalogue; store new alerts; one transaction."""
     t0 = time.perf_counter()
     wanted = list(members) if members is not None else None
     since = fl.recent_window_start(start)
     fired_before: dict[tuple[uuid.UUID, str], list[dt.date]] = defaultdict(list)
     daily: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
     with conn.transaction():
+        # One detector at a time (the scheduled flow, `rejuve alerts detect`): each reads
+        # the alerts stored so far to keep an episode to one alert.
+        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK,))
         params = {"since": since, "end": end, "members": wanted}
         for member, *rest in conn.execute(_DAILY, params):
             daily[member].append(tuple(rest))
@@ -92,10 +100,10 @@ def detect(
         fired = inserted = evaluated = 0
         rows = []
         for member, days in daily.items():
-            series = series_of(days, everything)
+            series = days_of(days, everything)
             day = start
             while day <= end:
-                if day in series:
+                if series.has(day):
                     evaluated += 1
                     for flag in fl.flags(series, day, everything, rules):
                         fired += 1
@@ -105,6 +113,10 @@ def detect(
                         past.append(day)
                         rows.append(_row(member, flag))
                 day += dt.timedelta(days=1)
+        if labs:
+            found = _lab_alerts(conn, start, end, wanted)
+            fired += len(found)
+            rows += found
         if rows:
             with conn.cursor() as cur:
                 cur.executemany(_INSERT, rows)
@@ -112,20 +124,50 @@ def detect(
     return Detected(len(daily), evaluated, fired, max(inserted, 0), time.perf_counter() - t0)
 
 
-def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Series) -> bool:
+# Each member's latest lab result per code and UTC day, from the daily rollups (`last` is
+# the day's latest value; labs come a few times a year, rarely twice a day).
+_LAB_DAYS = """
+select member_id, code, last, unit, last_at from analytics.rollup_daily
+ where code = any(%(labs)s) and bucket >= %(lo)s and bucket < %(hi)s
+   and (%(members)s::uuid[] is null or member_id = any(%(members)s))
+"""
+
+
+def _lab_alerts(
+    conn: psycopg.Connection, start: dt.date, end: dt.date, members: list[uuid.UUID] | None
+) -> list[tuple[Any, ...]]:
+    """An alert per lab result outside its reference range (and per high glucose): each
+    result is news of its own, so no quiet period; one per member, code and day."""
+    lo = dt.datetime.combine(start, dt.time(), dt.UTC)
+    hi = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC)
+    rows = []
+    params = {"labs": list(lab_catalogue.LAB_CODES), "lo": lo, "hi": hi, "members": members}
+    for member, code, value, unit, at in conn.execute(_LAB_DAYS, params):
+        for flag in fl.lab_flags([(code, float(value), unit, at)], at.date()):
+            rows.append(_row(member, flag))
+    return rows
+
+
+def _quiet(past: list[dt.date], flag: fl.Flag, series: fl.Days) -> bool:
     """Whether the flag's rule stays quiet on its day, given the rule's earlier alerts for
-    this member: one within `REFRACTORY_DAYS` (`REMIND_DAYS` for a generic rule), or one
-    within `REMIND_DAYS` while the flag also fired the day before (a condition that
-    lasts, not a new one)."""
+    this member. A generic rule (a state, such as high blood pressure) alerts once per
+    `REMIND_DAYS`. A personal rule stays quiet `REFRACTORY_DAYS` after an alert, and after
+    that while the flag has fired every day since the alert (the same episode, reminded
+    after `REMIND_DAYS`); once it has stopped, firing again is a new episode."""
     ago = [(flag.day - d).days for d in past if d <= flag.day]
-    # A generic threshold is about a state (high blood pressure), not a change: once a
-    # reminder period, even when the value hovers around the threshold.
-    quiet = REMIND_DAYS if flag.rule.kind == "generic" else REFRACTORY_DAYS
-    if any(a < quiet for a in ago):
-        return True
-    if not any(a < REMIND_DAYS for a in ago):
+    if not ago:
         return False
-    return fl.evaluate(flag.rule, series, flag.day - dt.timedelta(days=1)) is not None
+    last = min(ago)
+    if flag.rule.kind == "generic":
+        return last < REMIND_DAYS
+    if last < REFRACTORY_DAYS:
+        return True
+    if last >= REMIND_DAYS:
+        return False
+    return all(
+        fl.evaluate(flag.rule, series, flag.day - dt.timedelta(days=back)) is not None
+        for back in range(1, last)
+    )
 
 
 def _row(member: uuid.UUID, flag: fl.Flag) -> tuple[Any, ...]:

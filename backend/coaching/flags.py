@@ -10,9 +10,10 @@ baseline and two in the recent window: never a flag on too little data."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,20 +79,71 @@ class Flag:
         ]
 
 
+class Days:
+    """A member's daily values by metric, as sorted day numbers (ordinals) and values: a
+    window is two bisections, not a lookup per day (the triage list evaluates every rule
+    for a few hundred members per request)."""
+
+    def __init__(self, columns: Mapping[str, tuple[list[int], list[float]]]) -> None:
+        self.columns = columns
+
+    @classmethod
+    def of(cls, series: Series) -> Days:
+        columns: dict[str, tuple[list[int], list[float]]] = {}
+        for day in sorted(series):
+            for metric, value in series[day].items():
+                if value is not None:
+                    days, values = columns.setdefault(metric, ([], []))
+                    days.append(day.toordinal())
+                    values.append(float(value))
+        return cls(columns)
+
+    @classmethod
+    def from_rows(
+        cls, rows: Iterable[Sequence[Any]], metrics: Sequence[str], visible: Collection[str]
+    ) -> Days:
+        """Rows of (day, value per metric), in day order, keeping only `visible` metrics."""
+        keep = [(i, m) for i, m in enumerate(metrics, start=1) if m in visible]
+        columns: dict[str, tuple[list[int], list[float]]] = {m: ([], []) for _, m in keep}
+        for row in rows:
+            ordinal = row[0].toordinal()
+            for i, m in keep:
+                value = row[i]
+                if value is not None:
+                    days, values = columns[m]
+                    days.append(ordinal)
+                    values.append(float(value))
+        return cls(columns)
+
+    def window(self, metric: str, first: dt.date, last: dt.date) -> list[tuple[dt.date, float]]:
+        column = self.columns.get(metric)
+        if column is None:
+            return []
+        days, values = column
+        lo = bisect.bisect_left(days, first.toordinal())
+        hi = bisect.bisect_right(days, last.toordinal())
+        return [(dt.date.fromordinal(days[i]), values[i]) for i in range(lo, hi)]
+
+    def has(self, day: dt.date) -> bool:
+        o = day.toordinal()
+        for days, _ in self.columns.values():
+            i = bisect.bisect_left(days, o)
+            if i < len(days) and days[i] == o:
+                return True
+        return False
+
+
+def _days(series: Series | Days) -> Days:
+    return series if isinstance(series, Days) else Days.of(series)
+
+
 def _values(
-    series: Series, metric: str, first: dt.date, last: dt.date
+    series: Series | Days, metric: str, first: dt.date, last: dt.date
 ) -> list[tuple[dt.date, float]]:
-    out = []
-    day = first
-    while day <= last:
-        value = series.get(day, {}).get(metric)
-        if value is not None:
-            out.append((day, float(value)))
-        day += dt.timedelta(days=1)
-    return out
+    return _days(series).window(metric, first, last)
 
 
-def baseline(series: Series, metric: str, before: dt.date) -> Baseline | None:
+def baseline(series: Series | Days, metric: str, before: dt.date) -> Baseline | None:
     """Median and MAD of `metric` over the `BASELINE_DAYS` days before `before`; None with
     fewer than `MIN_BASELINE_DAYS` days with data."""
     values = [
@@ -115,8 +167,9 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.0f} {unit}" if abs(value) >= 20 else f"{value:.1f} {unit}"
 
 
-def evaluate(rule: Rule, series: Series, day: dt.date) -> Flag | None:
+def evaluate(rule: Rule, series: Series | Days, day: dt.date) -> Flag | None:
     """The rule's flag for this member as of `day` (its window ends on `day`), or None."""
+    series = _days(series)
     first = day - dt.timedelta(days=rule.window_days - 1)
     recent = _values(series, rule.metric, first, day)
     base: Baseline | None = None
@@ -157,11 +210,12 @@ def evaluate(rule: Rule, series: Series, day: dt.date) -> Flag | None:
 
 
 def flags(
-    series: Series, day: dt.date, categories: Iterable[str], rules: Iterable[Rule] = RULES
+    series: Series | Days, day: dt.date, categories: Iterable[str], rules: Iterable[Rule] = RULES
 ) -> list[Flag]:
     """Every rule that fires as of `day`, among those reading a category in `categories`
     (what the viewer may see)."""
     allowed = set(categories)
+    series = _days(series)
     return [
         f
         for rule in rules

@@ -27,12 +27,12 @@ RECENT_DAYS = 3
 # this many scaled MADs (1.4826 x MAD estimates the standard deviation of normal data)...
 MAD_SCALE = 1.4826
 PERSONAL_Z = 3.0
-# After an alert of a personal rule, the same rule stays quiet for a member this many days:
-# an episode of several days is one alert, not one a day.
-REFRACTORY_DAYS = 7
-# A condition that lasts (the flag fired the day before too), and any generic rule's (a
-# member whose blood pressure is simply high), is alerted once, then again only as a
-# reminder after this many days.
+# After an alert of a personal rule, the same rule stays quiet for a member this many days,
+# and then for as long as the flag keeps firing every day: an episode of several days is
+# one alert, not one a day, while a new episode after a quiet day is alerted.
+REFRACTORY_DAYS = 2
+# A condition that lasts, and any generic rule's (a member whose blood pressure is simply
+# high), is alerted once, then again only as a reminder after this many days.
 REMIND_DAYS = 28
 
 

@@ -76,6 +76,7 @@ select member_id, day, resting_hr, hrv_ms, sleep_minutes, sleep_efficiency, step
        active_minutes, wear_minutes, bp_systolic, bp_diastolic, body_weight_kg
   from analytics.member_daily
  where member_id = any(%(members)s) and day >= %(since)s and day <= %(today)s
+ order by member_id, day
 """
 
 # The newest data of each member among the codes they share (rollup_daily: one row per
@@ -132,17 +133,11 @@ class Row:
         }
 
 
-def series_of(rows: list[tuple[Any, ...]], categories: frozenset[str]) -> fl.Series:
-    """member_daily rows (day first, then `DAILY_METRICS`) as a series, with what the
-    viewer may not see left out."""
-    return {
-        r[0]: {
-            m: (float(v) if v is not None else None)
-            for m, v in zip(DAILY_METRICS, r[1:], strict=True)
-            if METRIC_CATEGORY[m] in categories
-        }
-        for r in rows
-    }
+def days_of(rows: list[tuple[Any, ...]], categories: frozenset[str]) -> fl.Days:
+    """member_daily rows (day first, then `DAILY_METRICS`, in day order) as a member's
+    days, without the measures the viewer may not see."""
+    visible = {m for m in DAILY_METRICS if METRIC_CATEGORY[m] in categories}
+    return fl.Days.from_rows(rows, DAILY_METRICS, visible)
 
 
 def triage(conn: psycopg.Connection, coach: str, today: dt.date | None = None) -> list[Row]:
@@ -162,7 +157,8 @@ def _fill(
 ) -> None:
     since = fl.recent_window_start(today)
     daily: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
-    for r in conn.execute(_DAILY, {"members": sharing, "since": since, "today": today}):
+    found = conn.execute(_DAILY, {"members": sharing, "since": since, "today": today}).fetchall()
+    for r in found:
         daily[r[0]].append(r[1:])
     codes, code_cats = code_categories()
     for member, at in conn.execute(
@@ -195,14 +191,13 @@ def _fill(
     week_ago = today - dt.timedelta(days=7)
     for member in sharing:
         row = rows[member]
-        series = series_of(daily.get(member, []), row.categories)
-        row.flags = fl.flags(series, today, row.categories) + fl.lab_flags(
+        days = days_of(daily.get(member, []), row.categories)
+        row.flags = fl.flags(days, today, row.categories) + fl.lab_flags(
             latest.get(member, []), today
         )
         if "wearables" in row.categories:
             # The last 7 whole days (today is not over yet).
             worn = sum(
-                (series.get(week_ago + dt.timedelta(days=i), {}).get("wear_minutes") or 0)
-                for i in range(7)
+                v for _, v in days.window("wear_minutes", week_ago, today - dt.timedelta(days=1))
             )
             row.wear_coverage_7d = round(min(1.0, worn / (7 * 1440)), 3)

@@ -95,7 +95,7 @@ def w(ctx: Runtime) -> Iterator[World]:
                 _grant(m, cat, True, ctx)
         seed.wait_rolled_up(ctx, [ann, bob], timeout=120)
         with ctx.db.connect("refiner") as conn:
-            alerts.detect(conn, TODAY - dt.timedelta(days=3), TODAY, [ann, bob, wanda])
+            alerts.detect(conn, TODAY - dt.timedelta(days=11), TODAY, [ann, bob, wanda])
         api = Backend(ctx)
         yield World(api, tokens, names, ann, wanda, bob)
         api.close()
@@ -138,6 +138,19 @@ def test_alerts_say_why_they_fired(w: World) -> None:
     assert all(e["unit"] == "/min" for e in a["evidence"])
     assert sum(e["value"] >= 73 for e in a["evidence"]) >= 2
     assert TODAY - dt.timedelta(days=3) <= dt.date.fromisoformat(a["day"]) <= TODAY
+    # The lab result outside its range is an alert of its own, with the result as evidence.
+    (lab,) = [a for a in found if a["rule"] == "lab-out-of-range"]
+    taken = dt.datetime.combine(TODAY - dt.timedelta(days=10), dt.time(8), dt.UTC)
+    assert lab["metric"] == "4548-4" and lab["day"] == taken.date().isoformat()
+    assert lab["evidence"] == [
+        {
+            "code": "4548-4",
+            "at": taken.isoformat().replace("+00:00", "Z"),
+            "value": 6.3,
+            "unit": "%",
+        }
+    ]
+    assert lab["baseline"] is None and "5.6" in lab["threshold"]
 
 
 def test_detection_is_idempotent(ctx: Runtime, w: World) -> None:
@@ -236,3 +249,37 @@ def test_a_withdrawal_counts_on_the_next_request(ctx: Runtime, w: World) -> None
     finally:
         for cat in EVERYTHING:
             _grant(w.ann, cat, True, ctx)
+
+
+def test_bad_input_is_a_4xx_after_authentication(w: World) -> None:
+    for path, params in (
+        (f"/v1/members/{w.ann}/daily", {"days": 0}),
+        (f"/v1/members/{w.ann}/daily", {"days": 400}),
+        (f"/v1/members/{w.ann}/alerts", {"status": "bogus"}),
+    ):
+        r = w.api.call("GET", path, w.tokens["carol"], params=params)
+        assert r.status_code == 422, (path, params)
+        assert w.api.audit_of(r) == [(w.names["carol"], "denied", 422)]
+    r = w.api.call("GET", f"/v1/members/{w.ann}/daily", None, params={"days": 0})
+    assert r.status_code == 401  # a stranger learns nothing, not even what is valid
+    r = w.api.call("POST", "/v1/alerts/not-a-uuid/dismiss", w.tokens["carol"], json={})
+    assert r.status_code == 404
+    r = w.api.call(
+        "POST", f"/v1/alerts/{uuid.uuid4()}/dismiss", w.tokens["carol"], json={"note": "x" * 3000}
+    )
+    assert r.status_code == 422
+    r = w.api.call("GET", "/v1/members/not-a-member/labs", w.tokens["carol"])
+    assert r.status_code == 404
+
+
+def test_an_ended_assignment_counts_on_the_next_request(ctx: Runtime, w: World) -> None:
+    with ctx.db.connect("owner") as conn:
+        conn.execute(
+            "update governance.coach_assignments set revoked_at = now()"
+            " where coach = %s and member_id = %s",
+            (w.names["carol"], w.wanda),
+        )
+    rows = w.get("carol", "/v1/coach/triage")["members"]
+    assert [m["member"] for m in rows] == [str(w.ann)]
+    r = w.api.call("GET", f"/v1/members/{w.wanda}/daily", w.tokens["carol"])
+    assert r.status_code == 404

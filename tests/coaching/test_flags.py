@@ -1,7 +1,8 @@
 """Flags as pure functions of a member's days: personal baselines are robust (median/MAD)
 and never used on too little data; generic rules need their days; labs are flagged
 against the catalogue's ranges. And, on the stack's database, the detector's memory: one
-alert per episode, a lasting condition reminded only every `REMIND_DAYS`."""
+alert per episode (a new one after a quiet day alerts again), a lasting condition
+reminded only every `REMIND_DAYS`."""
 
 from __future__ import annotations
 
@@ -93,8 +94,8 @@ def test_the_detector_remembers(ctx: Runtime) -> None:
     with ctx.db.connect("owner") as conn:
         for i in range(70):
             day = first + dt.timedelta(days=i)
-            # Hypertensive throughout; one 4-day resting heart rate episode from day 40.
-            rhr = 75.0 if 40 <= i < 44 else 60.0 + (i % 3) * 0.5
+            # Hypertensive throughout; 4-day resting heart rate episodes from days 40 and 48.
+            rhr = 75.0 if 40 <= i < 44 or 48 <= i < 52 else 60.0 + (i % 3) * 0.5
             conn.execute(
                 "insert into analytics.member_daily (member_id, day, event_ts, resting_hr,"
                 " bp_systolic, wear_minutes) values (%s, %s, %s, %s, 150, 0)",
@@ -122,4 +123,5 @@ def test_the_detector_remembers(ctx: Runtime) -> None:
     assert again == 0 and done.inserted == len(got)
     bp = [(d - first).days for r, d in got if r == "bp-high"]
     assert bp == [1, 1 + REMIND_DAYS, 1 + 2 * REMIND_DAYS]  # the second day: min_days = 2
-    assert [(d - first).days for r, d in got if r == "rhr-up"] == [41]
+    # One alert per episode: the second comes after days without the flag.
+    assert [(d - first).days for r, d in got if r == "rhr-up"] == [41, 49]

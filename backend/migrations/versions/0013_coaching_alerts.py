@@ -1,8 +1,9 @@
 """Coaching alerts: what the `detect-alerts` flow found in the analytics zone, with the rule
 (id and version) that fired and the observations behind it, and what a coach did with it.
 
-- `analytics.alerts`: one row per member x rule x rule version x day (the detector inserts
-  with ON CONFLICT DO NOTHING, so a re-run adds nothing). `evidence` is the list of
+- `analytics.alerts`: one row per member x rule x rule version x metric x day (the
+  detector inserts with ON CONFLICT DO NOTHING, so a re-run adds nothing; the metric is
+  the rule's own, or the lab code for lab rules). `evidence` is the list of
   observations (code, time, value, unit) the rule looked at; `baseline` the member's own
   median/MAD when the rule is personal. Written by the detector (the refiner role, which
   owns the analytics zone); only the backend changes `status`, and only those columns.
@@ -50,7 +51,7 @@ def upgrade() -> None:
             status_note  text,
             status_by    text,
             status_at    timestamptz,
-            UNIQUE (member_id, rule_id, rule_version, day)
+            UNIQUE (member_id, rule_id, rule_version, metric, day)
         )
         """
     )
