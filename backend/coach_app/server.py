@@ -10,10 +10,14 @@ and the backend's guard, row rules and audit see the coach, never the app."""
 from __future__ import annotations
 
 import os
+import uuid
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import panel as pn
+import tornado.web
+from panel.auth import STATE_COOKIE_NAME
 
 from backend.coach_app import member as member_page
 from backend.coach_app import triage as triage_page
@@ -22,6 +26,19 @@ from backend.coach_app.config import PREFIX, CoachConfig
 from backend.coach_app.style import html
 
 THREADS = 4
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+class Logout(tornado.web.RequestHandler):
+    """Log out of the app and the Hub. Panel's own logout clears its cookies at `/` only,
+    not where this app sets them (its prefix), and its page loads a logo from the internet;
+    without ending the Hub session too, the next visit would log straight back in."""
+
+    def get(self) -> None:
+        for name in ("user", "id_token", "access_token", "refresh_token", "oauth_expiry"):
+            self.clear_cookie(name, path=PREFIX)
+        self.clear_cookie(STATE_COOKIE_NAME, path=PREFIX)
+        self.write((TEMPLATES / "logout.html").read_text())
 
 
 def _header(config: CoachConfig) -> Any:
@@ -61,7 +78,11 @@ def triage_app(config: CoachConfig) -> Any:
 
 def member_app(config: CoachConfig) -> Any:
     raw = (pn.state.session_args.get("member") or [b""])[0]
-    member = raw.decode(errors="replace").strip()
+    try:
+        # A member id, nothing else: it goes into the backend's paths.
+        member = str(uuid.UUID(raw.decode(errors="replace").strip()))
+    except ValueError:
+        return _page(config, member_page.refused())
     try:
         page = member_page.MemberPage(_api(config), member)
         body = page.view()
@@ -116,5 +137,9 @@ def serve(config: CoachConfig) -> None:
         cookie_secret=config.cookie_secret,
         oauth_encryption_key=config.encryption_key,
         cookie_path=PREFIX,
+        # Panel's own page for this loads fonts from the internet.
+        oauth_error_template=str(TEMPLATES / "error.html"),
+        # Before Panel's logout (matched first): see `Logout`.
+        extra_patterns=[("/logout", Logout)],
         liveness=True,
     )

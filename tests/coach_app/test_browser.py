@@ -264,3 +264,20 @@ def test_only_coaches_may_use_the_app(ctx: Runtime, chromium: Browser) -> None:
     finally:
         s.context.close()
         hub_auth.remove_user(ctx.hub.user_store, name)
+
+
+def test_logging_out_ends_the_hub_session_too(
+    ctx: Runtime, chromium: Browser, coaching: Coaching
+) -> None:
+    s = _session(chromium)
+    try:
+        s.page.goto(f"{ctx.hub.url}{APP}")
+        _log_in(ctx, s.page, coaching.other_coach, coaching.password)
+        s.page.wait_for_selector("tr.triage-row")
+        s.page.get_by_role("link", name="log out").click()
+        s.page.wait_for_url("**/hub/login**")
+        s.page.goto(f"{ctx.hub.url}{APP}")
+        s.page.wait_for_selector("#username_input")  # asked to log in again
+        assert s.blocked == []
+    finally:
+        s.context.close()
