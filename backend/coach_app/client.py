@@ -137,6 +137,12 @@ class CoachApi:
 def _answer(r: httpx.Response) -> Any:
     if r.status_code == 404:
         raise NotYours(404, "no such member among yours")
+    if r.status_code in (401, 403):
+        # The Hub no longer vouches for the token (expired, account removed) or the
+        # account is no longer a coach: only a new login can tell which.
+        raise BackendRefused(
+            r.status_code, "The backend no longer accepts your session: log out and in again."
+        )
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail", r.text)

@@ -109,3 +109,18 @@ def test_a_withdrawal_reads_as_the_members_choice() -> None:
     )
     assert "withheld by the member&#x27;s choice (withdrawn 2026-11-27)" in html
     assert 'data-category="labs"><td>labs</td><td>shared with you' in html
+
+
+def test_a_refused_token_asks_for_a_new_login() -> None:
+    import httpx
+    import pytest
+
+    from backend.coach_app.client import BackendRefused, NotYours, _answer
+
+    with pytest.raises(NotYours):
+        _answer(httpx.Response(404, json={"detail": "no such member"}))
+    for status in (401, 403):
+        with pytest.raises(BackendRefused, match="log out and in again"):
+            _answer(httpx.Response(status, json={"detail": "invalid token"}))
+    with pytest.raises(BackendRefused, match="422"):
+        _answer(httpx.Response(422, json={"detail": "bad"}))
