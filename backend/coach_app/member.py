@@ -66,6 +66,16 @@ def consent_html(consent: dict[str, Any]) -> str:
     )
 
 
+def withheld_categories(consent: dict[str, Any]) -> set[str]:
+    """Categories the coach does not see: withdrawn, or never granted, for coaching."""
+    granted = {
+        e["category"]
+        for e in consent.get("effective", [])
+        if e["purpose"] == "coaching" and e["granted"]
+    }
+    return set(CATEGORIES) - granted
+
+
 def labs_html(labs: list[dict[str, Any]]) -> str:
     latest = [lab for lab in labs if lab.get("latest", True)]
     if not latest:
@@ -155,6 +165,16 @@ class MemberPage:
             consent = consent_asked.result()
         except NotYours:
             return refused()
+        withheld = withheld_categories(consent)
+        self.charts.mark_withheld(withheld)
+        hidden = [m.title for m in timelines.METRICS if timelines.category(m) in withheld]
+        note = (
+            f'<p class="withheld">Not shown, withheld by the member\'s choice: {", ".join(hidden)}'
+            f" ({', '.join(sorted(withheld & {timelines.category(m) for m in timelines.METRICS}))}"
+            ").</p>"
+            if hidden
+            else ""
+        )
         self.charts.x_range.on_change("end", self._ranged)
         buttons = pn.widgets.RadioButtonGroup(  # type: ignore[no-untyped-call]
             options=list(PRESETS), value="90 days", name="zoom", button_type="primary"
@@ -168,6 +188,7 @@ class MemberPage:
                 f'<a href="./">&larr; triage</a><h2>Member <code>{escape(self.member)}</code></h2>'
             ),
             pn.Row(buttons, self.status),
+            html(note),
             pn.pane.Bokeh(column(*self.charts.figures, sizing_mode="stretch_width")),  # type: ignore[no-untyped-call]
             pn.Row(
                 pn.Column(html("<h3>Alerts</h3>"), self.alerts, width=560),

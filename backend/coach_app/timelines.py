@@ -16,6 +16,7 @@ from bokeh.plotting import figure
 
 from backend.coach_app import zoom
 from backend.coach_app.client import Point
+from backend.ingest.catalog import CATALOG
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ METRICS = (
 SLEEP = METRICS[-1]
 CODES = tuple(m.code for m in METRICS)
 _BAR_WIDTH = {"day": 86_400_000 * 0.8, "hour": 3_600_000 * 0.8, None: 60_000.0}
+
+
+def category(metric: Metric) -> str:
+    """The consent category the metric's readings fall under."""
+    return CATALOG[metric.code].category
 
 
 def _ms(t: dt.datetime) -> float:
@@ -144,6 +150,13 @@ class Timelines:
         )
         fig.toolbar.logo = None
         return fig
+
+    def mark_withheld(self, categories: set[str]) -> None:
+        """An empty chart says why: the member withholds its category from their coach."""
+        for metric, fig in zip(METRICS, self.figures, strict=True):
+            if category(metric) in categories:
+                fig.title.text = f"{metric.title}: withheld by the member's choice"
+                fig.title.text_color = "#8a4b00"
 
     def show(self, start: dt.datetime, end: dt.datetime) -> zoom.Window:
         """Fetch [start, end) at the resolution it deserves and redraw."""

@@ -226,6 +226,10 @@ def test_a_withdrawal_shows_as_withheld_on_the_next_load(
     page.get_by_text("resolution: daily").wait_for()
     withheld = page.locator("tr.consent-withheld[data-category='wearables']")
     assert "withheld by the member's choice" in (withheld.text_content() or "")
+    # The empty heart-rate chart says why it is empty.
+    note = page.locator("p.withheld")
+    assert "Heart rate" in (note.text_content() or "")
+    assert "wearables" in (note.text_content() or "")
     _shot(page, "07-consent-withheld")
     page.goto(f"{ctx.hub.url}{APP}")
     row = page.locator(f"tr.triage-row[data-member='{member}']")
