@@ -5,8 +5,9 @@ coach (or the bench coach) with their assigned members.
     .venv/bin/python bench/coach_load.py [--users 20] [--seconds 60] [--coach demo-coach]
 
 Needs the local stack and the coach's account (`make demo` makes demo-coach; its password
-is read from the stack's secrets file). Prints locust's figures per request kind and the
-failures, writes bench/results/coach_load.json."""
+is read from the stack's secrets file; without it, bench/coach_app.py's bench coach).
+Prints locust's figures per request kind and the failures, writes
+bench/results/coach_load.json."""
 
 from __future__ import annotations
 
@@ -41,11 +42,16 @@ def main() -> None:
     ctx = StackContext.from_env()
     password = ctx.secrets.get(args.password_entry)
     if password is None:
-        sys.exit(f"no '{args.password_entry}' in {ctx.layout.secrets_file}: run `make demo`")
+        # No demo yet (`make bench` without `make demo`): bench/coach_app.py's coach, made
+        # by that benchmark (run just before this one).
+        import coach_app  # bench/coach_app.py, beside this file
+
+        args.coach, password = coach_app.COACH, coach_app.PASSWORD
+        console.print(f"no demo coach: as {args.coach} (made by bench/coach_app.py)")
     with ctx.db.connect("backend") as conn:
         members = [str(a.member_id) for a in assignments.listing(conn, args.coach)]
     if not members:
-        sys.exit(f"{args.coach} has no members: run `make demo`")
+        sys.exit(f"{args.coach} has no members: run `make demo` or bench/coach_app.py")
     token = login_token(ctx.hub.url, ctx.layout.ca_cert, args.coach, password, "load test")
     RESULTS.mkdir(exist_ok=True)
     prefix = RESULTS / "coach_load"
