@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
@@ -117,6 +119,16 @@ def evidence_html(alert: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Fetched:
+    start: dt.datetime
+    end: dt.datetime
+    window: zoom.Window | None  # None: the backend refused (`error` says why)
+    points: list[Point]
+    took_ms: float
+    error: str = ""
+
+
 class MemberPage:
     """One browser session's page for one member."""
 
@@ -211,15 +223,35 @@ class MemberPage:
     # -- timelines ------------------------------------------------------------------------
 
     def _show(self, start: dt.datetime, end: dt.datetime) -> None:
-        started = dt.datetime.now(dt.UTC)
-        window = self.charts.show(start, end)
-        took = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
+        """Fetch and draw at once: while the page is built (no session yet); a member who
+        is not the coach's raises NotYours."""
+        self._draw(self._get(start, end, building=True))
+
+    def _get(self, start: dt.datetime, end: dt.datetime, building: bool = False) -> Fetched:
+        """The backend's answer for [start, end): off the server's event loop for zooms, so
+        one coach's wait does not stall every other session."""
+        started = time.perf_counter()
+        try:
+            window, points = self.charts.fetch(start, end)
+        except BackendRefused as e:
+            if building and isinstance(e, NotYours):
+                raise
+            return Fetched(start, end, None, [], 0.0, str(e))
+        return Fetched(start, end, window, points, (time.perf_counter() - started) * 1000)
+
+    def _draw(self, got: Fetched) -> None:
         self._shown += 1
+        if got.window is None:
+            self.status.object = (
+                f'<span class="unavailable" data-seq="{self._shown}">{escape(got.error)}</span>'
+            )
+            return
+        self.charts.draw(got.window, got.points, got.start, got.end)
         self.status.object = (
-            f'<span class="resolution" data-bucket="{window.bucket or "raw"}"'
+            f'<span class="resolution" data-bucket="{got.window.bucket or "raw"}"'
             f' data-seq="{self._shown}">'
-            f"resolution: {window.label}</span> &middot; {start:%d %b %H:%M} - {end:%d %b %H:%M}"
-            f" UTC <small>({took:.0f} ms)</small>"
+            f"resolution: {got.window.label}</span> &middot; {got.start:%d %b %H:%M} -"
+            f" {got.end:%d %b %H:%M} UTC <small>(backend {got.took_ms:.0f} ms)</small>"
         )
 
     def _preset(self, event: Any) -> None:
@@ -234,10 +266,11 @@ class MemberPage:
         session holds its document's lock, which a callback scheduled on it does (Panel
         runs widget callbacks without it: the change would be refused)."""
         doc = pn.state.curdoc
+        got = self._get(start, end)  # in the widget callback's thread
         if doc is None:
-            self._show(start, end)
+            self._draw(got)
         else:
-            doc.add_next_tick_callback(lambda: self._show(start, end))
+            doc.add_next_tick_callback(lambda: self._draw(got))
 
     def _ranged(self, attr: str, old: Any, new: Any) -> None:
         # The coach zoomed or panned with the mouse: once it settles, fetch the new range
@@ -256,7 +289,12 @@ class MemberPage:
         wanted = zoom.window_for(start, end)
         have = self.charts.window
         if have is None or wanted.bucket != have.bucket or start < have.start or end > have.end:
-            self._show(start, end)
+            doc = pn.state.curdoc
+            asked = _POOL.submit(self._get, start, end)
+            if doc is not None:
+                asked.add_done_callback(
+                    lambda f: doc.add_next_tick_callback(lambda: self._draw(f.result()))
+                )
 
     # -- alerts ---------------------------------------------------------------------------
 

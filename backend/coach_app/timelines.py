@@ -158,15 +158,19 @@ class Timelines:
                 fig.title.text = f"{metric.title}: withheld by the member's choice"
                 fig.title.text_color = "#8a4b00"
 
-    def show(self, start: dt.datetime, end: dt.datetime) -> zoom.Window:
-        """Fetch [start, end) at the resolution it deserves and redraw."""
+    def fetch(self, start: dt.datetime, end: dt.datetime) -> tuple[zoom.Window, list[Point]]:
+        """What [start, end) shows, at the resolution it deserves (any thread)."""
         window = zoom.window_for(start, end)
-        points = self._fetch(window)
+        return window, self._fetch(window)
+
+    def draw(
+        self, window: zoom.Window, points: list[Point], start: dt.datetime, end: dt.datetime
+    ) -> None:
+        """Replace the charts' data and range (holding the document's lock)."""
         for metric in METRICS:
             self.sources[metric.key].data = columns(metric, points, window.bucket)
         self.x_range.update(start=_ms(start), end=_ms(end))
         self.window = window
-        return window
 
     def visible(self) -> tuple[dt.datetime, dt.datetime]:
         """The range on screen (after the coach panned or zoomed with the mouse)."""
