@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     hub_api_port: int = 8446
     hub_proxy_api_port: int = 8447
     hub_admin_users: str = ""  # comma-separated Hub admins
+    # The coach app (Panel) listens here; people reach it through the Hub's proxy at
+    # <hub>/services/coach/.
+    coach_port: int = 8448
     max_batch_bytes: int = 8 * 1024 * 1024
     # Governed routes: bodies (cohort criteria, consent, grants) are small; 413/414 above.
     max_request_bytes: int = 64 * 1024

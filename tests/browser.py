@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Playwright
+    from playwright.sync_api import Browser, BrowserContext, Playwright, Route
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = (
@@ -42,3 +42,21 @@ def launch(pw: Playwright, *trusted: Path) -> Browser:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     pins = [f"--ignore-certificate-errors-spki-list={','.join(map(spki_sha256, trusted))}"]
     return pw.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *(pins if trusted else [])])
+
+
+def local_only(context: BrowserContext) -> list[str]:
+    """Block every request of `context` beyond this machine (a closed network: no CDN);
+    returns the list the blocked addresses are added to."""
+    from urllib.parse import urlsplit
+
+    blocked: list[str] = []
+
+    def route(r: Route) -> None:
+        if urlsplit(r.request.url).hostname in ("127.0.0.1", "localhost"):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return blocked

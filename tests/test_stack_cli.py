@@ -62,6 +62,7 @@ ALL_DOWN = {
         "refiner",
         "rollups",
         "backend",
+        "coach",
         "jupyterhub",
         "flows",
     )
@@ -140,8 +141,8 @@ def test_unknown_service_is_one_clear_line(stack_env: dict[str, str]) -> None:
     res = rejuve(stack_env, "status", "nosuch")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        "error: unknown service nosuch; known: backend, flows, jupyterhub, prefect, redis,"
-        " refiner, rollups, timescaledb"
+        "error: unknown service nosuch; known: backend, coach, flows, jupyterhub, prefect,"
+        " redis, refiner, rollups, timescaledb"
     ]
 
 

@@ -155,6 +155,7 @@ VICTIMS = [
     "refiner",
     "rollups",
     "backend",
+    "coach",
     "redis",
     "flows",
     "prefect",
@@ -235,7 +236,7 @@ def _up() -> str:
     return res.stdout
 
 
-OUR_CODE = ("refiner", "rollups", "backend", "jupyterhub", "flows")
+OUR_CODE = ("refiner", "rollups", "backend", "coach", "jupyterhub", "flows")
 
 
 @pytest.mark.timeout(1500)  # three `rejuve up`s, two of which restart five services

@@ -202,3 +202,15 @@ def refiner_run() -> None:
         time_limit=ctx.settings.refine_time_limit_seconds,
         max_attempts=ctx.settings.refine_max_attempts,
     )
+
+
+@app.command("coach-run", hidden=True)
+def coach_run(config_file: str) -> None:
+    """Serve the coach app (the supervisor runs it). It reads only its own configuration
+    file, never the stack's secrets: it has no database to connect to."""
+    from pathlib import Path
+
+    from backend.coach_app.config import CoachConfig
+    from backend.coach_app.server import serve
+
+    serve(CoachConfig.load(Path(config_file)))

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from backend.api.api_keys import enrol as enrol_source
 from backend.api.api_keys import register
+from backend.demo import coaching as demo_coaching
 from backend.demo import notebook as demo_notebook
 from backend.demo import study as demo_study
 from backend.exceptions import UserError
@@ -83,7 +84,9 @@ def _post_batches(
     return ids
 
 
-def _ingest_files(ctx: StackContext, root: Path, manifest: Manifest, progress: Progress) -> None:
+def _ingest_files(
+    ctx: StackContext, root: Path, manifest: Manifest, progress: Progress, samples: bool = True
+) -> None:
     keys = ctx.keystore()
     region = ctx.settings.region
     files = [f for f in manifest.files if f.format != "device-batch"]
@@ -104,6 +107,8 @@ def _ingest_files(ctx: StackContext, root: Path, manifest: Manifest, progress: P
                 source=f"demo:{f.format}",
             )
         progress.advance(task)
+    if not samples:
+        return
     task = progress.add_task("sample files, one per format", total=len(SAMPLE_FILES))
     for fmt, name, mapping in SAMPLE_FILES:
         options = tomllib.loads((SAMPLES / mapping).read_text()) if mapping else None
@@ -212,6 +217,13 @@ def run_demo(ctx: StackContext, console: Console) -> None:
     with ctx.db.connect("backend") as conn:
         for m in manifest.members:
             enrol(conn, Enrolment(m.member_id, ctx.settings.region, m.birth_year, m.sex))
+    today = started.date()
+    with console.status(
+        f"writing the coaching cohort ({demo_coaching.MEMBERS} members x"
+        f" {demo_coaching.DAYS} days up to today, some with injected episodes)"
+    ):
+        coach_root, coach_manifest = demo_coaching.cohort(ctx, today)
+    coached = demo_coaching.enrol_cohort(ctx, coach_manifest)
     t = manifest.totals()
     console.print(
         f"cohort: {len(manifest.members)} members, {len(manifest.files)} files, "
@@ -227,6 +239,8 @@ def run_demo(ctx: StackContext, console: Console) -> None:
     ) as progress:
         batch_ids = _post_batches(ctx, root, manifest, progress)
         _ingest_files(ctx, root, manifest, progress)
+        batch_ids += _post_batches(ctx, coach_root, coach_manifest, progress)
+        _ingest_files(ctx, coach_root, coach_manifest, progress, samples=False)
     with console.status("waiting for the refiner"), ctx.db.connect("refiner") as conn:
         wait_refined(conn, batch_ids, timeout=300)
     with ctx.db.connect("refiner") as conn:
@@ -258,6 +272,14 @@ def run_demo(ctx: StackContext, console: Console) -> None:
             ctx.layout.private_dir("demo") / "01_first_cohort.html",
         )
     console.print(f"Notebook 01 with its plots (no network needed): [bold]file://{html}[/]")
+    with console.status("the coach's members: consent, assignments, alerts over their five weeks"):
+        demo_coaching.prepare(ctx, coached)
+        demo_coaching.wait_summarised(ctx, coached)
+        found = demo_coaching.detect(ctx, coached, today)
+    console.print(
+        f"alerts for {demo_coaching.COACH}'s {len(coached)} members: {found.inserted} new"
+        f" ({found.fired} flags over {found.member_days} member-days)"
+    )
     console.print(_feature_views(ctx))
     console.print(services_table(supervisor.status(ctx)))
     console.print(
@@ -268,6 +290,8 @@ def run_demo(ctx: StackContext, console: Console) -> None:
         f"[bold]{ctx.backend_url}/docs[/]   (certificates from the local CA "
         f"{ctx.layout.ca_cert})"
     )
+    coach_url = next((r.url for r in supervisor.status(ctx, ["coach"])), "")
+    console.print(demo_coaching.where(ctx, coach_url))
     console.print(
         "Stop everything with [bold]make down[/] (data is kept; [bold]make demo[/] again is quick)."
     )

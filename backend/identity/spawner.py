@@ -20,12 +20,34 @@ from jupyterhub.spawner import (  # type: ignore[import-untyped]
     LocalProcessSpawner,
     set_user_setuid,
 )
+from tornado import web
 from traitlets import Unicode
 
-from backend.identity import accounts
+from backend.identity import PLATFORM_ROLES, accounts
 
 # Where the platform's notebooks go in a home, as README.md tells researchers.
 NOTEBOOKS = "notebooks"
+# Where a coach works: the coach app, proxied by the Hub (deploy/jupyterhub/).
+COACH_APP = "/services/coach/"
+
+
+def coach_only(groups: set[str] | frozenset[str]) -> bool:
+    """A coach with no other platform role: their work is the coach app; a notebook
+    would give them nothing the backend lets a coach read (and the researcher's one a 403)."""
+    return "coach" in groups and not groups & (PLATFORM_ROLES - {"coach"})
+
+
+def _groups(user: Any) -> set[str]:
+    return {g.name for g in getattr(user, "groups", None) or ()}
+
+
+def landing_url(handler: Any) -> str:
+    """JupyterHub's `default_url` (a callable): coaches land in the coach app; everyone
+    else gets the Hub's default (their notebook server)."""
+    user = handler.current_user
+    if user is not None and coach_only(_groups(user)):
+        return str(handler.base_url).rstrip("/") + COACH_APP
+    return ""
 
 
 def seed_notebooks(entry: pwd.struct_passwd, skeleton: Path) -> list[str]:
@@ -69,6 +91,14 @@ class AccountSpawner(LocalProcessSpawner):  # type: ignore[misc]
         return env
 
     async def start(self) -> Any:
+        if coach_only(_groups(self.user)):
+            refusal = web.HTTPError(403, "coaches get no notebook server")
+            # What the Hub's error page shows (instead of "contact admin").
+            refusal.jupyterhub_html_message = (  # type: ignore[attr-defined]
+                f"Coaches work in the <a href='{COACH_APP}'>coach app</a>, not in a notebook"
+                " server."
+            )
+            raise refusal
         entry = await asyncio.to_thread(accounts.ensure, Path(self.homes_dir), self.user.name)
         # The spawner outlives a server: each start begins from the configured page.
         # (getattr: the trait comes from an untyped base that mypy cannot see into)

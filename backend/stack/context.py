@@ -17,7 +17,8 @@ from backend.runtime import Runtime
 from backend.runtime.access import RedisAccess
 from backend.settings import Settings
 from backend.stack import secrets_store, system
-from backend.stack.hub_server import HubServer
+from backend.stack.coach_server import CoachServer
+from backend.stack.hub_server import SERVICE, HubServer
 from backend.stack.layout import Layout
 from backend.stack.prefect_server import PrefectServer
 from backend.stack.python_service import PythonService
@@ -104,9 +105,13 @@ class StackContext(Runtime):
             env=self.prefect.client_env(),
             healthy=self._flows_served,
         )
-        hub = HubServer(self.layout, self.hub, self.backend_url)
+        # Before the Hub: the Hub waits for its services to answer when it starts.
+        coach = CoachServer(
+            self.layout, self.hub, self.backend_url, SERVICE, s.coach_port, self.secrets
+        )
+        hub = HubServer(self.layout, self.hub, self.backend_url, coach.config)
         prefect = PrefectServer(self.layout, self.prefect)
-        return [tsdb, red, prefect, refiner, rollups, backend, hub, flows]
+        return [tsdb, red, prefect, refiner, rollups, backend, coach, hub, flows]
 
     def _flows_served(self) -> bool:
         deployment = f"{self.prefect.api_url}/deployments/name/drop-folder/drop-folder"

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from backend.coach_app.config import CoachConfig
 from backend.identity import notebook_runtime
 from backend.runtime.access import HubAccess
 from backend.settings import REPO_ROOT
@@ -23,10 +24,18 @@ class HubServer(SupervisedService):
     name = "jupyterhub"
     port_settings = "REJUVE_HUB_PORT / REJUVE_HUB_API_PORT / REJUVE_HUB_PROXY_API_PORT"
 
-    def __init__(self, layout: Layout, access: HubAccess, backend_url: str) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        access: HubAccess,
+        backend_url: str,
+        coach: CoachConfig | None = None,
+    ) -> None:
         super().__init__(layout)
         self.access = access
         self.backend_url = backend_url
+        self.coach = coach
+        self.coach_token_file = access.state / "coach.token"
 
     @property
     def url(self) -> str:
@@ -50,6 +59,18 @@ class HubServer(SupervisedService):
             "REJUVE_HUB_BACKEND_TOKEN_FILE": str(a.token_file),
             "REJUVE_HUB_NOTEBOOK_RUNTIME": str(runtime),
             "REJUVE_HUB_NOTEBOOK_HOMES": str(self.layout.home / "notebooks"),
+            **self._coach_env(),
+        }
+
+    def _coach_env(self) -> dict[str, str]:
+        """The coach app's service entry: where the proxy forwards /services/coach/, its
+        OAuth redirect, its token (= OAuth client secret) in a file."""
+        if self.coach is None:
+            return {}
+        return {
+            "REJUVE_HUB_COACH_URL": f"https://127.0.0.1:{self.coach.port}",
+            "REJUVE_HUB_COACH_REDIRECT_URI": self.coach.redirect_uri,
+            "REJUVE_HUB_COACH_TOKEN_FILE": str(self.coach_token_file),
         }
 
     def healthy(self) -> bool:
@@ -77,8 +98,14 @@ class HubServer(SupervisedService):
         a = self.access
         (a.state / "hub").mkdir(mode=0o700, parents=True, exist_ok=True)
         a.state.chmod(0o700)
-        fd = os.open(a.token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(a.backend_token)
+        _write_private(a.token_file, a.backend_token)
+        if self.coach is not None:
+            _write_private(self.coach_token_file, self.coach.client_secret)
         # Notebooks run as unprivileged accounts, from a runtime they can read.
         notebook_runtime.ensure(REPO_ROOT)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)

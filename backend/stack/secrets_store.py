@@ -21,6 +21,9 @@ SECRET_NAMES = (
     "prefect_api",
     "redis",
     "hub_backend",
+    # The coach app: its Hub service token (also its OAuth client secret), its cookie secret.
+    "hub_coach",
+    "coach_cookie",
 )
 
 

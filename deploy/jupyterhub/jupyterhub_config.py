@@ -20,10 +20,10 @@ if str(_repo) not in sys.path:
     sys.path.insert(0, str(_repo))
 
 from backend.identity.hub_auth import RejuveAuthenticator  # noqa: E402
-from backend.identity.spawner import AccountSpawner  # noqa: E402
+from backend.identity.spawner import AccountSpawner, landing_url  # noqa: E402
 
 BACKEND_SERVICE = "rejuve-backend"
-PANEL_SERVICE = "rejuve-panel"
+COACH_SERVICE = "coach"
 
 
 def _env(name: str, default: str | None = None) -> str:
@@ -103,6 +103,9 @@ c.AccountSpawner.skeleton_dir = str(_repo / "notebooks")  # a researcher's first
 c.Spawner.cmd = [str(runtime / "bin" / "jupyterhub-singleuser")]
 c.Spawner.args = []
 c.Spawner.default_url = "/lab"
+# A coach's work is in the coach app, not a notebook: the Hub sends a coach who holds no
+# other role there after login, and AccountSpawner refuses to start them a server.
+c.JupyterHub.default_url = landing_url
 backend_url = _env("BACKEND_URL")
 # JUPYTERHUB_API_TOKEN/_URL/_USER come from the Hub; these let workbench.connect() find
 # the backend and verify its certificate without pasted configuration.
@@ -135,24 +138,38 @@ services = [
         "display": False,
     }
 ]
-# Panel dashboards log people in with OAuth against the Hub (FACTS.md: generic provider,
-# scope `identify`); defined once their entry point passes these.
-panel_redirect = os.environ.get("REJUVE_HUB_PANEL_REDIRECT_URI")
-if panel_redirect:
-    panel = {
-        "name": PANEL_SERVICE,
-        "oauth_client_id": f"service-{PANEL_SERVICE}",
-        "oauth_redirect_uri": panel_redirect,
-        # The service's API token is also its OAuth client secret.
-        "api_token": _secret("PANEL_TOKEN"),
-        # Part of the platform, not a third party: no "authorize this app?" page.
-        "oauth_no_confirm": True,
-    }
-    panel_url = os.environ.get("REJUVE_HUB_PANEL_URL")
-    if panel_url:
-        panel["url"] = panel_url
-    services.append(panel)
-    user_scopes.add(f"access:services!service={PANEL_SERVICE}")
+# The coach app (backend/coach_app/, Panel): proxied at /services/coach/ and logging
+# people in with OAuth against the Hub (FACTS.md: Panel's generic provider). Its token
+# asks for access to the backend, so the app calls the backend with the coach's own
+# token; the Hub grants that scope only because every user holds it (extra_user_scopes).
+coach_url = os.environ.get("REJUVE_HUB_COACH_URL")
+if coach_url:
+    services.append(
+        {
+            "name": COACH_SERVICE,
+            # The Hub waits for it to answer at start-up: the stack starts it first.
+            "url": coach_url,
+            "oauth_client_id": f"service-{COACH_SERVICE}",
+            "oauth_redirect_uri": _env("COACH_REDIRECT_URI"),
+            # The service's API token is also its OAuth client secret.
+            "api_token": _secret("COACH_TOKEN"),
+            "oauth_client_allowed_scopes": [f"access:services!service={BACKEND_SERVICE}"],
+            # Part of the platform, not a third party: no "authorize this app?" page.
+            "oauth_no_confirm": True,
+            # The Hub's "Services" menu links it for whoever may use it: coaches.
+            "display": True,
+        }
+    )
+    # Only coaches may use it (the Hub refuses the others' OAuth request, and shows them
+    # no link): access comes with the Hub group `coach`, a platform role.
+    c.JupyterHub.load_roles = [
+        {
+            "name": "coach-app",
+            "description": "use the coach app",
+            "scopes": [f"access:services!service={COACH_SERVICE}"],
+            "groups": ["coach"],
+        }
+    ]
 c.JupyterHub.services = services
 # Users' own tokens (the token page, API) carry access to our services too (new in 6.0).
 c.JupyterHub.extra_user_scopes = user_scopes

@@ -9,11 +9,10 @@ import os
 import re
 import secrets
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from backend.identity import hub_auth
 from backend.runtime import Runtime
-from tests.browser import launch
+from tests.browser import launch, local_only
 from tests.workbench import studies
 from tests.workbench.notebooks import REPO
 
@@ -22,20 +21,11 @@ CANVAS = ".jp-OutputArea-output canvas"
 
 
 def test_notebook_01_runs_in_jupyterlab_and_shows_its_plots(ctx: Runtime) -> None:
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     name, password = f"nbweb-{secrets.token_hex(3)}", f"browser pass {secrets.token_hex(3)}"
     hub_auth.add_user(ctx.hub.user_store, name, password, ["researcher"], rounds=4)
     studies.first_cohort(ctx, name)  # the notebook's default window covers it
-    blocked: list[str] = []
-
-    def only_local(route: Route) -> None:
-        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort()
-
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTEFACTS / "notebook-01-jupyterlab.png"
     shot.unlink(missing_ok=True)
@@ -44,7 +34,7 @@ def test_notebook_01_runs_in_jupyterlab_and_shows_its_plots(ctx: Runtime) -> Non
             browser = launch(pw, ctx.layout.ca_cert)
             try:
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
-                context.route("**/*", only_local)
+                blocked = local_only(context)
                 page = context.new_page()
                 page.goto(f"{ctx.hub.url}/hub/login")
                 page.fill("#username_input", name)
