@@ -84,26 +84,29 @@ def member_consent_events(alias: str) -> sql.Composable:
 def study_observations(alias: str) -> sql.Composable:
     """`from` and `where` for observations (`alias`) a researcher may use in %(study)s in
     [%(start)s, %(end)s): consenting members' consented codes, while on the open study."""
-    o = sql.Identifier(alias)
-    return sql.SQL(
-        " from processed.observations {o}"
-        " join {consented} ok on ok.member_id = {o}.member_id and ok.code = {o}.code"
-        " where {on_study}"
-        " and {o}.observed_at >= %(start)s and {o}.observed_at < %(end)s"
-    ).format(o=o, consented=STUDY_CONSENTED, on_study=ON_OPEN_STUDY)
+    return _study_rows("processed.observations", alias, "observed_at")
 
 
 def study_daily_rollups(alias: str) -> sql.Composable:
-    """`from` and `where` for the daily rollups (`alias`) a researcher may use in %(study)s
-    over whole days in [%(start)s, %(end)s): the same rules as `study_observations`, which
-    look only at a row's member and code, and a rollup row has both."""
-    r = sql.Identifier(alias)
+    """The same for the daily rollups (`alias`) over whole days in [%(start)s, %(end)s):
+    the study rules look only at a row's member and code, and a rollup row has both."""
+    return _study_rows("analytics.rollup_daily", alias, "bucket")
+
+
+def _study_rows(table: str, alias: str, time: str) -> sql.Composable:
+    o, t = sql.Identifier(alias), sql.Identifier(time)
     return sql.SQL(
-        " from analytics.rollup_daily {r}"
-        " join {consented} ok on ok.member_id = {r}.member_id and ok.code = {r}.code"
+        " from {table} {o}"
+        " join {consented} ok on ok.member_id = {o}.member_id and ok.code = {o}.code"
         " where {on_study}"
-        " and {r}.bucket >= %(start)s and {r}.bucket < %(end)s"
-    ).format(r=r, consented=STUDY_CONSENTED, on_study=ON_OPEN_STUDY)
+        " and {o}.{t} >= %(start)s and {o}.{t} < %(end)s"
+    ).format(
+        table=sql.Identifier(*table.split(".")),
+        o=o,
+        t=t,
+        consented=STUDY_CONSENTED,
+        on_study=ON_OPEN_STUDY,
+    )
 
 
 def params(
