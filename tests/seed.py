@@ -47,6 +47,21 @@ def rolled_up(conn: psycopg.Connection) -> None:
     rollups.refresh_all(conn)
 
 
+def daily_rollups(conn: psycopg.Connection, members: Sequence[uuid.UUID]) -> None:
+    """The daily rollups of these members' observations, written as the rollups service
+    would (for fixtures that write their own member-day summaries and so queue no keys)."""
+    conn.execute(
+        "insert into analytics.rollup_daily (member_id, code, bucket, n, sum, sumsq, min, max,"
+        " last, last_at, minutes, unit)"
+        " select member_id, code, time_bucket('1 day', observed_at), count(*), sum(value),"
+        " sum(value * value), min(value), max(value),"
+        " (array_agg(value order by observed_at desc, value desc))[1], max(observed_at),"
+        " count(distinct date_trunc('minute', observed_at)), min(unit)"
+        " from processed.observations where member_id = any(%s) group by 1, 2, 3",
+        (list(members),),
+    )
+
+
 def wait_rolled_up(ctx: Runtime, members: Iterable[uuid.UUID], timeout: float = 30) -> None:
     """Until the stack's `rollups` service has taken every queued key of these members."""
     wanted = list(members)

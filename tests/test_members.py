@@ -71,6 +71,8 @@ def test_cohort_by_age_band_for_women_over_http(ctx: StackContext) -> None:
             for m, sex, year in people:
                 registry.enrol(conn, registry.Enrolment(m, ctx.settings.region, year, sex))
             seed.consent_all(conn, [m for m, _, _ in people], f"study:{study}")
+        # a mean over whole days is answered from the daily rollups (about a second behind)
+        seed.wait_rolled_up(ctx, [m for m, _, _ in people])
         api = Backend(ctx)
         try:
             r = api.call(

@@ -73,6 +73,7 @@ def make(ctx: Runtime, level: str = "row-level") -> Study:
         # them (a history too long to seed minute by minute): these observations queue no
         # rollup keys, or the service would rebuild the last week's summaries from them.
         seed.observations(conn, rows, queue=False)
+        seed.daily_rollups(conn, members)
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into analytics.member_daily (member_id, day, event_ts, computed_at,"
