@@ -242,15 +242,13 @@ def lab_flags(latest: Iterable[tuple[str, float, str, dt.datetime]], day: dt.dat
         ref = labs.REFERENCE.get(code)
         if status in ("low", "high") and ref is not None:
             rule = replace(LAB_RULE, metric=code, code=code, unit=unit)
-            low = "-" if ref.low is None else f"{ref.low:g}"
-            high = "-" if ref.high is None else f"{ref.high:g}"
-            bounds = f"{low}..{high} {unit}"
+            bounds = _range_text(ref.low, ref.high, unit)
             out.append(
                 Flag(
                     rule,
                     day,
                     value,
-                    f"outside {bounds}",
+                    bounds,
                     None,
                     1,
                     f"{rule.sentence} {ref.note}: {value:g} {unit} on {at.date().isoformat()}"
@@ -274,3 +272,13 @@ def lab_flags(latest: Iterable[tuple[str, float, str, dt.datetime]], day: dt.dat
                 )
             )
     return out
+
+
+def _range_text(low: float | None, high: float | None, unit: str) -> str:
+    """The threshold a lab result crossed, as a coach reads it: an open-ended range is
+    "above 129 mg/dL", not "outside -..129"."""
+    if low is None and high is not None:
+        return f"above {high:g} {unit}"
+    if high is None and low is not None:
+        return f"below {low:g} {unit}"
+    return f"outside {low:g}..{high:g} {unit}"

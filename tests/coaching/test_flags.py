@@ -82,6 +82,9 @@ def test_labs_against_the_catalogue() -> None:
         ("glucose-high", "2339-0"),
     ]
     assert found[0].threshold == "outside 4..5.6 %"
+    # an open-ended range reads as what it is (it said "outside -..129 mg/dL")
+    (ldl,) = fl.lab_flags([("13457-7", 136.0, "mg/dL", at)], DAY)
+    assert ldl.threshold == "above 129 mg/dL"
     assert found[0].evidence_json() == [
         {"code": "4548-4", "at": at.isoformat(), "value": 6.3, "unit": "%"}
     ]
