@@ -106,11 +106,8 @@ def load(conn: psycopg.Connection, rows: list[Observation]) -> int:
             copy.set_types(_OBS_TYPES)
             for o in rows:
                 copy.write_row((*o[:10], o.dedup_key, uuid.uuid4(), received, None))
-        row = conn.execute(
-            sql.SQL(rollups.QUEUE_INSERTED).format(cols=cols, stage=sql.Identifier("bench_stage")),
-            {"cause": "refine"},
-        ).fetchone()
-    return int(row[0]) if row else 0
+        inserted, _ = rollups.insert_staged(conn, "bench_stage", cols)
+    return inserted
 
 
 def score(

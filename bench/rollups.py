@@ -104,15 +104,10 @@ def hour_of_traffic(
             with conn.cursor().copy(f"copy stage ({_COLS}) from stdin") as copy:
                 for row in rows[i : i + SLICE]:
                     copy.write_row(row)
-            got = conn.execute(
-                sql.SQL(rollups.QUEUE_INSERTED).format(
-                    cols=sql.SQL(_COLS), stage=sql.Identifier("stage")
-                ),
-                {"cause": "refine"},
-            ).fetchone()
+            got = rollups.insert_staged(conn, "stage", sql.SQL(_COLS))
             conn.execute("truncate stage")
-        inserted += int(got[0]) if got else 0
-        queued += int(got[1]) if got else 0
+        inserted += got[0]
+        queued += got[1]
     conn.commit()
     return inserted, queued, time.perf_counter() - t0
 

@@ -43,6 +43,19 @@ with ins as (
 select (select count(*) from ins), (select count(*) from queued)
 """
 
+
+def insert_staged(
+    conn: psycopg.Connection, stage: str, cols: sql.Composable, cause: str = "refine"
+) -> tuple[int, int]:
+    """Refined rows from the staging table `stage` (columns `cols`) into the processed
+    zone, their rollup keys queued by the same statement (`QUEUE_INSERTED`): (rows
+    inserted, keys queued). The caller owns the transaction."""
+    row = conn.execute(
+        sql.SQL(QUEUE_INSERTED).format(cols=cols, stage=sql.Identifier(stage)), {"cause": cause}
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
 # What a member-day summary is made of (catalog codes; see backend/ingest/catalog.py).
 STEPS = ("55423-8", "41950-7")  # per interval, else the device's daily total
 RESTING_HR = "40443-4"

@@ -362,13 +362,7 @@ def _refine(
             flush()
     flush()
     # The rollup keys these rows touch are queued in the same statement (exactly once).
-    row = conn.execute(
-        sql.SQL(rollups.QUEUE_INSERTED).format(
-            cols=_OBS_COLUMNS, stage=sql.Identifier("refine_stage")
-        ),
-        {"cause": "refine"},
-    ).fetchone()
-    inserted = int(row[0]) if row else 0
+    inserted, _ = rollups.insert_staged(conn, "refine_stage", _OBS_COLUMNS)
     out.processed = inserted
     out.duplicate = staged - inserted
     # A record already open in the quarantine (the same file ingested again) is a

@@ -64,13 +64,8 @@ def ingest(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> int:
         with conn.cursor().copy(f"copy stage ({_COLS}) from stdin") as copy:
             for row in rows:
                 copy.write_row(row)
-        got = conn.execute(
-            sql.SQL(rollups.QUEUE_INSERTED).format(
-                cols=sql.SQL(_COLS), stage=sql.Identifier("stage")
-            ),
-            {"cause": "refine"},
-        ).fetchone()
-    return int(got[0]) if got else 0
+        inserted, _ = rollups.insert_staged(conn, "stage", sql.SQL(_COLS))
+    return inserted
 
 
 def release(conn: psycopg.Connection, row: tuple[Any, ...]) -> None:
