@@ -36,7 +36,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import platform
 import secrets
 import ssl
 import statistics
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import machine
 from psycopg_pool import ConnectionPool
 from rich.console import Console
 from rich.table import Table
@@ -472,12 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": machine.described(load_before),
         "backend_workers": workers,
         "query": f"coach timeline, minute-level heart rate, {scenario.describe()}"
         f" ({scenario.points} points)",

@@ -23,12 +23,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import random
 import time
 import uuid
 from pathlib import Path
 
+import machine
 import psycopg
 from psycopg import sql
 from rich.console import Console
@@ -210,12 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     result = {
         "when": dt.datetime.now(dt.UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-        },
+        "machine": machine.described(load_before),
         "args": vars(args),
         "history_rows": hist_rows,
         "hour_rows_inserted": inserted,

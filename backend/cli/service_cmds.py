@@ -121,7 +121,7 @@ def backend_run() -> None:
 @app.command("flows-run", hidden=True)
 def flows_run() -> None:
     """Serve the Prefect deployments (the supervisor runs it with the Prefect API settings)."""
-    from typing import cast
+    from typing import Any, cast
 
     from prefect import serve
     from prefect.deployments.runner import RunnerDeployment
@@ -133,34 +133,33 @@ def flows_run() -> None:
 
     ctx = runtime(service=True)
     dropbox.ensure(ctx.drop_dir)
-    # to_deployment is sync-or-async by context; called from sync code it is the object.
-    drop = cast(
-        RunnerDeployment,
-        drop_folder_flow.to_deployment(
-            name="drop-folder",
-            interval=ctx.settings.drop_interval_seconds,
-            description=f"ingest files dropped into {ctx.drop_dir}/<format>/<member>/",
-        ),
+    s = ctx.settings
+
+    def deployment(flow: Any, name: str, description: str, **schedule: Any) -> RunnerDeployment:
+        # to_deployment is sync-or-async by context; called from sync code it is the object.
+        return cast(
+            RunnerDeployment,
+            flow.to_deployment(name=name, description=description, **schedule),
+        )
+
+    drop = deployment(
+        drop_folder_flow,
+        "drop-folder",
+        f"ingest files dropped into {ctx.drop_dir}/<format>/<member>/",
+        interval=s.drop_interval_seconds,
     )
-    one = cast(
-        RunnerDeployment,
-        ingest_file_flow.to_deployment(name="ingest-file", description="land and refine one file"),
+    one = deployment(ingest_file_flow, "ingest-file", "land and refine one file")
+    features = deployment(
+        materialise_features_flow,
+        "materialise-features",
+        "queued member-days (analytics.feature_dirty) -> Feast online store",
+        interval=s.features_interval_seconds,
     )
-    features = cast(
-        RunnerDeployment,
-        materialise_features_flow.to_deployment(
-            name="materialise-features",
-            interval=ctx.settings.features_interval_seconds,
-            description="queued member-days (analytics.feature_dirty) -> Feast online store",
-        ),
-    )
-    alerts = cast(
-        RunnerDeployment,
-        detect_alerts_flow.to_deployment(
-            name="detect-alerts",
-            interval=ctx.settings.alerts_interval_seconds,
-            description="coaching rules over analytics.member_daily -> analytics.alerts",
-        ),
+    alerts = deployment(
+        detect_alerts_flow,
+        "detect-alerts",
+        "coaching rules over analytics.member_daily -> analytics.alerts",
+        interval=s.alerts_interval_seconds,
     )
     # A few flow runs at a time: on a slow machine the 30 s drop-folder schedule would otherwise
     # pile up runs (each a process) faster than they finish.
