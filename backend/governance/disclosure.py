@@ -141,7 +141,8 @@ _NAMED_STATS = ("mean", "sd", "median", "min", "max")
 _EXTREMES = ("min", "max")
 # What a cell's statistics can be merged from partial aggregates (a median cannot).
 PARTIAL_STATS = frozenset({"mean", "sd", "min", "max"})
-_PARTS = ["n", "sum", "sumsq", "min", "max"]
+# The columns of a partial aggregate (as the analytics zone's rollups keep them).
+PARTS = ["n", "sum", "sumsq", "min", "max"]
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,7 @@ def _validate(
     if partials:
         if value_col is not None:
             raise ValueError("partial aggregates carry their own values: value_col must be None")
-        missing = [c for c in _PARTS if c not in df.columns]
+        missing = [c for c in PARTS if c not in df.columns]
         if missing:
             raise ValueError(f"partial aggregates need the columns {missing!r}")
         merged = [s for s in stats if s not in PARTIAL_STATS]
@@ -532,7 +533,7 @@ def _cells(
     partials: bool = False,
 ) -> tuple[dict[Key, frozenset[str]], dict[Key, dict[str, float]]]:
     """Member sets and statistics of every entry, margins included."""
-    empty = np.empty((0, len(_PARTS)) if partials else 0, dtype=np.float64)
+    empty = np.empty((0, len(PARTS)) if partials else 0, dtype=np.float64)
     members: dict[Key, frozenset[str]] = {}
     values: dict[Key, npt.NDArray[np.float64]] = {}
     # Pseudonyms as str once for the whole column: per row, str() is most of the time taken.
@@ -541,7 +542,7 @@ def _cells(
         key = _as_key(group_key)
         members[key] = frozenset(group[member_col].to_numpy())
         if partials:
-            values[key] = group[_PARTS].to_numpy(dtype=np.float64)
+            values[key] = group[PARTS].to_numpy(dtype=np.float64)
         elif value_col is not None:
             values[key] = group[value_col].to_numpy(dtype=np.float64)
 
@@ -586,7 +587,7 @@ def _describe(values: npt.NDArray[np.float64], stats: list[str]) -> dict[str, fl
 
 
 def _merge(parts: npt.NDArray[np.float64], stats: list[str]) -> dict[str, float]:
-    """The statistics of the observations behind partial aggregates (rows of _PARTS)."""
+    """The statistics of the observations behind partial aggregates (rows of PARTS)."""
     n = float(parts[:, 0].sum()) if parts.size else 0.0
     # fsum: exact sums, so the answer does not depend on the order the parts came in.
     total, squares = math.fsum(parts[:, 1]), math.fsum(parts[:, 2])

@@ -29,6 +29,7 @@ from backend.governance.footprints import DbFootprintStore, scope_lock
 from backend.governance.members import age_band
 from backend.keys.study_keys import pseudonym
 from backend.query import row_rules
+from backend.query.timeline import from_rollups
 from backend.query.viewer import Viewer
 
 Period = Literal["day", "week", "month"]
@@ -72,7 +73,6 @@ By = Literal["sex", "age_band"]
 _ROWS = sql.SQL(
     "select o.member_id, o.observed_at, o.code, o.value {} and o.code = any(%(want)s)"
 ).format(row_rules.study_observations("o"))
-_PARTS = ["n", "sum", "sumsq", "min", "max"]
 _ROLLUPS = sql.SQL(
     "select r.member_id, r.bucket, r.code, r.n, r.sum, r.sumsq, r.min, r.max {}"
     " and r.code = any(%(want)s)"
@@ -81,13 +81,10 @@ FROM_ROLLUPS_NOTE = "computed from the daily rollups (whole UTC days)"
 
 
 def reads_rollups(start: dt.datetime, end: dt.datetime, stats: Sequence[str]) -> bool:
-    """Whether this question can be answered from the daily rollups: whole UTC days, and
-    only statistics that merge exactly from their partial aggregates."""
-    return _midnight(start) and _midnight(end) and set(stats) <= disclosure.PARTIAL_STATS
-
-
-def _midnight(t: dt.datetime) -> bool:
-    return t.utcoffset() is not None and t.astimezone(dt.UTC).timetz() == dt.time(tzinfo=dt.UTC)
+    """Whether this question can be answered from the daily rollups: whole UTC days (the
+    timeline's rule for a daily bucket), and only statistics that merge exactly from
+    their partial aggregates."""
+    return set(stats) <= disclosure.PARTIAL_STATS and from_rollups("day", start, end)
 
 
 def cohort_stats(
@@ -110,7 +107,7 @@ def cohort_stats(
     policy = policy or disclosure.DisclosurePolicy()
     want = sorted({code, *(c.code for c in criteria)})
     partials = reads_rollups(start, end, stats)
-    values = _PARTS if partials else ["value"]
+    values = disclosure.PARTS if partials else ["value"]
     rows = qconn.execute(
         _ROLLUPS if partials else _ROWS,
         {**row_rules.params(viewer, study=study), "start": start, "end": end, "want": want},
