@@ -27,8 +27,8 @@ from backend.api import (
     study_routes,
 )
 from backend.api.governance_state import GovernanceState
-from backend.api.governed import TOO_MANY, record_refusal, storable
-from backend.api.request_guard import RequestGuard, RequestLimits, Scope
+from backend.api.governed import record_refusal, storable
+from backend.api.request_guard import TOO_MANY, RequestGuard, RequestLimits, Scope
 from backend.api.state import AppState
 from backend.exceptions import UserError, http_status
 

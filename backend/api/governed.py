@@ -28,6 +28,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from backend.api.governance_state import GovernanceState, Identity
+from backend.api.request_guard import TOO_MANY
 from backend.exceptions import ServiceDown, UserError, http_status
 from backend.governance import audit
 from backend.logs import get as get_logger
@@ -67,7 +68,6 @@ Gov = Annotated[GovernanceState, Depends(get_gov)]
 # -- audit records ------------------------------------------------------------------------
 
 _MAX_TEXT = 500
-TOO_MANY = "too many requests"
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 

@@ -25,6 +25,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID_HEADER = "X-Request-ID"
+TOO_MANY = "too many requests"  # a 429's detail, whoever answers it
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -103,7 +104,7 @@ class RequestGuard:
             if self.on_refusal is not None:
                 answer = await self.on_refusal(scope, *refusal)
                 if answer != refusal[0]:
-                    refusal = (answer, "too many requests")
+                    refusal = (answer, TOO_MANY)
             await _respond(send, *refusal)
             return
         await self.app(scope, receive, send)
@@ -203,6 +204,8 @@ async def _respond(send: Send, status: int, detail: str) -> None:
                 (b"content-length", str(len(body)).encode()),
                 # The rest of the body is never read: the connection cannot be reused.
                 (b"connection", b"close"),
+                # As every other 429 of the backend says.
+                *([(b"retry-after", b"1")] if status == 429 else []),
             ],
         }
     )
