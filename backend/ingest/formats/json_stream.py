@@ -61,6 +61,8 @@ def array_elements(
                 # A number at the end of the block may go on in the next one.
                 buf, pos = reader.more(buf, pos)
                 continue
+            if end - pos > max_element:
+                raise _too_long(max_element, f"{where}[{index}]")
             break
         yield element
         pos = end
@@ -75,12 +77,16 @@ def _unreadable(
     err: json.JSONDecodeError, buf: str, pos: int, max_element: int, where: str
 ) -> FormatError:
     if len(buf) - pos > max_element:
-        return FormatError(
-            f"an element longer than {max_element:,} characters: refused "
-            "(no export record is this large)",
-            where,
-        )
+        return _too_long(max_element, where)
     return FormatError(f"not readable as JSON: {err.msg}", where)
+
+
+def _too_long(max_element: int, where: str) -> FormatError:
+    return FormatError(
+        f"an element longer than {max_element:,} characters: refused "
+        "(no export record is this large)",
+        where,
+    )
 
 
 class _Blocks:
