@@ -175,7 +175,7 @@ class _Gen:
             stamp = t.strftime("%m/%d/%y %H:%M:")
             level = rest + 25 * max(0.0, math.sin(math.pi * (minute - 420) / 840))
             parts = []
-            for second in range(2, 60, every):
+            for second in range(2 % every, 60, every):
                 self.tally.records += 1
                 if rng.random() < self.bad_rate:
                     bpm = '"n/a"'
