@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 import tracemalloc
+import uuid
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -15,12 +18,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from backend.db.access import DatabaseAccess
 from backend.exceptions import UserError
+from backend.governance.members import set_time_zone
 from backend.ingest.folder import as_file, zip_folder
 from backend.ingest.formats import fitbit
 from backend.ingest.formats.local_clock import LocalClock, zone
 from backend.ingest.formats.registry import get
+from backend.ingest.landing import land
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.time_zones import NoTimeZone
+from backend.keys.keystore import KeyStore
+from backend.keys.kms import LocalKms
+from backend.refine.files import enrol_members
+from backend.refine.reconcile import reconcile
+from backend.refine.refiner import Outcome, refine_batch
+from backend.runtime import Runtime
 from backend.synth import fitbit as synth
 from backend.synth.members import CohortSpec, member
 
@@ -372,3 +385,116 @@ def test_memory_stays_flat_on_a_large_export(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert count > 150_000
     assert peak < 8 * 1024 * 1024, peak
+
+
+# Against the real stack: a scratch database migrated to head (landing, refiner, ledger).
+
+
+@pytest.fixture(scope="module")
+def fixture_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return zipped(FIXTURES / "fitbit", tmp_path_factory.mktemp("fitbit-e2e"))
+
+
+def land_and_refine(
+    db: DatabaseAccess, keys: KeyStore, who: uuid.UUID, path: Path, options: dict[str, str] | None
+) -> Outcome:
+    with db.connect("ingest") as conn, path.open("rb") as data:
+        receipt = land(
+            conn,
+            keys,
+            source="test:fitbit",
+            fmt="fitbit",
+            member_id=who,
+            region="local",
+            data=data,
+            file_name=path.name,
+            parse_options=options,
+        )
+    with db.connect("refiner") as conn:
+        outcome = refine_batch(conn, keys, receipt.batch_id)
+    assert outcome is not None
+    return outcome
+
+
+def test_the_export_goes_in_reconciled_and_again_is_all_duplicates(
+    migrated_db: DatabaseAccess, tmp_path: Path, fixture_zip: Path
+) -> None:
+    keys = KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
+    who = uuid.uuid4()
+    enrol_members(migrated_db, [who], "local")
+    first = land_and_refine(migrated_db, keys, who, fixture_zip, BERLIN)
+    # 25 samples + 3 rejections; the heart-rate reading given twice is stored once.
+    assert (first.parsed, first.processed, first.quarantined, first.duplicate) == (28, 24, 3, 1)
+    assert first.balanced and first.records_read == 28
+    assert first.unmapped["sleep log repeated in another file"] == 1
+    again = land_and_refine(migrated_db, keys, who, fixture_zip, BERLIN)
+    assert (again.parsed, again.processed, again.quarantined, again.duplicate) == (28, 0, 0, 28)
+    with migrated_db.connect("owner") as conn:
+        rows = conn.execute(
+            "select code, observed_at, unit, value, qualifier from processed.observations"
+            " where member_id = %s order by observed_at, code, qualifier",
+            (who,),
+        ).fetchall()
+        lines = reconcile(conn).batches
+    assert len(rows) == 24
+    ours = [ln for ln in lines if ln.batch_id in (first.batch_id, again.batch_id)]
+    assert len(ours) == 2 and all(ln.ok for ln in ours), [ln.problems for ln in ours]
+    units = {code: unit for code, _, unit, _, _ in rows}
+    assert units["x-rejuve:distance"] == "km" and units["x-rejuve:total-energy"] == "kcal"
+    light = [r for r in rows if r[4] == "asleep_light"]
+    assert [(r[1], r[3]) for r in light] == [(at("2024-03-31T00:40Z"), 23.0)]
+
+
+def test_landing_refuses_an_export_without_a_zone_then_takes_the_members(
+    migrated_db: DatabaseAccess, tmp_path: Path, fixture_zip: Path
+) -> None:
+    keys = KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
+    who = uuid.uuid4()
+    enrol_members(migrated_db, [who], "local")
+    with pytest.raises(NoTimeZone, match="pass --tz"):
+        land_and_refine(migrated_db, keys, who, fixture_zip, None)
+    with migrated_db.connect("owner") as conn:
+        landed = conn.execute("select count(*) from raw.batches where member_id = %s", (who,))
+        assert landed.fetchone() == (0,)  # refused at the door: nothing landed
+    with migrated_db.connect("backend") as conn:
+        with pytest.raises(UserError, match="unknown time zone"):
+            set_time_zone(conn, who, "Europe/Atlantis")
+        assert set_time_zone(conn, who, "Europe/Berlin")
+    outcome = land_and_refine(migrated_db, keys, who, fixture_zip, None)
+    assert outcome.processed == 24
+    with migrated_db.connect("owner") as conn:
+        kept = conn.execute(
+            "select parse_options from raw.batches where batch_id = %s", (outcome.batch_id,)
+        ).fetchone()
+    assert kept == ({"tz": "Europe/Berlin"},)  # the zone used stays with the batch
+
+
+def rejuve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_cli_takes_the_unpacked_folder_and_asks_for_a_zone(ctx: Runtime) -> None:
+    who = str(uuid.uuid4())
+    folder = str(FIXTURES / "fitbit")
+    refused = rejuve("ingest", folder, "--format", "fitbit", "--member", who, "--enrol")
+    assert refused.returncode == 2, refused.stdout
+    assert "--tz" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    first = rejuve("ingest", folder, "--format", "fitbit", "--member", who, "--tz", "Europe/Berlin")
+    assert first.returncode == 1, first.stderr  # three records quarantined, on purpose
+    assert "fitbit.zip:" in first.stdout and "landed as batch" in first.stdout
+    assert "sleep log repeated in another file" in first.stdout
+    zone_set = rejuve("members", "zone", who, "Europe/Berlin")
+    assert zone_set.returncode == 0, zone_set.stderr
+    again = rejuve("ingest", folder, "--format", "fitbit", "--member", who)
+    assert again.returncode == 0, again.stderr
+    assert "0 processed, 28 duplicate" in again.stdout
+    wrong = rejuve("members", "zone", who, "Mars/Olympus")
+    assert wrong.returncode == 2 and "unknown time zone 'Mars/Olympus'" in wrong.stderr
+    not_local = rejuve("ingest", folder, "--format", "fhir", "--member", who, "--tz", "UTC")
+    assert not_local.returncode == 2
