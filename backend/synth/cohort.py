@@ -11,7 +11,8 @@ writes, for each member `<uuid>`:
     DIR/<uuid>/apple/export.xml             Apple Health export (apple-health), for the
                                             first `spec.apple_exports` members
     DIR/<uuid>/fitbit/fitbit-export.zip     Fitbit account export (fitbit), for the next
-                                            `fitbit.FITBIT_EXPORTS` members
+                                            `fitbit.FITBIT_EXPORTS` members without an
+                                            injected episode
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
 file with its format, member and the counts a parser and the refiner must arrive at, and
@@ -57,7 +58,10 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     cohort = members(spec)
     files: list[FileEntry] = []
     shared: dict[uuid.UUID, list[fhir.Shared]] = {}
-    wearers = cohort[spec.apple_exports : spec.apple_exports + fitbit.FITBIT_EXPORTS]
+    # Fitbit wearers: members after the Apple exporters without an injected episode (the
+    # export does not carry episodes, so it must not dilute the ground truth).
+    quiet = [m for m in cohort[spec.apple_exports :] if not episodes(spec, m)]
+    wearers = quiet[: fitbit.FITBIT_EXPORTS]
     for member in cohort:
         who = str(member.member_id)
         first_sent: dict[str, str] = {}

@@ -34,7 +34,7 @@ from pathlib import Path
 from backend.synth.manifest import FileEntry, Tally
 from backend.synth.members import CohortSpec, Member, stream_rng
 
-# Members after the Apple exporters upload a Fitbit export (see cohort.py).
+# How many of the cohort's members upload a Fitbit export (see cohort.py).
 FITBIT_EXPORTS = 2
 
 # Zones without daylight saving time for each offset the cohort uses.
@@ -56,7 +56,8 @@ def zone_name(member: Member) -> str:
 
 
 def export_entry(spec: CohortSpec, member: Member, out: Path, rel: str) -> FileEntry:
-    tally = write_export(spec, member, out / rel)
+    """The cohort's export: heart rate every 15 s (Fitbit's usual 5-15 s at rest)."""
+    tally = write_export(spec, member, out / rel, hr_every_seconds=15)
     options = {"tz": zone_name(member)}
     return FileEntry.of(rel, "fitbit", str(member.member_id), tally, options=options)
 
