@@ -298,6 +298,12 @@ def test_an_element_too_large_is_refused_not_parsed() -> None:
         parse_bytes({"steps-2024-01-01.json": huge})
 
 
+def test_a_csv_line_too_long_is_refused_before_it_is_held() -> None:
+    body = "timestamp,value\n2024-01-01T00:00:00," + "9" * (2 * 1024 * 1024) + "\n"
+    with pytest.raises(FormatError, match=r"Minute SpO2 - 2024-01-01.csv near byte .*longer than"):
+        parse_bytes({"Minute SpO2 - 2024-01-01.csv": body})
+
+
 def test_a_zip_bomb_is_refused_before_inflating() -> None:
     info = zipfile.ZipInfo("heart_rate-2024-01-01.json")
     info.file_size, info.compress_size = 2 * 1024**3, 1024 * 1024

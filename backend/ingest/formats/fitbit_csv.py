@@ -28,7 +28,7 @@ import datetime as dt
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from backend.ingest.formats.fitbit_json import SOURCE, Bad, NoData, number, sample
@@ -37,6 +37,9 @@ from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
 
 _TIME = "timestamp"
 _DEVICE = "data source"
+# Fitbit's rows are under 200 bytes; a "line" of a megabyte is not one of its files, and
+# reading it whole would let one input cost any amount of memory.
+MAX_LINE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def _rows(
     *,
     local: bool,
 ) -> Iterator[Sample | Rejected]:
-    text = io.TextIOWrapper(member, encoding="utf-8-sig", newline="")
+    text = io.TextIOWrapper(_LineBound(member, where), encoding="utf-8-sig", newline="")
     rows = csv.reader(text)
     try:
         header = [h.strip().lower() for h in next(rows, [])]
@@ -176,3 +179,34 @@ def _span(raw: str, daily: bool, clock: LocalClock, local: bool) -> tuple[dt.dat
     if moment.tzinfo is None:
         moment = clock.resolve(moment) if local else moment.replace(tzinfo=dt.UTC)
     return moment, moment
+
+
+class _LineBound(io.RawIOBase):
+    """The zip member as the CSV reader sees it, refusing a line over MAX_LINE_BYTES
+    before the reader has to hold it."""
+
+    def __init__(self, raw: IO[bytes], where: str) -> None:
+        self._raw = raw
+        self._where = where
+        self._run = 0  # bytes since the last newline
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._raw.read(len(buffer))
+        last = chunk.rfind(b"\n")
+        self._run = len(chunk) - 1 - last if last >= 0 else self._run + len(chunk)
+        if self._run > MAX_LINE_BYTES or (last >= 0 and _longest_line(chunk) > MAX_LINE_BYTES):
+            raise FormatError(
+                f"a line longer than {MAX_LINE_BYTES:,} bytes: refused (not a Fitbit CSV)",
+                f"{self._where} near byte {self._offset:,}",
+            )
+        self._offset += len(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _longest_line(chunk: bytes) -> int:
+    return max(map(len, chunk.split(b"\n"))) if len(chunk) > MAX_LINE_BYTES else 0
