@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import queue
 import resource
 import tempfile
 import time
@@ -73,7 +74,9 @@ def parse_step(path: str, tz: str, out: Any) -> None:
     )
 
 
-def end_to_end_step(access: DatabaseAccess, keys_dir: str, path: str, who: str, out: Any) -> None:
+def end_to_end_step(
+    access: DatabaseAccess, keys_dir: str, path: str, who: str, tz: str, out: Any
+) -> None:
     """Child: land the export (encrypted) and refine it, as `rejuve ingest` does."""
     from backend.ingest.landing import land
     from backend.keys.keystore import KeyStore
@@ -93,6 +96,7 @@ def end_to_end_step(access: DatabaseAccess, keys_dir: str, path: str, who: str, 
             region="local",
             data=data,
             file_name=Path(path).name,
+            parse_options={"tz": tz},
         )
     landed = time.perf_counter()
     with access.connect("refiner") as conn:
@@ -120,10 +124,14 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     out = spawn.Queue()
     child = spawn.Process(target=target, args=(*args, out))
     child.start()
-    result: dict[str, Any] = out.get()
+    while True:  # a child that dies puts nothing: do not wait for it forever
+        try:
+            result: dict[str, Any] = out.get(timeout=5)
+            break
+        except queue.Empty:
+            if not child.is_alive():
+                raise SystemExit(f"{target.__name__} failed (exit {child.exitcode})") from None
     child.join()
-    if child.exitcode:
-        raise SystemExit(f"{target.__name__} failed (exit {child.exitcode})")
     return result
 
 
@@ -169,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     # Ends well before today: the refiner quarantines samples from the future.
     start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-    spec = CohortSpec(members=1, days=args.days + 1, seed=11, start=start, bad_rate=0.0)
+    spec = CohortSpec(
+        members=1, days=args.days + 1, seed=11, start=start, bad_rate=0.0, duplicate_rate=0.0
+    )
     who = member(spec, 0)
     tz = zone_name(who)
     with tempfile.TemporaryDirectory(prefix="rejuve-bench-fitbit-") as tmp:
@@ -180,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                 spec, who, export, days=args.days + 1, hr_every_seconds=args.hr_every, bad_rate=0.0
             )
             generated_s = time.perf_counter() - t0
+        console.log(f"generated {tally.samples:,} samples in {generated_s:,.0f} s")
         with console.status(f"parsing {tally.samples:,} samples"):
             parsed = _in_child(parse_step, str(export), tz)
+        console.log(f"parse: {parsed}")  # each step as it ends: a long run is read as it goes
         access = create_scratch_database(ctx)
         try:
             migrate.upgrade(access)
@@ -189,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
 
             enrol_members(access, [who.member_id], "local")
             with console.status("end to end: land (encrypted) and refine into the processed zone"):
-                e2e = _in_child(end_to_end_step, access, tmp, str(export), str(who.member_id))
+                e2e = _in_child(end_to_end_step, access, tmp, str(export), str(who.member_id), tz)
+            console.log(f"end to end: {e2e}")
             with console.status("reference: the same rows COPYed into the same hypertable"):
                 copy = copy_reference(access, Path(tmp) / "rows.bin")
         finally:
