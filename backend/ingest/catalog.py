@@ -60,6 +60,10 @@ _MEASURES = [
     Measure("2160-0", "creatinine", "mg/dL", 0.1, 20, "labs", molar_mass=113.12),
     Measure("1988-5", "C reactive protein", "mg/L", 0, 500, "labs"),
     Measure("718-7", "hemoglobin", "g/dL", 2, 25, "labs"),
+    # Fitbit (issue 11): no LOINC term for either. Fitbit's calories include the basal
+    # rate; its HRV is RMSSD, not the SDNN of 80404-7.
+    Measure("x-rejuve:total-energy", "total energy expended", "kcal", 0, 15_000, "activity"),
+    Measure("x-rejuve:hrv-rmssd", "heart rate variability (RMSSD)", "ms", 1, 500, "wearables"),
 ]
 
 CATALOG: dict[str, Measure] = {m.code: m for m in _MEASURES}
