@@ -1,0 +1,79 @@
+"""Reading a member export that arrives as a zip (Garmin, Health Connect), at bounded cost.
+
+A zip states each member's uncompressed size, but the statement is not to be trusted (a
+zip bomb states a small size and inflates to gigabytes): every read here stops one byte
+past its limit and refuses the member, naming the archive, the member and the limit."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from backend.ingest.model import FormatError
+
+_CHUNK = 1024 * 1024
+
+
+def open_zip(source: Path | BinaryIO, name: str, what: str) -> zipfile.ZipFile:
+    """The archive, or one line saying that `name` is not the zip `what` comes as."""
+    try:
+        return zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as err:
+        raise FormatError(f"not a zip archive ({err}): expected {what}", name) from err
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: int) -> bytes:
+    """The whole member, refused past `limit` bytes (as stated or as it inflates)."""
+    _check_stated(info, where, limit)
+    try:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
+        raise FormatError(f"damaged zip member ({err})", where) from err
+    if len(data) > limit:
+        raise _too_large(where, limit)
+    return data
+
+
+def copy_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: IO[bytes], where: str, limit: int
+) -> int:
+    """Copy the member into `target` in 1 MiB chunks; refused past `limit` bytes."""
+    _check_stated(info, where, limit)
+    copied = 0
+    try:
+        with archive.open(info) as member:
+            while chunk := member.read(_CHUNK):
+                copied += len(chunk)
+                if copied > limit:
+                    raise _too_large(where, limit)
+                target.write(chunk)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
+        raise FormatError(f"damaged zip member ({err})", where) from err
+    return copied
+
+
+def copy_stream(source: BinaryIO, target: IO[bytes], where: str, limit: int) -> int:
+    """The same bound for an input that is the file itself rather than a zip."""
+    copied = 0
+    while chunk := source.read(_CHUNK):
+        copied += len(chunk)
+        if copied > limit:
+            raise _too_large(where, limit)
+        target.write(chunk)
+    return copied
+
+
+def _check_stated(info: zipfile.ZipInfo, where: str, limit: int) -> None:
+    if info.file_size > limit:
+        raise _too_large(where, limit)
+
+
+def _too_large(where: str, limit: int) -> FormatError:
+    return FormatError(
+        f"larger than {limit:,} bytes uncompressed: refused (no real export holds one;"
+        " a zip bomb does)",
+        where,
+    )
