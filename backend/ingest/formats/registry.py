@@ -73,6 +73,24 @@ FORMATS: dict[str, Format] = {
             "lab results as CSV, with a column mapping",
         ),
         Format(
+            "garmin",
+            "application/zip",
+            "backend.ingest.formats.garmin",
+            "Garmin Connect export (zip with DI_CONNECT/)",
+        ),
+        Format(
+            "fit",
+            "application/vnd.ant.fit",
+            "backend.ingest.formats.fit",
+            "FIT activity file (.fit)",
+        ),
+        Format(
+            "health-connect",
+            "application/zip",
+            "backend.ingest.formats.health_connect",
+            "Android Health Connect export (zip with health_connect_export.db)",
+        ),
+        Format(
             "device-batch",
             "application/vnd.rejuve.device-batch+json",
             "backend.ingest.formats.device_batch",
