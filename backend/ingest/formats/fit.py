@@ -11,7 +11,9 @@ fitdecode as a stream of messages.
 
 FIT times are UTC, seconds since 1989-12-31 00:00 (fitdecode makes them aware
 datetimes); values below 0x10000000 are seconds since the device powered on, not times,
-and are refused. Fields a device marks invalid (0xFF...) arrive as None and are skipped.
+and are refused. The wall-clock offset is only stated by the closing `activity` message
+(`local_timestamp`), after the records: samples carry no offset rather than a guess.
+Fields a device marks invalid (0xFF...) arrive as None and are skipped.
 
 A damaged file (bad CRC, cut in the middle of a message, not FIT at all) is refused as a
 whole with one line naming the file and the byte offset where reading stopped: a FIT
@@ -77,7 +79,7 @@ def parse(
                     continue
                 report.read += 1
                 message = frame.name
-                locator = f"{name} byte {counting.offset} {message}"
+                locator = f"{name} message {report.read} ({message})"
                 if message == "record":
                     yield from _record(frame, source, locator, report)
                 elif message == "session":
@@ -130,7 +132,7 @@ def _record(
         if not _finite(value):
             yield _rejected(frame, code, f"{code} {value!r} is not a number", locator)
             continue
-        yield Sample(code, float(value), unit, stamp, source, locator, None, 0)
+        yield Sample(code, float(value), unit, stamp, source, locator)
 
 
 def _session(
@@ -147,30 +149,14 @@ def _session(
     end = start + dt.timedelta(seconds=float(elapsed))
     sport = _value(frame, "sport")
     qualifier = sport if isinstance(sport, str) else "generic"
+    minutes = float(elapsed) / 60
     yield Sample(
-        "x-rejuve:workout",
-        float(elapsed) / 60,
-        "min",
-        start,
-        source,
-        locator,
-        end,
-        0,
-        None,
-        qualifier,
+        "x-rejuve:workout", minutes, "min", start, source, locator, end, qualifier=qualifier
     )
     distance = _value(frame, "total_distance")
     if _finite(distance) and distance > 0:
-        yield Sample(
-            "x-rejuve:distance",
-            float(distance),
-            "m",
-            start,
-            source,
-            f"{locator}.total_distance",
-            end,
-            0,
-        )
+        where = f"{locator}.total_distance"
+        yield Sample("x-rejuve:distance", float(distance), "m", start, source, where, end)
 
 
 def _device(frame: fitdecode.FitDataMessage) -> str | None:

@@ -1,0 +1,521 @@
+"""Android Health Connect export: the zip the phone writes ("Health Connect.zip") holding
+its SQLite database `health_connect_export.db`, or that database on its own.
+
+The database is Health Connect's own storage. Every record table has `uuid` (16-byte
+blob), `app_info_id` (-> `application_info_table`: `package_name`, `app_name`) and
+`device_info_id` (-> `device_info_table`: `manufacturer`, `model`). Interval records
+have `start_time`/`end_time` (epoch ms, UTC) with `start_zone_offset`/`end_zone_offset`
+(seconds); instant records have `time` and `zone_offset`. Series (heart rate) keep their
+samples in a child table (`heart_rate_record_series_table`: `parent_key` -> the parent's
+`row_id`, `epoch_millis`, `beats_per_minute`); sleep stages likewise
+(`sleep_stages_table`: `stage_start_time`, `stage_end_time`, `stage_type`). Units are
+Health Connect's internal ones: metres, grams, calories (not kcal), percent, Celsius,
+mmHg, litres.
+
+SQLite cannot read from a stream, so the database is copied to a temporary file first,
+refused past `MAX_DB_BYTES` however small the zip claims it is. It is opened read-only
+(`immutable`, no journal written); a file that is not SQLite, or a database without
+Health Connect's tables, is refused with one line. Rows are read with one cursor per
+table, so memory stays flat whatever the size.
+
+`report.read` counts the rows of the record tables (and each heart-rate sample and sleep
+stage); rows of tables not mapped here count in `report.unmapped` by table name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO, Any, BinaryIO
+
+from backend.ingest.formats.archive import copy_member, copy_stream, open_zip
+from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+
+MAX_DB_BYTES = 4 * 1024**3
+DATABASE = "health_connect_export.db"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_ZIP_MAGIC = b"PK\x03\x04"
+# Tables every Health Connect database has, whatever the user recorded.
+_REQUIRED = frozenset({"application_info_table", "device_info_table"})
+
+_Outcome = Sample | Rejected
+
+
+@dataclass(frozen=True)
+class _Instant:
+    table: str
+    column: str
+    code: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class _Interval:
+    table: str
+    column: str
+    code: str
+    unit: str
+
+
+# Unit as Health Connect stores it; the refiner converts to the catalog's unit.
+_INSTANTS = (
+    _Instant("resting_heart_rate_record_table", "beats_per_minute", "40443-4", "/min"),
+    _Instant("oxygen_saturation_record_table", "percentage", "59408-5", "%"),
+    _Instant("weight_record_table", "weight", "29463-7", "g"),
+    _Instant("height_record_table", "height", "8302-2", "m"),
+    _Instant("body_fat_record_table", "percentage", "41982-0", "%"),
+    _Instant("respiratory_rate_record_table", "rate", "9279-1", "/min"),
+    _Instant("body_temperature_record_table", "temperature", "8310-5", "Cel"),
+    _Instant("blood_pressure_record_table", "systolic", "8480-6", "mm[Hg]"),
+    _Instant("blood_pressure_record_table", "diastolic", "8462-4", "mm[Hg]"),
+)
+_INTERVALS = (
+    _Interval("steps_record_table", "count", "55423-8", "{steps}"),
+    _Interval("distance_record_table", "distance", "x-rejuve:distance", "m"),
+    _Interval("active_calories_burned_record_table", "energy", "41981-2", "cal"),
+)
+_HEART_RATE = "heart_rate_record_table"
+_HEART_RATE_SERIES = "heart_rate_record_series_table"
+_SLEEP = "sleep_session_record_table"
+_SLEEP_STAGES = "sleep_stages_table"
+_EXERCISE = "exercise_session_record_table"
+_MAPPED = frozenset(
+    {i.table for i in _INSTANTS}
+    | {i.table for i in _INTERVALS}
+    | {_HEART_RATE, _HEART_RATE_SERIES, _SLEEP, _SLEEP_STAGES, _EXERCISE}
+)
+
+# SleepSessionRecord.STAGE_TYPE_*: 0 unknown, 1 awake, 2 sleeping, 3 out of bed, 4 light,
+# 5 deep, 6 REM, 7 awake in bed; named as Apple's stages are.
+SLEEP_STAGES = {
+    0: "asleep",
+    1: "awake",
+    2: "asleep",
+    3: "out_of_bed",
+    4: "asleep_core",
+    5: "asleep_deep",
+    6: "asleep_rem",
+    7: "awake",
+}
+# ExerciseSessionRecord.EXERCISE_TYPE_* for the common workouts; others keep their number.
+EXERCISE_TYPES = {
+    0: "other",
+    8: "biking",
+    37: "hiking",
+    56: "running",
+    70: "strength_training",
+    73: "swimming_open_water",
+    74: "swimming_pool",
+    79: "walking",
+    83: "yoga",
+}
+
+
+def parse(
+    data: BinaryIO, report: ParseReport, *, name: str = "Health Connect.zip"
+) -> Iterator[_Outcome]:
+    """Stream the samples of a Health Connect export (zip or bare database)."""
+    with tempfile.NamedTemporaryFile(prefix="rejuve-hc-", suffix=".db") as copy:
+        where = _extract(data, copy, name)
+        copy.flush()
+        yield from _read_database(copy.name, where, report)
+
+
+def _extract(data: BinaryIO, target: IO[bytes], name: str) -> str:
+    head = data.read(len(_SQLITE_MAGIC))
+    data.seek(-len(head), 1)
+    if head.startswith(_ZIP_MAGIC):
+        archive = open_zip(data, name, f"a Health Connect export (.zip holding {DATABASE})")
+        with archive:
+            found = [
+                i
+                for i in archive.infolist()
+                if not i.is_dir() and PurePosixPath(i.filename).name == DATABASE
+            ]
+            if len(found) != 1:
+                raise FormatError(
+                    f"not a Health Connect export: expected one {DATABASE} in the zip,"
+                    f" found {len(found)}",
+                    name,
+                )
+            where = f"{name}/{found[0].filename}"
+            copy_member(archive, found[0], target, where, MAX_DB_BYTES)
+            return where
+    if head == _SQLITE_MAGIC:
+        copy_stream(data, target, name, MAX_DB_BYTES)
+        return name
+    raise FormatError(
+        f"not a Health Connect export: neither a zip nor an SQLite database ({DATABASE})", name
+    )
+
+
+def _read_database(path: str, where: str, report: ParseReport) -> Iterator[_Outcome]:
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as err:
+        raise FormatError(f"not readable as SQLite ({err})", where) from err
+    try:
+        db.row_factory = sqlite3.Row
+        tables = _tables(db, where)
+        reader = _Reader(db, where, report, tables, _sources(db, tables))
+        yield from reader.read_all()
+    except sqlite3.DatabaseError as err:
+        raise FormatError(f"damaged SQLite database ({err})", where) from err
+    finally:
+        db.close()
+
+
+def _tables(db: sqlite3.Connection, where: str) -> frozenset[str]:
+    try:
+        rows = db.execute("select name from sqlite_master where type = 'table'").fetchall()
+    except sqlite3.DatabaseError as err:
+        raise FormatError(f"not an SQLite database ({err})", where) from err
+    tables = frozenset(str(r[0]) for r in rows)
+    missing = _REQUIRED - tables
+    if missing or not any(t.endswith("_record_table") for t in tables):
+        raise FormatError(
+            "an SQLite database, but not Health Connect's: no "
+            + ", ".join(sorted(missing) or ["*_record_table"]),
+            where,
+        )
+    return tables
+
+
+def _sources(db: sqlite3.Connection, tables: frozenset[str]) -> dict[tuple[Any, Any], str]:
+    """(app_info_id, device_info_id) -> "Fitbit (com.fitbit.FitbitMobile) [Google Pixel
+    Watch 2]": app and device, the provenance of each row."""
+    apps = {
+        r["row_id"]: _app_name(r["app_name"], r["package_name"])
+        for r in db.execute("select row_id, app_name, package_name from application_info_table")
+    }
+    devices = {
+        r["row_id"]: " ".join(str(p) for p in (r["manufacturer"], r["model"]) if p)
+        for r in db.execute("select row_id, manufacturer, model from device_info_table")
+    }
+    out: dict[tuple[Any, Any], str] = {}
+    for app_id, app in apps.items():
+        out[(app_id, None)] = app
+        for device_id, device in devices.items():
+            out[(app_id, device_id)] = f"{app} [{device}]" if device else app
+    return out
+
+
+def _app_name(name: object, package: object) -> str:
+    parts = [str(p) for p in (name, f"({package})" if package else None) if p]
+    return (" ".join(parts) or "Health Connect")[:120]
+
+
+class _Unreadable(ValueError):
+    def __init__(self, reason: str, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.field, self.detail = reason, field, detail
+
+
+class _Reader:
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        where: str,
+        report: ParseReport,
+        tables: frozenset[str],
+        sources: dict[tuple[Any, Any], str],
+    ) -> None:
+        self.db, self.where, self.report, self.tables, self.sources = (
+            db,
+            where,
+            report,
+            tables,
+            sources,
+        )
+
+    def read_all(self) -> Iterator[_Outcome]:
+        for instant in _INSTANTS:
+            if instant.table in self.tables:
+                yield from self._instants(instant)
+        for interval in _INTERVALS:
+            if interval.table in self.tables:
+                yield from self._intervals(interval)
+        if {_HEART_RATE, _HEART_RATE_SERIES} <= self.tables:
+            yield from self._heart_rate()
+        if _SLEEP in self.tables:
+            yield from self._sleep()
+        if _EXERCISE in self.tables:
+            yield from self._exercise()
+        for table in sorted(self.tables - _MAPPED):
+            if table.endswith("_record_table") or table.endswith("RecordTable"):
+                (count,) = self.db.execute(_select(table, "count(*)")).fetchone()
+                if count:
+                    self.report.read += count
+                    self.report.unmapped[f"health connect {table}"] += count
+
+    def _source(self, row: sqlite3.Row) -> str:
+        keys = row.keys()
+        app = row["app_info_id"] if "app_info_id" in keys else None
+        device = row["device_info_id"] if "device_info_id" in keys else None
+        return self.sources.get((app, device)) or self.sources.get((app, None)) or "Health Connect"
+
+    def _locator(self, table: str, row: sqlite3.Row) -> str:
+        return f"{self.where} {table} row {row['row_id']}"
+
+    def _rejected(self, err: _Unreadable, table: str, row: sqlite3.Row) -> Rejected:
+        return Rejected(err.reason, err.field, err.detail, self._locator(table, row), _plain(row))
+
+    def _instants(self, m: _Instant) -> Iterator[_Outcome]:
+        # Blood pressure is one row and two samples: read counts the row once.
+        counts = m.column != "diastolic"
+        for row in self.db.execute(_select(m.table, tail="order by time, row_id")):
+            if counts:
+                self.report.read += 1
+            try:
+                at, offset = _instant(row, "time", "zone_offset")
+                value = _number(row, m.column)
+            except _Unreadable as err:
+                if counts:
+                    yield self._rejected(err, m.table, row)
+                continue
+            yield _sample(
+                m.code,
+                value,
+                m.unit,
+                at,
+                None,
+                offset,
+                self._source(row),
+                self._locator(m.table, row),
+            )
+
+    def _intervals(self, m: _Interval) -> Iterator[_Outcome]:
+        for row in self.db.execute(_select(m.table, tail="order by start_time, row_id")):
+            self.report.read += 1
+            try:
+                start, end, offset = _span(row, "start_time", "end_time", "start_zone_offset")
+                value = _number(row, m.column)
+            except _Unreadable as err:
+                yield self._rejected(err, m.table, row)
+                continue
+            yield _sample(
+                m.code,
+                value,
+                m.unit,
+                start,
+                end,
+                offset,
+                self._source(row),
+                self._locator(m.table, row),
+            )
+
+    def _heart_rate(self) -> Iterator[_Outcome]:
+        query = (
+            "select s.epoch_millis, s.beats_per_minute, p.row_id, p.start_zone_offset,"
+            " p.app_info_id, p.device_info_id"
+            " from heart_rate_record_series_table s"
+            " join heart_rate_record_table p on s.parent_key = p.row_id"
+            " order by s.epoch_millis, p.row_id"
+        )
+        for row in self.db.execute(query):
+            self.report.read += 1
+            locator = f"{self.where} {_HEART_RATE} row {row['row_id']} at {row['epoch_millis']}"
+            try:
+                at = _millis(row, "epoch_millis")
+                offset = _offset(row, "start_zone_offset")
+                bpm = _number(row, "beats_per_minute")
+            except _Unreadable as err:
+                yield Rejected(err.reason, err.field, err.detail, locator, _plain(row))
+                continue
+            yield _sample("8867-4", bpm, "/min", at, None, offset, self._source(row), locator)
+
+    def _sleep(self) -> Iterator[_Outcome]:
+        staged = _SLEEP_STAGES in self.tables
+        for session in self.db.execute(_select(_SLEEP, tail="order by start_time, row_id")):
+            stages = (
+                self.db.execute(
+                    _select(_SLEEP_STAGES, tail="where parent_key = ? order by stage_start_time"),
+                    (session["row_id"],),
+                ).fetchall()
+                if staged
+                else []
+            )
+            source = self._source(session)
+            try:
+                offset = _offset(session, "start_zone_offset")
+            except _Unreadable as err:
+                self.report.read += 1
+                yield self._rejected(err, _SLEEP, session)
+                continue
+            if not stages:
+                # A session without stages: the whole span asleep, as Apple's "asleep".
+                self.report.read += 1
+                yield from self._stage(
+                    session, _SLEEP, "start_time", "end_time", "asleep", offset, source
+                )
+                continue
+            # A staged session is read as its stages: they are the records counted.
+            for stage in stages:
+                self.report.read += 1
+                kind = stage["stage_type"]
+                name = SLEEP_STAGES.get(kind) if isinstance(kind, int) else None
+                if name is None:
+                    yield Rejected(
+                        "bad_value",
+                        "stage_type",
+                        f"unknown sleep stage type {kind!r}",
+                        self._stage_locator(session, stage),
+                        _plain(stage),
+                    )
+                    continue
+                yield from self._stage(
+                    stage,
+                    _SLEEP_STAGES,
+                    "stage_start_time",
+                    "stage_end_time",
+                    name,
+                    offset,
+                    source,
+                    session,
+                )
+
+    def _stage_locator(self, session: sqlite3.Row, stage: sqlite3.Row) -> str:
+        return f"{self.where} {_SLEEP} row {session['row_id']} stage at {stage['stage_start_time']}"
+
+    def _stage(
+        self,
+        row: sqlite3.Row,
+        table: str,
+        start_key: str,
+        end_key: str,
+        stage: str,
+        offset: int | None,
+        source: str,
+        session: sqlite3.Row | None = None,
+    ) -> Iterator[_Outcome]:
+        locator = (
+            self._stage_locator(session, row) if session is not None else self._locator(table, row)
+        )
+        try:
+            start, end, _ = _span(row, start_key, end_key, None)
+        except _Unreadable as err:
+            yield Rejected(err.reason, err.field, err.detail, locator, _plain(row))
+            return
+        minutes = (end - start).total_seconds() / 60
+        yield _sample(
+            "x-rejuve:sleep-stage", minutes, "min", start, end, offset, source, locator, stage
+        )
+
+    def _exercise(self) -> Iterator[_Outcome]:
+        for row in self.db.execute(_select(_EXERCISE, tail="order by start_time, row_id")):
+            self.report.read += 1
+            try:
+                start, end, offset = _span(row, "start_time", "end_time", "start_zone_offset")
+                kind = row["exercise_type"]
+                if not isinstance(kind, int):
+                    raise _Unreadable(
+                        "bad_value", "exercise_type", f"exercise_type {kind!r} is not a number"
+                    )
+            except _Unreadable as err:
+                yield self._rejected(err, _EXERCISE, row)
+                continue
+            qualifier = EXERCISE_TYPES.get(kind, f"exercise_type_{kind}")
+            minutes = (end - start).total_seconds() / 60
+            yield _sample(
+                "x-rejuve:workout",
+                minutes,
+                "min",
+                start,
+                end,
+                offset,
+                self._source(row),
+                self._locator(_EXERCISE, row),
+                qualifier,
+            )
+
+
+def _select(table: str, columns: str = "*", tail: str = "") -> str:
+    """A query of one table. Only identifiers are spliced in: the constants above, or a
+    table name read from the file's own sqlite_master, quoted as an identifier; values
+    are always bound parameters."""
+    quoted = table.replace('"', '""')
+    return f'select {columns} from "{quoted}" {tail}'  # noqa: S608
+
+
+def _sample(
+    code: str,
+    value: float,
+    unit: str,
+    start: dt.datetime,
+    end: dt.datetime | None,
+    offset: int | None,
+    source: str,
+    locator: str,
+    qualifier: str | None = None,
+) -> Sample:
+    return Sample(
+        code=code,
+        value=value,
+        unit=unit,
+        start=start,
+        end=end,
+        tz_offset_minutes=offset,
+        source=source,
+        locator=locator,
+        qualifier=qualifier,
+    )
+
+
+_EARLIEST_MS = 631_152_000_000  # 1990-01-01
+_LATEST_MS = 4_102_444_800_000  # 2100-01-01
+
+
+def _millis(row: sqlite3.Row, key: str) -> dt.datetime:
+    value = row[key]
+    if not isinstance(value, int) or not _EARLIEST_MS <= value < _LATEST_MS:
+        raise _Unreadable("bad_timestamp", key, f"{key} {value!r} is not a plausible epoch-ms time")
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+
+
+def _offset(row: sqlite3.Row, key: str | None) -> int | None:
+    # Row's `in` looks at values, not column names: keys() is needed.
+    if key is None or key not in row.keys() or row[key] is None:  # noqa: SIM118
+        return None
+    seconds = row[key]
+    # Health Connect keeps ZoneOffset seconds: -18:00..+18:00 is all java.time allows.
+    if not isinstance(seconds, int) or abs(seconds) > 18 * 3600 or seconds % 60:
+        raise _Unreadable(
+            "bad_timestamp", key, f"{key} {seconds!r} is not a zone offset in seconds"
+        )
+    return seconds // 60
+
+
+def _instant(row: sqlite3.Row, time_key: str, offset_key: str) -> tuple[dt.datetime, int | None]:
+    return _millis(row, time_key), _offset(row, offset_key)
+
+
+def _span(
+    row: sqlite3.Row, start_key: str, end_key: str, offset_key: str | None
+) -> tuple[dt.datetime, dt.datetime, int | None]:
+    start = _millis(row, start_key)
+    end = _millis(row, end_key)
+    if end < start:
+        raise _Unreadable("bad_interval", end_key, f"{end_key} is before {start_key}")
+    return start, end, _offset(row, offset_key)
+
+
+def _number(row: sqlite3.Row, key: str) -> float:
+    value = row[key]
+    if value is None:
+        raise _Unreadable("missing_value", key, f"no {key}")
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Unreadable("bad_value", key, f"{key} {value!r} is not a number")
+    return float(value)
+
+
+def _plain(row: sqlite3.Row) -> dict[str, object]:
+    """The row as the steward sees it in the quarantine (blobs as hex, e.g. the uuid)."""
+    out: dict[str, object] = {}
+    for key in row.keys():  # noqa: SIM118 (Row iterates over values)
+        value = row[key]
+        out[key] = value.hex() if isinstance(value, bytes) else value
+    return out
