@@ -10,6 +10,10 @@ writes, for each member `<uuid>`:
     DIR/<uuid>/omh/points.json              Open mHealth data points (omh)
     DIR/<uuid>/apple/export.xml             Apple Health export (apple-health), for the
                                             first `spec.apple_exports` members
+    DIR/<uuid>/garmin/garmin-export.zip     Garmin Connect export (garmin), FIT files of
+    DIR/<uuid>/fit/<date>-<n>-<sport>.fit   the workouts (fit) and an Android Health Connect
+    DIR/<uuid>/health-connect/Health Connect.zip   export (health-connect), for the first
+                                            `spec.wearable_exports` members
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
 file with its format, member and the counts a parser and the refiner must arrive at, and
@@ -31,6 +35,9 @@ from backend.synth import csv_lab, fhir, omh
 from backend.synth.apple import apple_export, write_export
 from backend.synth.device import device_batches, device_stream
 from backend.synth.episodes import episodes
+from backend.synth.fit_files import fit_files
+from backend.synth.garmin import garmin_export
+from backend.synth.health_connect import health_connect_export
 from backend.synth.manifest import FileEntry, Manifest, Tally
 from backend.synth.members import CohortSpec, Member, members
 
@@ -55,7 +62,7 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     cohort = members(spec)
     files: list[FileEntry] = []
     shared: dict[uuid.UUID, list[fhir.Shared]] = {}
-    for member in cohort:
+    for index, member in enumerate(cohort):
         who = str(member.member_id)
         first_sent: dict[str, str] = {}
         for number, (body, info) in enumerate(device_stream(spec, member), start=1):
@@ -85,6 +92,8 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
             path = f"{who}/apple/export.xml"
             tally = write_export(spec, member, out / path)
             files.append(FileEntry.of(path, "apple-health", who, tally))
+        if index < spec.wearable_exports:
+            files.extend(_wearable_exports(spec, member, out))
     data, tally = csv_lab.labs(spec, cohort, shared)
     _write(out / "labs.csv", data)
     files.append(FileEntry.of("labs.csv", "csv-lab", None, tally))
@@ -92,6 +101,19 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     manifest = Manifest(spec, tuple(cohort), tuple(files), injected)
     _write(out / "manifest.json", manifest.to_json())
     return manifest
+
+
+def _wearable_exports(spec: CohortSpec, member: Member, out: Path) -> list[FileEntry]:
+    who = str(member.member_id)
+    data, tally = garmin_export(spec, member)
+    written = [(f"{who}/garmin/garmin-export.zip", "garmin", data, tally)]
+    for fit in fit_files(spec, member):
+        written.append((f"{who}/fit/{fit.name}", "fit", fit.data, fit.tally))
+    data, tally = health_connect_export(spec, member)
+    written.append((f"{who}/health-connect/Health Connect.zip", "health-connect", data, tally))
+    for path, _, body, _ in written:
+        _write(out / path, body)
+    return [FileEntry.of(path, fmt, who, counts) for path, fmt, _, counts in written]
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -128,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--five-minute-hr-share", type=float, default=defaults.five_minute_hr_share)
     parser.add_argument("--apple-exports", type=int, default=defaults.apple_exports)
     parser.add_argument(
+        "--wearable-exports",
+        type=int,
+        default=defaults.wearable_exports,
+        help="members (the first ones) who also upload Garmin, FIT and Health Connect files",
+    )
+    parser.add_argument(
         "--episode-share",
         type=float,
         default=defaults.episode_share,
@@ -145,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             gap_rate=args.gap_rate,
             five_minute_hr_share=args.five_minute_hr_share,
             apple_exports=args.apple_exports,
+            wearable_exports=args.wearable_exports,
             episode_share=args.episode_share,
         )
     except ValueError as e:

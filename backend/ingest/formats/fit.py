@@ -67,6 +67,7 @@ def parse(
     """Stream the samples of one FIT file (or of FIT files chained in one input)."""
     counting = _Counting(data)
     source = "FIT file"
+    number = 0  # data messages so far: the locator names the message by its place
     try:
         reader = fitdecode.FitReader(
             counting,
@@ -78,8 +79,9 @@ def parse(
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
                 report.read += 1
+                number += 1
                 message = frame.name
-                locator = f"{name} message {report.read} ({message})"
+                locator = f"{name} message {number} ({message})"
                 if message == "record":
                     yield from _record(frame, source, locator, report)
                 elif message == "session":
@@ -88,6 +90,10 @@ def parse(
                     source = _device(frame) or source
                 elif message not in _HEADER_MESSAGES:
                     report.unmapped[f"fit {message}"] += 1
+            if reader.last_header is None:
+                raise FormatError("not a FIT file: it is empty", name)
+    except FormatError:
+        raise
     except fitdecode.FitError as err:
         raise FormatError(_why(err), f"{name} byte {counting.offset}") from err
     except (ValueError, struct_error, OverflowError) as err:
