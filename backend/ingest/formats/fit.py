@@ -68,6 +68,7 @@ def parse(
     counting = _Counting(data)
     source = "FIT file"
     number = 0  # data messages so far: the locator names the message by its place
+    headers = 0  # FIT files in the input (FIT files may be chained)
     try:
         reader = fitdecode.FitReader(
             counting,
@@ -76,6 +77,8 @@ def parse(
         )
         with reader:
             for frame in reader:
+                if isinstance(frame, fitdecode.FitHeader):
+                    headers += 1
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
                 report.read += 1
@@ -90,7 +93,7 @@ def parse(
                     source = _device(frame) or source
                 elif message not in _HEADER_MESSAGES:
                     report.unmapped[f"fit {message}"] += 1
-            if reader.last_header is None:
+            if not headers:
                 raise FormatError("not a FIT file: it is empty", name)
     except FormatError:
         raise
