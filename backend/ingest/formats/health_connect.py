@@ -36,6 +36,7 @@ from backend.ingest.formats.archive import copy_member, copy_stream, open_zip
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
 
 MAX_DB_BYTES = 4 * 1024**3
+MAX_VALUE_BYTES = 16 * 1024 * 1024
 DATABASE = "health_connect_export.db"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -159,6 +160,10 @@ def _read_database(path: str, where: str, report: ParseReport) -> Iterator[_Outc
     except sqlite3.Error as err:
         raise FormatError(f"not readable as SQLite ({err})", where) from err
     try:
+        # The file is the uploader's: a generated column or view could ask for a 2 GB blob
+        # (zeroblob) per row. No value Health Connect writes is near 16 MiB.
+        db.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
+        db.execute("pragma trusted_schema = off")
         db.row_factory = sqlite3.Row
         tables = _tables(db, where)
         reader = _Reader(db, where, report, tables, _sources(db, tables))
@@ -173,7 +178,7 @@ def _tables(db: sqlite3.Connection, where: str) -> frozenset[str]:
     try:
         rows = db.execute("select name from sqlite_master where type = 'table'").fetchall()
     except sqlite3.DatabaseError as err:
-        raise FormatError(f"not an SQLite database ({err})", where) from err
+        raise FormatError(f"damaged SQLite database ({err})", where) from err
     tables = frozenset(str(r[0]) for r in rows)
     missing = _REQUIRED - tables
     if missing or not any(t.endswith("_record_table") for t in tables):
@@ -246,7 +251,9 @@ class _Reader:
         if _EXERCISE in self.tables:
             yield from self._exercise()
         for table in sorted(self.tables - _MAPPED):
-            if table.endswith("_record_table") or table.endswith("RecordTable"):
+            # A series keeps its samples in a snake_case child (speed_record_table) of a
+            # CamelCase parent (SpeedRecordTable): the samples are what is counted.
+            if table.endswith("_record_table"):
                 (count,) = self.db.execute(_select(table, "count(*)")).fetchone()
                 if count:
                     self.report.read += count
