@@ -11,6 +11,7 @@ import io
 import sqlite3
 import tempfile
 import zipfile
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -143,6 +144,7 @@ def test_the_copy_of_the_database_is_removed(
     stream = health_connect.parse(io.BytesIO(zipped(database())), ParseReport())
     next(stream)
     assert len(list(tmp_path.iterdir())) == 1
+    assert isinstance(stream, Generator)
     stream.close()  # the refiner stopping early (time limit) removes it too
     assert list(tmp_path.iterdir()) == []
 
