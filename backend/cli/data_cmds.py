@@ -115,10 +115,17 @@ def ingest(
     mapping: Path | None,
     timeout: float,
     enrol: bool = False,
+    tz: str | None = None,
 ) -> None:
     from backend.refine.files import ingest_file, ingest_multi_member_csv
 
     options = _mapping_options(mapping) if mapping else None
+    if tz is not None:
+        from backend.ingest.formats.registry import get as get_format
+
+        if not get_format(fmt).local_times:
+            raise UserError(f"--tz is for files of local times (fitbit), not {fmt}")
+        options = {**(options or {}), "tz": tz}
     if member is None:
         if fmt != "csv-lab":
             raise UserError(f"--member is needed for {fmt} files")

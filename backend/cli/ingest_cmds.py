@@ -13,9 +13,14 @@ from backend.cli.app import app, runtime
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="the file to ingest")],
+    path: Annotated[
+        Path, typer.Argument(help="the file to ingest (or the folder of an unpacked export)")
+    ],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="apple-health, fhir, omh, csv-lab or device-batch")
+        str,
+        typer.Option(
+            "--format", "-f", help="apple-health, fhir, omh, csv-lab, device-batch or fitbit"
+        ),
     ],
     member: Annotated[
         str | None,
@@ -31,13 +36,24 @@ def ingest(
     enrol: Annotated[
         bool, typer.Option(help="enrol the file's members first if they are not enrolled yet")
     ] = False,
+    tz: Annotated[
+        str | None,
+        typer.Option(
+            "--tz",
+            help="the IANA time zone the file's local times are in (e.g. Europe/Berlin); "
+            "default: the member's (`rejuve members zone`)",
+        ),
+    ] = None,
 ) -> None:
     """Land a file in the raw zone (encrypted), refine it and show what became of it.
     Exit 0: every record went in (or was a duplicate); 1: some records were quarantined
     or the file could not be read (the summary says why); 2: nothing landed (bad input)."""
     from backend.cli.data_cmds import ingest as run_ingest
+    from backend.ingest.folder import as_file
 
-    run_ingest(runtime(), path, fmt, member, source, batch_id, mapping, timeout, enrol)
+    # A folder is landed as one deterministic zip of itself: again, it is all duplicates.
+    with as_file(path, fmt) as landed:
+        run_ingest(runtime(), landed, fmt, member, source, batch_id, mapping, timeout, enrol, tz)
 
 
 @app.command()

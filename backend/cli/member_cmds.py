@@ -1,4 +1,4 @@
-"""`rejuve members add | list`: the member registry (enrolment and demographics)."""
+"""`rejuve members add | zone | list`: the member registry (enrolment and demographics)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def members_add(
     birth_year: Annotated[int | None, typer.Option(help="year of birth")] = None,
     sex: Annotated[str | None, typer.Option(help="female, male, other or unknown")] = None,
     hub_user: Annotated[str | None, typer.Option(help="the member's Hub account")] = None,
+    time_zone: Annotated[
+        str | None, typer.Option(help="IANA time zone, e.g. Europe/Berlin (for local times)")
+    ] = None,
 ) -> None:
     """Enrol a member in this region, or update the demographics of an enrolled one."""
     import uuid
@@ -33,8 +36,33 @@ def members_add(
         raise UserError(f"not a member id (UUID): {member!r}") from None
     ctx = runtime()
     with ctx.db.connect("backend") as conn:
-        new = enrol(conn, Enrolment(member_id, ctx.settings.region, birth_year, sex, hub_user))
+        new = enrol(
+            conn,
+            Enrolment(member_id, ctx.settings.region, birth_year, sex, hub_user, time_zone),
+        )
     console.print(f"{'enrolled' if new else 'updated'} {member_id}")
+
+
+@members_app.command("zone")
+def members_zone(
+    member: Annotated[str, typer.Argument(help="the member's id")],
+    zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Europe/Berlin")],
+) -> None:
+    """Set the time zone a member's local-time files (Fitbit) are read in."""
+    import uuid
+
+    from backend.exceptions import UserError
+    from backend.governance.members import set_time_zone
+
+    try:
+        member_id = uuid.UUID(member)
+    except ValueError:
+        raise UserError(f"not a member id (UUID): {member!r}") from None
+    ctx = runtime()
+    with ctx.db.connect("backend") as conn:
+        if not set_time_zone(conn, member_id, zone):
+            raise UserError(f"member {member_id} is not enrolled")
+    console.print(f"{member_id}: time zone {zone}")
 
 
 @members_app.command("list")
@@ -53,7 +81,7 @@ def members_list(
         print_json([m.__dict__ for m in found])
         return
     table = Table(title=f"Members in {ctx.settings.region}", title_justify="left")
-    for col in ("member", "hub user", "birth year", "sex", "enrolled at"):
+    for col in ("member", "hub user", "birth year", "sex", "time zone", "enrolled at"):
         table.add_column(col)
     for m in found:
         table.add_row(
@@ -61,6 +89,7 @@ def members_list(
             m.hub_user or "",
             str(m.birth_year or ""),
             m.sex or "",
+            m.time_zone or "",
             m.enrolled_at.isoformat(timespec="seconds"),
         )
     console.print(table)

@@ -105,6 +105,7 @@ def _ingest_files(
                 member_id=uuid.UUID(f.member),
                 region=region,
                 source=f"demo:{f.format}",
+                parse_options=f.options,
             )
         progress.advance(task)
     if not samples:

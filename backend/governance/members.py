@@ -12,6 +12,7 @@ from typing import Literal, get_args
 import psycopg
 
 from backend.exceptions import UserError
+from backend.ingest.formats.local_clock import zone
 
 # FHIR AdministrativeGender.
 Sex = Literal["female", "male", "other", "unknown"]
@@ -25,6 +26,7 @@ class Enrolment:
     birth_year: int | None = None
     sex: str | None = None
     hub_user: str | None = None
+    time_zone: str | None = None  # IANA name; None keeps the one set before
 
 
 def _check(e: Enrolment) -> None:
@@ -33,6 +35,8 @@ def _check(e: Enrolment) -> None:
     this_year = dt.datetime.now(dt.UTC).year
     if e.birth_year is not None and not 1900 <= e.birth_year <= this_year:
         raise UserError(f"birth year must be between 1900 and {this_year}: {e.birth_year}")
+    if e.time_zone is not None:
+        zone(e.time_zone)
 
 
 def enrol(conn: psycopg.Connection, e: Enrolment) -> bool:
@@ -40,15 +44,29 @@ def enrol(conn: psycopg.Connection, e: Enrolment) -> bool:
     (False). The region and Hub account of an existing member are not changed here."""
     _check(e)
     row = conn.execute(
-        """insert into governance.members (member_id, home_region, birth_year, sex, hub_user)
-           values (%s, %s, %s, %s, %s)
+        """insert into governance.members
+                  (member_id, home_region, birth_year, sex, hub_user, time_zone)
+           values (%s, %s, %s, %s, %s, %s)
            on conflict (member_id) do update
-              set birth_year = excluded.birth_year, sex = excluded.sex
+              set birth_year = excluded.birth_year, sex = excluded.sex,
+                  time_zone = coalesce(excluded.time_zone, governance.members.time_zone)
            returning (xmax = 0)""",
-        (e.member_id, e.region, e.birth_year, e.sex, e.hub_user),
+        (e.member_id, e.region, e.birth_year, e.sex, e.hub_user, e.time_zone),
     ).fetchone()
     conn.commit()
     return bool(row and row[0])
+
+
+def set_time_zone(conn: psycopg.Connection, member_id: uuid.UUID, name: str) -> bool:
+    """Set an enrolled member's IANA time zone (checked against the zone database);
+    False if no such member."""
+    zone(name)
+    row = conn.execute(
+        "update governance.members set time_zone = %s where member_id = %s returning 1",
+        (name, member_id),
+    ).fetchone()
+    conn.commit()
+    return row is not None
 
 
 def age_band(birth_year: int | None, on: dt.date, width: int = 10) -> str:
@@ -67,13 +85,14 @@ class Member:
     birth_year: int | None
     sex: str | None
     enrolled_at: dt.datetime
+    time_zone: str | None = None
 
 
 def listing(conn: psycopg.Connection, region: str, limit: int = 10_000) -> list[Member]:
     """The members enrolled in `region`, oldest enrolment first."""
     rows = conn.execute(
-        "select member_id, hub_user, birth_year, sex, enrolled_at from governance.members"
-        " where home_region = %s order by enrolled_at, member_id limit %s",
+        "select member_id, hub_user, birth_year, sex, enrolled_at, time_zone"
+        " from governance.members where home_region = %s order by enrolled_at, member_id limit %s",
         (region, limit),
     ).fetchall()
     conn.rollback()

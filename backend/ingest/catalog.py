@@ -74,6 +74,10 @@ _MEASURES = [
     ),
     Measure("x-rejuve:speed", "speed", "m/s", 0, 100, "activity"),
     Measure("x-rejuve:power", "power output", "W", 0, 3000, "activity"),
+    # Fitbit (issue 11): no LOINC term for either. Fitbit's calories include the basal
+    # rate; its HRV is RMSSD, not the SDNN of 80404-7.
+    Measure("x-rejuve:total-energy", "total energy expended", "kcal", 0, 15_000, "activity"),
+    Measure("x-rejuve:hrv-rmssd", "heart rate variability (RMSSD)", "ms", 1, 500, "wearables"),
 ]
 
 CATALOG: dict[str, Measure] = {m.code: m for m in _MEASURES}

@@ -28,6 +28,7 @@ from psycopg.pq import TransactionStatus
 
 from backend.exceptions import UserError
 from backend.ingest.formats.registry import get as get_format
+from backend.ingest.time_zones import with_zone
 from backend.keys import envelope
 from backend.keys.keystore import KeyStore
 
@@ -138,6 +139,7 @@ def land(
     if earlier:
         return _same_content(earlier, data, client_batch_id)
     check_enrolled(conn, member_id)
+    parse_options = with_zone(conn, get_format(fmt), member_id, parse_options)
     key = keys.get_or_create(member_id)
     batch_id = uuid.uuid4()
     whole = hashlib.sha256()

@@ -10,17 +10,21 @@ writes, for each member `<uuid>`:
     DIR/<uuid>/omh/points.json              Open mHealth data points (omh)
     DIR/<uuid>/apple/export.xml             Apple Health export (apple-health), for the
                                             first `spec.apple_exports` members
+    DIR/<uuid>/fitbit/fitbit-export.zip     Fitbit account export (fitbit), for the next
+                                            `fitbit.FITBIT_EXPORTS` members without an
+                                            injected episode
     DIR/<uuid>/garmin/garmin-export.zip     Garmin Connect export (garmin), FIT files of
     DIR/<uuid>/fit/<date>-<n>-<sport>.fit   the workouts (fit) and an Android Health Connect
-    DIR/<uuid>/health-connect/Health Connect.zip   export (health-connect), for the first
-                                            `spec.wearable_exports` members
+    DIR/<uuid>/health-connect/Health Connect.zip   export (health-connect), for
+                                            `spec.wearable_exports` members without an
+                                            injected episode and without a Fitbit export
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
 file with its format, member and the counts a parser and the refiner must arrive at, and
 the episodes injected with `--episode-share` (member, kind, local dates, the rules that
 should notice: backend/synth/episodes.py).
 Files are listed in the order that makes `duplicates` true: per member device batches,
-FHIR, Open mHealth, Apple; the lab CSV last. The same spec gives the same bytes.
+FHIR, Open mHealth, Apple, Fitbit; the lab CSV last. The same spec gives the same bytes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from backend.synth import csv_lab, fhir, omh
+from backend.synth import csv_lab, fhir, fitbit, omh
 from backend.synth.apple import apple_export, write_export
 from backend.synth.device import device_batches, device_stream
 from backend.synth.episodes import episodes
@@ -62,7 +66,15 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     cohort = members(spec)
     files: list[FileEntry] = []
     shared: dict[uuid.UUID, list[fhir.Shared]] = {}
-    for index, member in enumerate(cohort):
+    # Fitbit wearers: members after the Apple exporters without an injected episode (the
+    # export does not carry episodes, so it must not dilute the ground truth).
+    quiet = [m for m in cohort[spec.apple_exports :] if not episodes(spec, m)]
+    wearers = quiet[: fitbit.FITBIT_EXPORTS]
+    # Garmin, FIT and Health Connect carry no episodes either; nor do they share a member
+    # with Fitbit (two watches on one wrist).
+    exporters = [m for m in cohort if m not in wearers and not episodes(spec, m)]
+    exporters = exporters[: spec.wearable_exports]
+    for member in cohort:
         who = str(member.member_id)
         first_sent: dict[str, str] = {}
         for number, (body, info) in enumerate(device_stream(spec, member), start=1):
@@ -92,7 +104,9 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
             path = f"{who}/apple/export.xml"
             tally = write_export(spec, member, out / path)
             files.append(FileEntry.of(path, "apple-health", who, tally))
-        if index < spec.wearable_exports:
+        if member in wearers:
+            files.append(fitbit.export_entry(spec, member, out, f"{who}/fitbit/fitbit-export.zip"))
+        if member in exporters:
             files.extend(_wearable_exports(spec, member, out))
     data, tally = csv_lab.labs(spec, cohort, shared)
     _write(out / "labs.csv", data)

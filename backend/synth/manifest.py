@@ -54,6 +54,9 @@ class FileEntry:
     # answered "replayed" and lands nothing; landed any other way (the CLI, no client
     # batch id), its good samples are the `duplicates` counted here.
     resend_of: str | None = None
+    # Parse options the file needs, as `rejuve ingest` would pass them (a Fitbit
+    # export's time zone: {"tz": "Asia/Tokyo"}).
+    options: dict[str, str] | None = None
 
     @classmethod
     def of(cls, path: str, fmt: str, member: str | None, tally: Tally, **extra: Any) -> FileEntry:

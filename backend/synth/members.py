@@ -26,8 +26,9 @@ class CohortSpec:
     # instead of every minute; 0 gives per-minute heart rate for everyone.
     five_minute_hr_share: float = 0.2
     apple_exports: int = 3  # how many members (the first ones) also upload an export.xml
-    # How many members (the first ones) also upload a Garmin Connect export, the FIT files
-    # of their workouts and an Android Health Connect export.
+    # How many members also upload a Garmin Connect export, the FIT files of their
+    # workouts and an Android Health Connect export (members without an injected episode
+    # or a Fitbit export: see backend/synth/cohort.py).
     wearable_exports: int = 0
     # Share of members given one injected episode (backend/synth/episodes.py): ground
     # truth for measuring alert detection, listed in the manifest.

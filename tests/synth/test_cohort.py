@@ -46,7 +46,7 @@ SPEC = CohortSpec(
     apple_exports=1,
 )
 NOW = SPEC.end + dt.timedelta(days=1)  # when the refiner runs: after the timeline
-FORMATS = {"device-batch", "fhir", "omh", "apple-health", "csv-lab"}
+FORMATS = {"device-batch", "fhir", "omh", "apple-health", "csv-lab", "fitbit"}
 QUARANTINE_REASONS = {"implausible", "unit_not_convertible", "future_timestamp"}
 REJECT_REASONS = {"missing_value", "bad_value", "bad_interval", "schema_invalid"}
 
@@ -61,10 +61,12 @@ def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def parse(path: Path, fmt: str) -> tuple[list[Sample], list[Rejected], ParseReport]:
+def parse(
+    path: Path, fmt: str, options: dict[str, str] | None = None
+) -> tuple[list[Sample], list[Rejected], ParseReport]:
     report = ParseReport()
     with path.open("rb") as data:
-        out = list(get(fmt).parse(data, report, name=path.name))
+        out = list(get(fmt).parse(data, report, name=path.name, options=options))
     samples = [o for o in out if isinstance(o, Sample)]
     rejected = [o for o in out if isinstance(o, Rejected)]
     assert len(samples) + len(rejected) == len(out)
@@ -107,7 +109,7 @@ def test_manifest_lists_every_file_and_reads_back(cohort: tuple[Path, Manifest])
 def test_every_file_parses_to_the_manifests_counts(cohort: tuple[Path, Manifest]) -> None:
     root, manifest = cohort
     for entry in manifest.files:
-        samples, rejected, report = parse(root / entry.path, entry.format)
+        samples, rejected, report = parse(root / entry.path, entry.format, entry.options)
         got = (report.read, len(samples), len(rejected), sum(report.unmapped.values()))
         assert got == (entry.records, entry.samples, entry.rejected, entry.unmapped), entry.path
         assert {r.reason for r in rejected} <= REJECT_REASONS, entry.path
@@ -119,7 +121,7 @@ def test_good_samples_normalise_bad_ones_do_not_and_duplicates_share_a_key(
     root, manifest = cohort
     seen: set[bytes] = set()  # across files, in manifest order, as the processed zone keeps
     for entry in manifest.files:
-        samples, _, _ = parse(root / entry.path, entry.format)
+        samples, _, _ = parse(root / entry.path, entry.format, entry.options)
         quarantined = duplicates = 0
         for sample in samples:
             member = uuid.UUID(entry.member or sample.member_ref or "")

@@ -19,6 +19,11 @@ class Format:
     content_type: str
     module: str  # imported on first use: parsers pull in large libraries (fhir.resources)
     description: str
+    # The format writes wall-clock times without an offset: landing needs the member's
+    # time zone (`--tz` or the member's setting) and passes it as options["tz"].
+    local_times: bool = False
+    # A folder may be given: it is landed as one deterministic zip (backend.ingest.folder).
+    folders: bool = False
 
     def parse(
         self,
@@ -35,6 +40,8 @@ class Format:
             mapping_cls = mod.CsvMapping
             mapping = mapping_cls.from_dict(dict(options)) if options else mapping_cls.default()
             return cast(Parsed, mod.parse(data, report, name=name, mapping=mapping))
+        if self.local_times or self.folders:
+            return cast(Parsed, mod.parse(data, report, name=name, options=dict(options or {})))
         return cast(Parsed, mod.parse(data, report, name=name))
 
 
@@ -95,6 +102,14 @@ FORMATS: dict[str, Format] = {
             "application/vnd.rejuve.device-batch+json",
             "backend.ingest.formats.device_batch",
             "the ingestion API's JSON batch",
+        ),
+        Format(
+            "fitbit",
+            "application/zip",
+            "backend.ingest.formats.fitbit",
+            "Fitbit account export (zip or its folder; needs the member's time zone)",
+            local_times=True,
+            folders=True,
         ),
     )
 }
