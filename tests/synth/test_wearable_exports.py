@@ -20,8 +20,10 @@ from backend.synth.cohort import CohortSpec, Manifest, main, write_cohort
 from tests.synth.test_cohort import parse, tree
 
 WEARABLE = {"garmin", "fit", "health-connect"}
+# Four members: the first uploads an Apple export, the next two a Fitbit export (see
+# backend/synth/cohort.py), so the first and the last upload the wearable exports.
 SPEC = CohortSpec(
-    members=2,
+    members=4,
     days=3,
     seed=3,
     bad_rate=0.15,
@@ -60,7 +62,7 @@ def test_each_file_reads_back_to_its_counts_and_refines_as_the_manifest_says(
     seen: set[bytes] = set()  # every format, in manifest order, as the processed zone keeps
     faults: dict[str, Counter[str]] = defaultdict(Counter)
     for entry in manifest.files:
-        samples, rejected, report = parse(root / entry.path, entry.format)
+        samples, rejected, report = parse(root / entry.path, entry.format, entry.options)
         quarantined = duplicates = 0
         for sample in samples:
             member = uuid.UUID(entry.member or sample.member_ref or "")
