@@ -198,31 +198,76 @@ def test_input_that_is_no_garmin_export_is_refused_in_one_line(data: bytes, mess
     assert str(refused.value).startswith(message)
 
 
-def test_broken_json_names_the_file_line_and_column() -> None:
+def _stored(name: str, text: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            "DI_CONNECT/DI-Connect-Wellness/1_sleepData.json", '[\n {"a": 1},\n {"b" 2}\n]'
-        )
-    with pytest.raises(FormatError, match=r"1_sleepData.json line 3 column 7: not JSON"):
-        parse(buffer.getvalue())
+        archive.writestr(f"DI_CONNECT/{name}", text)
+    return buffer.getvalue()
+
+
+def test_broken_json_names_the_file_and_the_entry() -> None:
+    data = _stored("DI-Connect-Wellness/1_sleepData.json", '[\n {"a": 1},\n {"b" 2}\n]')
+    with pytest.raises(FormatError) as refused:
+        parse(data)
+    assert str(refused.value) == (
+        "export.zip/DI_CONNECT/DI-Connect-Wellness/1_sleepData.json[1]: not readable as JSON:"
+        " Expecting ':' delimiter"
+    )
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
-def test_non_numbers_json_allows_are_refused(constant: str) -> None:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(
-            "DI_CONNECT/DI-Connect-Wellness/1_sleepData.json", f'[{{"a": {constant}}}]'
-        )
-    with pytest.raises(FormatError, match="not readable JSON"):
-        parse(buffer.getvalue())
+def test_non_numbers_json_allows_are_bad_values(constant: str) -> None:
+    data = _stored(
+        "DI-Connect-Wellness/1_userBioMetrics.json",
+        f'[{{"weight": {{"weight": {constant}, "timestampGMT": "2024-01-01T06:00:00.0"}}}}]',
+    )
+    samples, rejected, _ = parse(data)
+    assert samples == []
+    assert [(r.reason, r.field) for r in rejected] == [("bad_value", "weight")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"summarizedActivitiesExport": []}',
+        '[{"summarizedActivitiesExport": []}, {"summarizedActivitiesExport": []}]',
+        '[{"summarizedActivitiesExport": [{"activityId": 1}]',
+        "[]",
+    ],
+)
+def test_activities_not_in_garmins_one_block_are_refused(text: str) -> None:
+    data = _stored("DI-Connect-Fitness/a_0_summarizedActivities.json", text)
+    with pytest.raises(FormatError, match=r"^export\.zip/DI_CONNECT/DI-Connect-Fitness/a_0_"):
+        parse(data)
+
+
+def test_activities_are_read_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many activities the file holds, only one entry's text is held: an entry
+    past MAX_ENTRY_CHARS is refused, the ones before it were already read."""
+    monkeypatch.setattr(garmin, "MAX_ENTRY_CHARS", 2000)
+    activity = {
+        "activityType": "running",
+        "beginTimestamp": 1711873800000,
+        "startTimeLocal": 1711881000000,
+        "duration": 60000.0,
+    }
+    entries = [activity] * 500 + [{**activity, "splits": ["x" * 3000]}]
+    data = _stored(
+        "DI-Connect-Fitness/a_0_summarizedActivities.json",
+        json.dumps([{"summarizedActivitiesExport": entries}]),
+    )
+    report = ParseReport()
+    stream = garmin.parse(io.BytesIO(data), report, name="export.zip")
+    with pytest.raises(FormatError, match=r"\[500\]: an element longer than 2,000 characters"):
+        for _ in stream:
+            pass
+    assert report.read == 500
 
 
 def test_a_member_past_the_limit_is_refused_before_it_is_inflated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(garmin, "MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr(garmin, "MAX_MEMBER_BYTES", 1000)
     bomb = json.dumps([{"calendarDate": "2024-01-01"}] * 1000).encode()  # ~30 kB, zips to ~100 B
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -234,16 +279,15 @@ def test_a_member_past_the_limit_is_refused_before_it_is_inflated(
 def test_a_member_that_lies_about_its_size_is_stopped_at_the_limit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A zip bomb states a small size; the read stops one byte past the limit anyway."""
-    monkeypatch.setattr(garmin, "MAX_JSON_BYTES", 1000)
+    """A zip bomb states a small size: the stream is cut at the limit all the same."""
+    monkeypatch.setattr(garmin, "MAX_MEMBER_BYTES", 1000)
     body = json.dumps([{"calendarDate": "2024-01-01"}] * 1000).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("DI_CONNECT/DI-Connect-Wellness/1_sleepData.json", body)
-    data = bytearray(buffer.getvalue())
+    data = buffer.getvalue()
     # Rewrite the stated size (local header and central directory) to 500 bytes.
     stated = len(body).to_bytes(4, "little")
     assert data.count(stated) == 2
-    data = bytearray(bytes(data).replace(stated, (500).to_bytes(4, "little")))
-    with pytest.raises(FormatError, match=r"1_sleepData\.json: damaged zip member"):
-        parse(bytes(data))
+    with pytest.raises(FormatError, match=r"1_sleepData\.json"):
+        parse(data.replace(stated, (500).to_bytes(4, "little")))

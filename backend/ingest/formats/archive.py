@@ -6,8 +6,10 @@ past its limit and refuses the member, naming the archive, the member and the li
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -24,17 +26,32 @@ def open_zip(source: Path | BinaryIO, name: str, what: str) -> zipfile.ZipFile:
         raise FormatError(f"not a zip archive ({err}): expected {what}", name) from err
 
 
-def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: int) -> bytes:
-    """The whole member, refused past `limit` bytes (as stated or as it inflates)."""
+class _Bounded:
+    """A zip member as a stream, refused once it inflates past its limit."""
+
+    def __init__(self, member: IO[bytes], where: str, limit: int) -> None:
+        self._member, self._where, self._limit = member, where, limit
+        self._read = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            chunk = self._member.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
+            raise FormatError(f"damaged zip member ({err})", self._where) from err
+        self._read += len(chunk)
+        if self._read > self._limit:
+            raise _too_large(self._where, self._limit)
+        return chunk
+
+
+@contextlib.contextmanager
+def open_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: int
+) -> Iterator[_Bounded]:
+    """The member as a stream of at most `limit` bytes, for parsers that read as they go."""
     _check_stated(info, where, limit)
-    try:
-        with archive.open(info) as member:
-            data = member.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
-        raise FormatError(f"damaged zip member ({err})", where) from err
-    if len(data) > limit:
-        raise _too_large(where, limit)
-    return data
+    with archive.open(info) as member:
+        yield _Bounded(member, where, limit)
 
 
 def copy_member(

@@ -22,13 +22,14 @@ Other files of the export (settings, goals, gear, FIT uploads...) are counted in
 each becomes its samples, `Rejected`s, an unmapped count, or nothing (a day Garmin wrote
 without any of the fields read here).
 
-Garmin writes JSON arrays of a few hundred entries per file (UDS files cover ~100 days),
-so each file is read whole, one at a time, refused past `MAX_JSON_BYTES`."""
+Each file is a JSON array read one entry at a time (backend.ingest.formats.json_stream),
+so memory holds one block and one entry whatever the export's size. A file is refused
+past `MAX_MEMBER_BYTES` uncompressed (a zip bomb), an entry past `MAX_ENTRY_CHARS`; the
+activities file must be the one block Garmin writes."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import re
 import zipfile
@@ -36,10 +37,12 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
-from backend.ingest.formats.archive import open_zip, read_member
+from backend.ingest.formats.archive import open_member, open_zip
+from backend.ingest.formats.json_stream import BLOCK, Readable, array_elements
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
 
-MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_MEMBER_BYTES = 2 * 1024**3  # one file of the export, uncompressed
+MAX_ENTRY_CHARS = 1024 * 1024  # one entry (a day, a night, an activity with its splits)
 SOURCE = "Garmin Connect"
 
 _Outcome = Sample | Rejected
@@ -87,16 +90,17 @@ def _member(
         report.unmapped[f"garmin file {_file_kind(path)}"] += 1
         return
     where = f"{name}/{info.filename}"
-    document = _load(read_member(archive, info, where, MAX_JSON_BYTES), where)
-    for index, entry in enumerate(_entries(document, reader, where)):
-        report.read += 1
-        locator = f"{where}[{index}]"
-        if not isinstance(entry, dict):
-            yield Rejected(
-                "bad_record", None, "an entry that is not a JSON object", locator, {"entry": entry}
-            )
-            continue
-        yield from reader(entry, locator, report)
+    with open_member(archive, info, where, MAX_MEMBER_BYTES) as stream:
+        source: Readable = _Unwrapped(stream, where) if reader is _activity else stream
+        entries = array_elements(source, where, max_element=MAX_ENTRY_CHARS)
+        for index, entry in enumerate(entries):
+            report.read += 1
+            locator = f"{where}[{index}]"
+            if not isinstance(entry, dict):
+                detail = "an entry that is not a JSON object"
+                yield Rejected("bad_record", None, detail, locator, {"entry": entry})
+                continue
+            yield from reader(entry, locator, report)
 
 
 def _file_kind(path: PurePosixPath) -> str:
@@ -106,39 +110,56 @@ def _file_kind(path: PurePosixPath) -> str:
     return f"{folder}/{re.sub(r'[0-9]+', '#', path.name)}"
 
 
-def _load(data: bytes, where: str) -> Any:
-    try:
-        return json.loads(data, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as err:
-        raise FormatError(
-            f"not JSON: {err.msg}", f"{where} line {err.lineno} column {err.colno}"
-        ) from err
-    except UnicodeDecodeError as err:
-        raise FormatError(f"not UTF-8 text ({err.reason})", f"{where} byte {err.start}") from err
-    except (ValueError, RecursionError) as err:  # NaN/Infinity, a 5000-digit number, nesting
-        raise FormatError(f"not readable JSON ({type(err).__name__}: {err})"[:200], where) from err
+_ACTIVITIES_HEAD = re.compile(rb'\s*\[\s*\{\s*"summarizedActivitiesExport"\s*:\s*')
+_ACTIVITIES_TAIL = re.compile(rb"\}\s*\]\s*$")
+_HEAD_BYTES = 4096
+_TAIL_BYTES = 256
+_WRAPPER = 'expected one block: [{"summarizedActivitiesExport": [...]}]'
 
 
-def _refuse_constant(text: str) -> float:
-    raise ValueError(f"{text} is not a JSON number")
+class _Unwrapped:
+    """The activities array of `[{"summarizedActivitiesExport": [...]}]` as a stream of
+    its own, so that its entries are read one at a time like any other file's: the
+    wrapper's head is checked and dropped, and the last bytes are held back until the
+    end, where the wrapper's `}]` must close the file."""
+
+    def __init__(self, raw: Readable, where: str) -> None:
+        self._raw, self._where = raw, where
+        self._held = b""
+        self._started = self._ended = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._ended:
+            return b""
+        if not self._started:
+            self._start()
+        while len(self._held) <= _TAIL_BYTES:
+            chunk = self._raw.read(size if size > 0 else BLOCK)
+            if not chunk:
+                return self._end()
+            self._held += chunk
+        out, self._held = self._held[:-_TAIL_BYTES], self._held[-_TAIL_BYTES:]
+        return out
+
+    def _start(self) -> None:
+        self._started = True
+        head = b""
+        while len(head) < _HEAD_BYTES and (chunk := self._raw.read(_HEAD_BYTES - len(head))):
+            head += chunk
+        match = _ACTIVITIES_HEAD.match(head)
+        if match is None:
+            raise FormatError(_WRAPPER, self._where)
+        self._held = head[match.end() :]
+
+    def _end(self) -> bytes:
+        self._ended = True
+        match = _ACTIVITIES_TAIL.search(self._held)
+        if match is None:
+            raise FormatError(_WRAPPER, self._where)
+        return self._held[: match.start()]
 
 
 _Reader = Callable[[dict[str, Any], str, ParseReport], Iterator[_Outcome]]
-
-
-def _entries(document: Any, reader: _Reader, where: str) -> list[Any]:
-    if not isinstance(document, list):
-        raise FormatError("expected a JSON array of entries", where)
-    if reader is _activity:
-        # [{"summarizedActivitiesExport": [...]}, ...]
-        activities: list[Any] = []
-        for block in document:
-            inner = block.get("summarizedActivitiesExport") if isinstance(block, dict) else None
-            if not isinstance(inner, list):
-                raise FormatError('expected [{"summarizedActivitiesExport": [...]}]', where)
-            activities.extend(inner)
-        return activities
-    return document
 
 
 def _reader(file_name: str) -> _Reader | None:
