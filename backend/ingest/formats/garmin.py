@@ -69,9 +69,15 @@ _ASLEEP_STAGES = ("deepSleepSeconds", "lightSleepSeconds", "remSleepSeconds")
 
 
 def parse(
-    data: BinaryIO, report: ParseReport, *, name: str = "garmin-export.zip"
+    data: BinaryIO,
+    report: ParseReport,
+    *,
+    name: str = "garmin-export.zip",
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[_Outcome]:
-    """Stream the samples of one Garmin Connect export zip; `name` goes into locators."""
+    """Stream the samples of one Garmin Connect export zip; `name` goes into locators.
+    A folder arrives zipped (backend.ingest.folder); the format takes no `options`."""
+    del options  # registry passes them to every format that takes folders
     archive = open_zip(data, name, "a Garmin Connect export (.zip holding DI_CONNECT/)")
     with archive:
         infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)

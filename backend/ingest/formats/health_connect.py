@@ -27,7 +27,7 @@ import datetime as dt
 import math
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import IO, Any, BinaryIO
@@ -117,9 +117,15 @@ EXERCISE_TYPES = {
 
 
 def parse(
-    data: BinaryIO, report: ParseReport, *, name: str = "Health Connect.zip"
+    data: BinaryIO,
+    report: ParseReport,
+    *,
+    name: str = "Health Connect.zip",
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[_Outcome]:
-    """Stream the samples of a Health Connect export (zip or bare database)."""
+    """Stream the samples of a Health Connect export (zip or bare database). A folder
+    arrives zipped (backend.ingest.folder); the format takes no `options`."""
+    del options  # registry passes them to every format that takes folders
     with tempfile.NamedTemporaryFile(prefix="rejuve-hc-", suffix=".db") as copy:
         where = _extract(data, copy, name)
         copy.flush()

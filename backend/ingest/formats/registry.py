@@ -83,7 +83,8 @@ FORMATS: dict[str, Format] = {
             "garmin",
             "application/zip",
             "backend.ingest.formats.garmin",
-            "Garmin Connect export (zip with DI_CONNECT/)",
+            "Garmin Connect export (zip with DI_CONNECT/, or its folder)",
+            folders=True,
         ),
         Format(
             "fit",
@@ -95,7 +96,8 @@ FORMATS: dict[str, Format] = {
             "health-connect",
             "application/zip",
             "backend.ingest.formats.health_connect",
-            "Android Health Connect export (zip with health_connect_export.db)",
+            "Android Health Connect export (zip with health_connect_export.db, or its folder)",
+            folders=True,
         ),
         Format(
             "device-batch",
