@@ -2,8 +2,8 @@
 holding `health_connect_export.db`, an SQLite database with Health Connect's own tables
 and columns (see backend/ingest/formats/health_connect.py): hourly steps and heart-rate
 series from a watch app, sleep sessions with stages, a morning weight, SpO2, exercise
-sessions with their distance, and daily total calories (a table the platform does not
-map).
+sessions with their distance, daily total calories, and a logged meal (nutrition: a
+table the platform does not map).
 
 Faults, at the cohort's rates: an implausible weight (quarantined), a steps interval
 that ends before it starts and a sleep stage of an unknown type (rejected by the
@@ -199,8 +199,13 @@ def health_connect_export(spec: CohortSpec, member: Member) -> tuple[bytes, Tall
                     **w.interval(day_start, day_start + dt.timedelta(days=1)),
                     "energy": float(calories),
                 },
-                samples=0,
             )
+        lunch = midnight + dt.timedelta(hours=12, minutes=30, seconds=rng.randrange(40, 60))
+        if spec.start <= lunch and lunch + dt.timedelta(minutes=30) < spec.end:
+            # A meal logged in a nutrition app: a table the platform does not map.
+            meal = {"energy": float(rng.randrange(400, 900) * 1000), "name": "Lunch"}
+            end = lunch + dt.timedelta(minutes=30)
+            w.row("nutrition_record_table", {**w.interval(lunch, end), **meal}, samples=0)
             w.tally.unmapped += 1
     db.commit()
     data = db.serialize()

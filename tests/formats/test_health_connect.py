@@ -64,10 +64,13 @@ def test_every_mapped_table_is_read_in_its_units_with_its_offsets() -> None:
         ("29463-7", 72450, "g", ms(1711865400000), None, 120, None),
         ("8480-6", 121, "mm[Hg]", ms(1711866000000), None, 120, None),
         ("8462-4", 79, "mm[Hg]", ms(1711866000000), None, 120, None),
+        ("x-rejuve:hrv-rmssd", 41.5, "ms", ms(1711864500000), None, 120, None),
         # the watch's hour of steps and Google Fit's copy of it (a duplicate downstream)
         ("55423-8", 1234, "{steps}", *hour, 60, None),
         ("55423-8", 1234, "{steps}", *hour, 60, None),
         ("41981-2", 412000, "cal", *run, 120, None),  # calories, not kcal
+        ("x-rejuve:total-energy", 2310000, "cal", ms(1711836000000), ms(1711918800000), 60, None),
+        ("x-rejuve:total-energy", 2290000, "cal", ms(1711918800000), ms(1712005200000), 120, None),
         ("8867-4", 61, "/min", ms(1711792805000), None, 60, None),
         ("8867-4", 64, "/min", ms(1711793105000), None, 60, None),
         ("8867-4", 66, "/min", ms(1711793399000), None, 60, None),
@@ -115,21 +118,18 @@ def test_every_mapped_table_is_read_in_its_units_with_its_offsets() -> None:
     ]
     assert samples[0].source == "Fitbit (com.fitbit.FitbitMobile) [Google Pixel Watch 2]"
     assert samples[1].source == "Samsung Health (com.sec.android.app.shealth) [Samsung SM-S918B]"
-    assert samples[5].source == "Fit (com.google.android.apps.fitness) [Google Pixel Watch 2]"
-    assert samples[4].locator == f"{WHERE} steps_record_table row 1"
+    assert samples[6].source == "Fit (com.google.android.apps.fitness) [Google Pixel Watch 2]"
+    assert samples[5].locator == f"{WHERE} steps_record_table row 1"
     assert [(r.reason, r.field) for r in rejected] == [
         ("bad_interval", "end_time"),
         ("bad_value", "stage_type"),
     ]
     # the quarantine keeps the row as read, its uuid blob as hex
     assert rejected[0].record["uuid"] == "22222222222222222222222222222222"
-    assert report.unmapped == {
-        "health connect speed_record_table": 2,
-        "health connect total_calories_burned_record_table": 2,
-    }
-    # instants (SpO2, weight, one blood-pressure row), intervals (3 steps, 1 active
-    # energy), heart-rate samples, sleep stages and the nap, exercises, unmapped rows
-    assert report.read == 3 + 4 + 3 + 6 + 2 + 4
+    assert report.unmapped == {"health connect speed_record_table": 2}
+    # instants (SpO2, weight, one blood-pressure row, HRV), intervals (3 steps, active and
+    # total energy), heart-rate samples, sleep stages and the nap, exercises, speed samples
+    assert report.read == 4 + 6 + 3 + 6 + 2 + 2
 
 
 def test_a_bare_database_is_read_as_the_zip_is() -> None:

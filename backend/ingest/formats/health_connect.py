@@ -73,11 +73,18 @@ _INSTANTS = (
     _Instant("body_temperature_record_table", "temperature", "8310-5", "Cel"),
     _Instant("blood_pressure_record_table", "systolic", "8480-6", "mm[Hg]"),
     _Instant("blood_pressure_record_table", "diastolic", "8462-4", "mm[Hg]"),
+    _Instant(
+        "heart_rate_variability_rmssd_record_table",
+        "heart_rate_variability_millis",
+        "x-rejuve:hrv-rmssd",
+        "ms",
+    ),
 )
 _INTERVALS = (
     _Interval("steps_record_table", "count", "55423-8", "{steps}"),
     _Interval("distance_record_table", "distance", "x-rejuve:distance", "m"),
     _Interval("active_calories_burned_record_table", "energy", "41981-2", "cal"),
+    _Interval("total_calories_burned_record_table", "energy", "x-rejuve:total-energy", "cal"),
 )
 _HEART_RATE = "heart_rate_record_table"
 _HEART_RATE_SERIES = "heart_rate_record_series_table"
