@@ -83,8 +83,17 @@ class _Writer:
     member: Member
     tally: Tally = field(default_factory=Tally)
 
-    def row(self, table: str, values: dict[str, Any], *, samples: int = 1, bad: int = 0) -> int:
-        """Insert a record row; count what the parser will make of it."""
+    def row(
+        self,
+        table: str,
+        values: dict[str, Any],
+        *,
+        samples: int = 1,
+        bad: int = 0,
+        record: bool = True,
+    ) -> int:
+        """Insert a row; count what the parser will make of it (`record`: it reads the row
+        as a record; a series parent is not)."""
         values = {
             "uuid": self.rng.getrandbits(128).to_bytes(16, "big"),
             "device_info_id": _WATCH,
@@ -97,7 +106,7 @@ class _Writer:
         # Table and column names are this module's constants; values are bound.
         statement = f"insert into {table} ({columns}) values ({marks})"  # noqa: S608
         cursor = self.db.execute(statement, tuple(values.values()))
-        self.tally.records += 1
+        self.tally.records += record
         self.tally.samples += samples
         self.tally.bad += bad
         return int(cursor.lastrowid or 0)
@@ -240,18 +249,8 @@ def _steps(w: _Writer, faults: Faults, start: dt.datetime, end: dt.datetime, ste
 
 
 def _heart_rate(w: _Writer, start: dt.datetime, end: dt.datetime, means: list[float]) -> None:
-    cursor = w.db.execute(
-        "insert into heart_rate_record_table (uuid, device_info_id, app_info_id, start_time,"
-        " start_zone_offset, end_time, end_zone_offset, local_date)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            w.rng.getrandbits(128).to_bytes(16, "big"),
-            _WATCH,
-            _WATCH_APP,
-            *w.interval(start, end).values(),
-        ),
-    )
-    parent = cursor.lastrowid
+    # The parent row holds no value: its samples are the records the parser counts.
+    parent = w.row("heart_rate_record_table", w.interval(start, end), samples=0, record=False)
     for n, mean in enumerate(means):
         at = start + dt.timedelta(minutes=10 * n, seconds=5)
         bpm = max(35, min(200, round(mean + w.rng.gauss(0, 3))))
@@ -265,17 +264,8 @@ def _heart_rate(w: _Writer, start: dt.datetime, end: dt.datetime, means: list[fl
 
 
 def _sleep(w: _Writer, faults: Faults, bed: dt.datetime, wake: dt.datetime) -> None:
-    session = w.db.execute(
-        "insert into sleep_session_record_table (uuid, device_info_id, app_info_id, start_time,"
-        " start_zone_offset, end_time, end_zone_offset, local_date)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            w.rng.getrandbits(128).to_bytes(16, "big"),
-            _WATCH,
-            _WATCH_APP,
-            *w.interval(bed, wake).values(),
-        ),
-    ).lastrowid
+    # A session with stages is read as its stages: they are the records counted.
+    session = w.row("sleep_session_record_table", w.interval(bed, wake), samples=0, record=False)
     total = int((wake - bed).total_seconds() // 60)
     for stage in night_stages(w.rng, 0, total):
         start = bed + dt.timedelta(minutes=stage.start)

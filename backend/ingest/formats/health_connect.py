@@ -47,44 +47,37 @@ _Outcome = Sample | Rejected
 
 
 @dataclass(frozen=True)
-class _Instant:
+class _Column:
     table: str
     column: str
     code: str
-    unit: str
+    unit: str  # as Health Connect stores it; the refiner converts to the catalog's unit
+    instant: bool  # `time` + `zone_offset`; else `start_time`..`end_time`
 
 
-@dataclass(frozen=True)
-class _Interval:
-    table: str
-    column: str
-    code: str
-    unit: str
-
-
-# Unit as Health Connect stores it; the refiner converts to the catalog's unit.
 _INSTANTS = (
-    _Instant("resting_heart_rate_record_table", "beats_per_minute", "40443-4", "/min"),
-    _Instant("oxygen_saturation_record_table", "percentage", "59408-5", "%"),
-    _Instant("weight_record_table", "weight", "29463-7", "g"),
-    _Instant("height_record_table", "height", "8302-2", "m"),
-    _Instant("body_fat_record_table", "percentage", "41982-0", "%"),
-    _Instant("respiratory_rate_record_table", "rate", "9279-1", "/min"),
-    _Instant("body_temperature_record_table", "temperature", "8310-5", "Cel"),
-    _Instant("blood_pressure_record_table", "systolic", "8480-6", "mm[Hg]"),
-    _Instant("blood_pressure_record_table", "diastolic", "8462-4", "mm[Hg]"),
-    _Instant(
+    _Column("resting_heart_rate_record_table", "beats_per_minute", "40443-4", "/min", True),
+    _Column("oxygen_saturation_record_table", "percentage", "59408-5", "%", True),
+    _Column("weight_record_table", "weight", "29463-7", "g", True),
+    _Column("height_record_table", "height", "8302-2", "m", True),
+    _Column("body_fat_record_table", "percentage", "41982-0", "%", True),
+    _Column("respiratory_rate_record_table", "rate", "9279-1", "/min", True),
+    _Column("body_temperature_record_table", "temperature", "8310-5", "Cel", True),
+    _Column("blood_pressure_record_table", "systolic", "8480-6", "mm[Hg]", True),
+    _Column("blood_pressure_record_table", "diastolic", "8462-4", "mm[Hg]", True),
+    _Column(
         "heart_rate_variability_rmssd_record_table",
         "heart_rate_variability_millis",
         "x-rejuve:hrv-rmssd",
         "ms",
+        True,
     ),
 )
 _INTERVALS = (
-    _Interval("steps_record_table", "count", "55423-8", "{steps}"),
-    _Interval("distance_record_table", "distance", "x-rejuve:distance", "m"),
-    _Interval("active_calories_burned_record_table", "energy", "41981-2", "cal"),
-    _Interval("total_calories_burned_record_table", "energy", "x-rejuve:total-energy", "cal"),
+    _Column("steps_record_table", "count", "55423-8", "{steps}", False),
+    _Column("distance_record_table", "distance", "x-rejuve:distance", "m", False),
+    _Column("active_calories_burned_record_table", "energy", "41981-2", "cal", False),
+    _Column("total_calories_burned_record_table", "energy", "x-rejuve:total-energy", "cal", False),
 )
 _HEART_RATE = "heart_rate_record_table"
 _HEART_RATE_SERIES = "heart_rate_record_series_table"
@@ -92,8 +85,7 @@ _SLEEP = "sleep_session_record_table"
 _SLEEP_STAGES = "sleep_stages_table"
 _EXERCISE = "exercise_session_record_table"
 _MAPPED = frozenset(
-    {i.table for i in _INSTANTS}
-    | {i.table for i in _INTERVALS}
+    {c.table for c in (*_INSTANTS, *_INTERVALS)}
     | {_HEART_RATE, _HEART_RATE_SERIES, _SLEEP, _SLEEP_STAGES, _EXERCISE}
 )
 
@@ -251,12 +243,9 @@ class _Reader:
         )
 
     def read_all(self) -> Iterator[_Outcome]:
-        for instant in _INSTANTS:
-            if instant.table in self.tables:
-                yield from self._instants(instant)
-        for interval in _INTERVALS:
-            if interval.table in self.tables:
-                yield from self._intervals(interval)
+        for column in (*_INSTANTS, *_INTERVALS):
+            if column.table in self.tables:
+                yield from self._column(column)
         if {_HEART_RATE, _HEART_RATE_SERIES} <= self.tables:
             yield from self._heart_rate()
         if _SLEEP in self.tables:
@@ -284,49 +273,24 @@ class _Reader:
     def _rejected(self, err: _Unreadable, table: str, row: sqlite3.Row) -> Rejected:
         return Rejected(err.reason, err.field, err.detail, self._locator(table, row), _plain(row))
 
-    def _instants(self, m: _Instant) -> Iterator[_Outcome]:
+    def _column(self, m: _Column) -> Iterator[_Outcome]:
         # Blood pressure is one row and two samples: read counts the row once.
         counts = m.column != "diastolic"
-        for row in self.db.execute(_select(m.table, tail="order by time, row_id")):
-            if counts:
-                self.report.read += 1
+        order = "time, row_id" if m.instant else "start_time, row_id"
+        for row in self.db.execute(_select(m.table, tail=f"order by {order}")):
+            self.report.read += counts
             try:
-                at, offset = _instant(row, "time", "zone_offset")
+                if m.instant:
+                    start, end, offset = _millis(row, "time"), None, _offset(row, "zone_offset")
+                else:
+                    start, end, offset = _span(row, "start_time", "end_time", "start_zone_offset")
                 value = _number(row, m.column)
             except _Unreadable as err:
                 if counts:
                     yield self._rejected(err, m.table, row)
                 continue
-            yield _sample(
-                m.code,
-                value,
-                m.unit,
-                at,
-                None,
-                offset,
-                self._source(row),
-                self._locator(m.table, row),
-            )
-
-    def _intervals(self, m: _Interval) -> Iterator[_Outcome]:
-        for row in self.db.execute(_select(m.table, tail="order by start_time, row_id")):
-            self.report.read += 1
-            try:
-                start, end, offset = _span(row, "start_time", "end_time", "start_zone_offset")
-                value = _number(row, m.column)
-            except _Unreadable as err:
-                yield self._rejected(err, m.table, row)
-                continue
-            yield _sample(
-                m.code,
-                value,
-                m.unit,
-                start,
-                end,
-                offset,
-                self._source(row),
-                self._locator(m.table, row),
-            )
+            where = self._locator(m.table, row)
+            yield Sample(m.code, value, m.unit, start, self._source(row), where, end, offset)
 
     def _heart_rate(self) -> Iterator[_Outcome]:
         query = (
@@ -346,7 +310,7 @@ class _Reader:
             except _Unreadable as err:
                 yield Rejected(err.reason, err.field, err.detail, locator, _plain(row))
                 continue
-            yield _sample("8867-4", bpm, "/min", at, None, offset, self._source(row), locator)
+            yield Sample("8867-4", bpm, "/min", at, self._source(row), locator, None, offset)
 
     def _sleep(self) -> Iterator[_Outcome]:
         staged = _SLEEP_STAGES in self.tables
@@ -421,8 +385,8 @@ class _Reader:
             yield Rejected(err.reason, err.field, err.detail, locator, _plain(row))
             return
         minutes = (end - start).total_seconds() / 60
-        yield _sample(
-            "x-rejuve:sleep-stage", minutes, "min", start, end, offset, source, locator, stage
+        yield Sample(
+            "x-rejuve:sleep-stage", minutes, "min", start, source, locator, end, offset, None, stage
         )
 
     def _exercise(self) -> Iterator[_Outcome]:
@@ -440,15 +404,18 @@ class _Reader:
                 continue
             qualifier = EXERCISE_TYPES.get(kind, f"exercise_type_{kind}")
             minutes = (end - start).total_seconds() / 60
-            yield _sample(
+            where = self._locator(_EXERCISE, row)
+            source = self._source(row)
+            yield Sample(
                 "x-rejuve:workout",
                 minutes,
                 "min",
                 start,
+                source,
+                where,
                 end,
                 offset,
-                self._source(row),
-                self._locator(_EXERCISE, row),
+                None,
                 qualifier,
             )
 
@@ -459,30 +426,6 @@ def _select(table: str, columns: str = "*", tail: str = "") -> str:
     are always bound parameters."""
     quoted = table.replace('"', '""')
     return f'select {columns} from "{quoted}" {tail}'  # noqa: S608
-
-
-def _sample(
-    code: str,
-    value: float,
-    unit: str,
-    start: dt.datetime,
-    end: dt.datetime | None,
-    offset: int | None,
-    source: str,
-    locator: str,
-    qualifier: str | None = None,
-) -> Sample:
-    return Sample(
-        code=code,
-        value=value,
-        unit=unit,
-        start=start,
-        end=end,
-        tz_offset_minutes=offset,
-        source=source,
-        locator=locator,
-        qualifier=qualifier,
-    )
 
 
 _EARLIEST_MS = 631_152_000_000  # 1990-01-01
@@ -507,10 +450,6 @@ def _offset(row: sqlite3.Row, key: str | None) -> int | None:
             "bad_timestamp", key, f"{key} {seconds!r} is not a zone offset in seconds"
         )
     return seconds // 60
-
-
-def _instant(row: sqlite3.Row, time_key: str, offset_key: str) -> tuple[dt.datetime, int | None]:
-    return _millis(row, time_key), _offset(row, offset_key)
 
 
 def _span(
