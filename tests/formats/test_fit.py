@@ -27,6 +27,7 @@ from fitdecode.utils import compute_crc  # type: ignore[import-untyped, unused-i
 
 from backend.ingest.formats import fit
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from tests.formats.outcomes import parse_bytes
 
 START = dt.datetime(2024, 5, 4, 6, 30, tzinfo=dt.UTC)
 FIT_EPOCH = dt.datetime(1989, 12, 31, tzinfo=dt.UTC)
@@ -84,13 +85,7 @@ def activity() -> bytes:
 
 
 def parse(data: bytes) -> tuple[list[Sample], list[Rejected], ParseReport]:
-    report = ParseReport()
-    out = list(fit.parse(io.BytesIO(data), report, name="run.fit"))
-    return (
-        [o for o in out if isinstance(o, Sample)],
-        [o for o in out if isinstance(o, Rejected)],
-        report,
-    )
+    return parse_bytes(fit.parse, data, "run.fit")
 
 
 def test_records_and_the_session_become_samples_from_the_device() -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from backend.ingest.formats import garmin
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from tests.formats.outcomes import parse_bytes
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "garmin"
 UTC = dt.UTC
@@ -33,13 +34,7 @@ def export_zip(root: Path = FIXTURES, extra: dict[str, bytes] | None = None) -> 
 
 
 def parse(data: bytes) -> tuple[list[Sample], list[Rejected], ParseReport]:
-    report = ParseReport()
-    out = list(garmin.parse(io.BytesIO(data), report, name="export.zip"))
-    return (
-        [o for o in out if isinstance(o, Sample)],
-        [o for o in out if isinstance(o, Rejected)],
-        report,
-    )
+    return parse_bytes(garmin.parse, data, "export.zip")
 
 
 def at(text: str) -> dt.datetime:

@@ -18,6 +18,7 @@ import pytest
 
 from backend.ingest.formats import health_connect
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from tests.formats.outcomes import parse_bytes
 
 SCRIPT = Path(__file__).parent.parent / "fixtures" / "health_connect" / "health_connect_export.sql"
 WHERE = "Health Connect.zip/health_connect_export.db"
@@ -39,13 +40,7 @@ def zipped(data: bytes, name: str = "health_connect_export.db") -> bytes:
 
 
 def parse(data: bytes) -> tuple[list[Sample], list[Rejected], ParseReport]:
-    report = ParseReport()
-    out = list(health_connect.parse(io.BytesIO(data), report, name="Health Connect.zip"))
-    return (
-        [o for o in out if isinstance(o, Sample)],
-        [o for o in out if isinstance(o, Rejected)],
-        report,
-    )
+    return parse_bytes(health_connect.parse, data, "Health Connect.zip")
 
 
 def ms(value: int) -> dt.datetime:

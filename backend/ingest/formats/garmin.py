@@ -371,17 +371,7 @@ def _sample(
     qualifier: str | None = None,
     source: str = SOURCE,
 ) -> Sample:
-    return Sample(
-        code=code,
-        value=value,
-        unit=unit,
-        start=start,
-        end=end,
-        tz_offset_minutes=offset,
-        source=source,
-        locator=locator,
-        qualifier=qualifier,
-    )
+    return Sample(code, value, unit, start, source, locator, end, offset, None, qualifier)
 
 
 def _source(kind: object) -> str:
