@@ -309,3 +309,28 @@ def test_memory_stays_flat_on_a_large_file() -> None:
     size = len(json.dumps([day] * 7300))
     assert size > 6_000_000
     assert peak < 2_000_000, (peak, size)
+
+
+def test_unmapped_files_are_counted_by_kind_without_the_account_name() -> None:
+    data = export_zip(
+        FIXTURES / "none",
+        {
+            "DI_CONNECT/DI-Connect-Fitness/jane.doe@example.com_0_workout.json": b"[]",
+            "DI_CONNECT/DI-Connect-Fitness/jane.doe@example.com_1_workout.json": b"[]",
+            "DI_CONNECT/DI-Connect-Fitness/jdoe_0_personalRecord.json": b"[]",
+            "DI_CONNECT/DI-Connect-Metrics/MetricsMaxMetData_20230101_20230411_104.json": b"[]",
+            "DI_CONNECT/DI-Connect-Uploaded-Files/UploadedFiles_0-_Part1.zip": b"PK",
+        },
+    )
+    _, _, report = parse(data)
+    assert report.unmapped == {
+        "garmin file DI-Connect-Fitness/<account>_#_workout.json": 2,
+        "garmin file DI-Connect-Fitness/<account>_#_personalRecord.json": 1,
+        "garmin file DI-Connect-Metrics/MetricsMaxMetData_#_#_#.json": 1,
+        "garmin file DI-Connect-Uploaded-Files/UploadedFiles_#-_Part#.zip": 1,
+    }
+
+
+def test_the_di_connect_folder_itself_is_an_export_too() -> None:
+    samples, _, _ = parse(export_zip(FIXTURES / "DI_CONNECT"))
+    assert len(samples) == len(parse(export_zip())[0]) > 0

@@ -81,10 +81,16 @@ def parse(
     archive = open_zip(data, name, "a Garmin Connect export (.zip holding DI_CONNECT/)")
     with archive:
         infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
-        if not any("DI_CONNECT" in PurePosixPath(i.filename).parts for i in infos):
+        if not any(_in_export(PurePosixPath(i.filename)) for i in infos):
             raise FormatError("not a Garmin Connect export: no DI_CONNECT/ folder in the zip", name)
         for info in infos:
             yield from _member(archive, info, name, report)
+
+
+def _in_export(path: PurePosixPath) -> bool:
+    # DI_CONNECT/ at the top of Garmin's zip; its subfolders at the top when a member
+    # gives the DI_CONNECT folder itself.
+    return any(part == "DI_CONNECT" or part.startswith("DI-Connect-") for part in path.parts)
 
 
 def _member(
@@ -110,10 +116,14 @@ def _member(
 
 
 def _file_kind(path: PurePosixPath) -> str:
-    """`DI-Connect-Wellness/#_heartRateZones.json`: the folder and the name, numbers (the
-    account id, dates) folded so that one kind of file counts under one key."""
-    folder = path.parent.name
-    return f"{folder}/{re.sub(r'[0-9]+', '#', path.name)}"
+    """`DI-Connect-Wellness/#_heartRateZones.json`: the folder and the name with what
+    names the account folded away (numbers: the account id, dates; an e-mail address or
+    a user name before `_<n>_`, as in `jane.doe@example.com_0_workout.json`), so that one
+    kind of file counts under one key and the ledger keeps no one's name."""
+    name = re.sub(r"[0-9]+", "#", path.name)
+    name = re.sub(r"^[^/]*@[^_]*", "<account>", name)
+    name = re.sub(r"^.+?_#_(?=[A-Za-z])", "<account>_#_", name)
+    return f"{path.parent.name}/{name}"
 
 
 _ACTIVITIES_HEAD = re.compile(rb'\s*\[\s*\{\s*"summarizedActivitiesExport"\s*:\s*')
