@@ -97,7 +97,10 @@ def test_every_kind_of_file_is_read_with_its_units_and_offsets() -> None:
     [bad] = rejected
     assert (bad.reason, bad.field) == ("bad_timestamp", "startTimeLocal")
     assert "timeZoneId 124" in bad.detail
-    assert bad.locator.endswith("_summarizedActivities.json[2]")
+    # the account's name in the file name (jane_doe_0_...) is not repeated
+    assert bad.locator == (
+        "export.zip/DI_CONNECT/DI-Connect-Fitness/<account>_0_summarizedActivities.json[2]"
+    )
     assert report.read == 3 + 3 + 2 + 3
     assert report.unmapped == {
         "garmin stress: no data (negative sentinel)": 1,
@@ -233,7 +236,9 @@ def test_non_numbers_json_allows_are_bad_values(constant: str) -> None:
 )
 def test_activities_not_in_garmins_one_block_are_refused(text: str) -> None:
     data = _stored("DI-Connect-Fitness/a_0_summarizedActivities.json", text)
-    with pytest.raises(FormatError, match=r"^export\.zip/DI_CONNECT/DI-Connect-Fitness/a_0_"):
+    with pytest.raises(
+        FormatError, match=r"^export\.zip/DI_CONNECT/DI-Connect-Fitness/<account>_0_summ"
+    ):
         parse(data)
 
 

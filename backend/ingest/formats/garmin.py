@@ -101,7 +101,8 @@ def _member(
     if reader is None:
         report.unmapped[f"garmin file {_file_kind(path)}"] += 1
         return
-    where = f"{name}/{info.filename}"
+    # The account's e-mail or name in a file name stays out of locators and errors.
+    where = f"{name}/{path.parent}/{_account_folded(path.name)}"
     with open_member(archive, info, where, MAX_MEMBER_BYTES) as stream:
         source: Readable = _Unwrapped(stream, where) if reader is _activity else stream
         entries = array_elements(source, where, max_element=MAX_ENTRY_CHARS)
@@ -116,14 +117,18 @@ def _member(
 
 
 def _file_kind(path: PurePosixPath) -> str:
-    """`DI-Connect-Wellness/#_heartRateZones.json`: the folder and the name with what
-    names the account folded away (numbers: the account id, dates; an e-mail address or
-    a user name before `_<n>_`, as in `jane.doe@example.com_0_workout.json`), so that one
-    kind of file counts under one key and the ledger keeps no one's name."""
-    name = re.sub(r"[0-9]+", "#", path.name)
+    """`DI-Connect-Wellness/#_heartRateZones.json`: the folder and the name with the
+    account folded away and numbers (the account id, dates) too, so that one kind of
+    file counts under one key."""
+    return f"{path.parent.name}/{re.sub(r'[0-9]+', '#', _account_folded(path.name))}"
+
+
+def _account_folded(name: str) -> str:
+    """The file name without the e-mail address or user name Garmin puts before `_<n>_`
+    (`jane.doe@example.com_0_workout.json` -> `<account>_0_workout.json`): the ledger
+    and the quarantine keep no one's name."""
     name = re.sub(r"^[^/]*@[^_]*", "<account>", name)
-    name = re.sub(r"^.+?_#_(?=[A-Za-z])", "<account>_#_", name)
-    return f"{path.parent.name}/{name}"
+    return re.sub(r"^.+?_([0-9]+)_(?=[A-Za-z])", r"<account>_\1_", name)
 
 
 _ACTIVITIES_HEAD = re.compile(rb'\s*\[\s*\{\s*"summarizedActivitiesExport"\s*:\s*')
