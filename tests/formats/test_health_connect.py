@@ -201,3 +201,14 @@ def test_a_value_too_large_to_be_health_data_is_refused() -> None:
         " ADD COLUMN padding BLOB AS (zeroblob(2000000000));"
     )
     assert "string or blob too big" in _refused(zipped(database(script)))
+
+
+def test_a_table_without_an_expected_column_rejects_its_rows_naming_it() -> None:
+    script = (
+        SCRIPT.read_text()
+        .replace("local_date INTEGER, weight REAL NOT NULL", "local_date INTEGER, mass REAL")
+        .replace("local_date, weight) VALUES", "local_date, mass) VALUES")
+    )
+    samples, rejected, _ = parse(zipped(database(script)))
+    assert "29463-7" not in {s.code for s in samples}
+    assert ("missing_value", "weight") in {(r.reason, r.field) for r in rejected}

@@ -262,13 +262,11 @@ class _Reader:
                     self.report.unmapped[f"health connect {table}"] += count
 
     def _source(self, row: sqlite3.Row) -> str:
-        keys = row.keys()
-        app = row["app_info_id"] if "app_info_id" in keys else None
-        device = row["device_info_id"] if "device_info_id" in keys else None
+        app, device = _get(row, "app_info_id"), _get(row, "device_info_id")
         return self.sources.get((app, device)) or self.sources.get((app, None)) or "Health Connect"
 
     def _locator(self, table: str, row: sqlite3.Row) -> str:
-        return f"{self.where} {table} row {row['row_id']}"
+        return f"{self.where} {table} row {_get(row, 'row_id')}"
 
     def _rejected(self, err: _Unreadable, table: str, row: sqlite3.Row) -> Rejected:
         return Rejected(err.reason, err.field, err.detail, self._locator(table, row), _plain(row))
@@ -318,7 +316,7 @@ class _Reader:
             stages = (
                 self.db.execute(
                     _select(_SLEEP_STAGES, tail="where parent_key = ? order by stage_start_time"),
-                    (session["row_id"],),
+                    (_get(session, "row_id"),),
                 ).fetchall()
                 if staged
                 else []
@@ -340,7 +338,7 @@ class _Reader:
             # A staged session is read as its stages: they are the records counted.
             for stage in stages:
                 self.report.read += 1
-                kind = stage["stage_type"]
+                kind = _get(stage, "stage_type")
                 name = SLEEP_STAGES.get(kind) if isinstance(kind, int) else None
                 if name is None:
                     yield Rejected(
@@ -363,7 +361,8 @@ class _Reader:
                 )
 
     def _stage_locator(self, session: sqlite3.Row, stage: sqlite3.Row) -> str:
-        return f"{self.where} {_SLEEP} row {session['row_id']} stage at {stage['stage_start_time']}"
+        at = _get(stage, "stage_start_time")
+        return f"{self.where} {_SLEEP} row {_get(session, 'row_id')} stage at {at}"
 
     def _stage(
         self,
@@ -394,7 +393,7 @@ class _Reader:
             self.report.read += 1
             try:
                 start, end, offset = _span(row, "start_time", "end_time", "start_zone_offset")
-                kind = row["exercise_type"]
+                kind = _get(row, "exercise_type")
                 if not isinstance(kind, int):
                     raise _Unreadable(
                         "bad_value", "exercise_type", f"exercise_type {kind!r} is not a number"
@@ -432,18 +431,23 @@ _EARLIEST_MS = 631_152_000_000  # 1990-01-01
 _LATEST_MS = 4_102_444_800_000  # 2100-01-01
 
 
+def _get(row: sqlite3.Row, key: str) -> Any:
+    """The column's value, or None when this database's table has no such column (an
+    older or altered schema): the record is then rejected naming it, never a crash."""
+    # Row's `in` looks at values, not column names: keys() is needed.
+    return row[key] if key in row.keys() else None  # noqa: SIM118
+
+
 def _millis(row: sqlite3.Row, key: str) -> dt.datetime:
-    value = row[key]
+    value = _get(row, key)
     if not isinstance(value, int) or not _EARLIEST_MS <= value < _LATEST_MS:
         raise _Unreadable("bad_timestamp", key, f"{key} {value!r} is not a plausible epoch-ms time")
     return dt.datetime.fromtimestamp(value / 1000, dt.UTC)
 
 
 def _offset(row: sqlite3.Row, key: str | None) -> int | None:
-    # Row's `in` looks at values, not column names: keys() is needed.
-    if key is None or key not in row.keys() or row[key] is None:  # noqa: SIM118
+    if key is None or (seconds := _get(row, key)) is None:
         return None
-    seconds = row[key]
     # Health Connect keeps ZoneOffset seconds: -18:00..+18:00 is all java.time allows.
     if not isinstance(seconds, int) or abs(seconds) > 18 * 3600 or seconds % 60:
         raise _Unreadable(
@@ -463,7 +467,7 @@ def _span(
 
 
 def _number(row: sqlite3.Row, key: str) -> float:
-    value = row[key]
+    value = _get(row, key)
     if value is None:
         raise _Unreadable("missing_value", key, f"no {key}")
     if not isinstance(value, int | float) or not math.isfinite(value):
@@ -476,5 +480,9 @@ def _plain(row: sqlite3.Row) -> dict[str, object]:
     out: dict[str, object] = {}
     for key in row.keys():  # noqa: SIM118 (Row iterates over values)
         value = row[key]
-        out[key] = value.hex() if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            value = value[:64].hex() + ("..." if len(value) > 64 else "")
+        elif isinstance(value, str) and len(value) > 1000:
+            value = value[:1000] + "..."
+        out[key] = value
     return out
