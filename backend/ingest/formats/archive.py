@@ -16,13 +16,16 @@ from typing import IO, BinaryIO
 from backend.ingest.model import FormatError
 
 _CHUNK = 1024 * 1024
+# What zipfile raises for a damaged archive: a bad CRC or header, a name that differs
+# between directory and header, an unknown compression method, an offset out of range.
+_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError)
 
 
 def open_zip(source: Path | BinaryIO, name: str, what: str) -> zipfile.ZipFile:
     """The archive, or one line saying that `name` is not the zip `what` comes as."""
     try:
         return zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as err:
+    except _DAMAGED as err:
         raise FormatError(f"not a zip archive ({err}): expected {what}", name) from err
 
 
@@ -36,8 +39,8 @@ class _Bounded:
     def read(self, size: int = -1, /) -> bytes:
         try:
             chunk = self._member.read(size)
-        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
-            raise FormatError(f"damaged zip member ({err})", self._where) from err
+        except _DAMAGED as err:
+            raise _damaged(err, self._where) from err
         self._read += len(chunk)
         if self._read > self._limit:
             raise _too_large(self._where, self._limit)
@@ -50,8 +53,19 @@ def open_member(
 ) -> Iterator[_Bounded]:
     """The member as a stream of at most `limit` bytes, for parsers that read as they go."""
     _check_stated(info, where, limit)
-    with archive.open(info) as member:
+    with _open(archive, info, where) as member:
         yield _Bounded(member, where, limit)
+
+
+def _open(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> IO[bytes]:
+    try:
+        return archive.open(info)
+    except _DAMAGED as err:
+        raise _damaged(err, where) from err
+
+
+def _damaged(err: Exception, where: str) -> FormatError:
+    return FormatError(f"damaged zip member ({type(err).__name__}: {err})"[:300], where)
 
 
 def copy_member(
@@ -59,20 +73,11 @@ def copy_member(
 ) -> int:
     """Copy the member into `target` in 1 MiB chunks; refused past `limit` bytes."""
     _check_stated(info, where, limit)
-    copied = 0
-    try:
-        with archive.open(info) as member:
-            while chunk := member.read(_CHUNK):
-                copied += len(chunk)
-                if copied > limit:
-                    raise _too_large(where, limit)
-                target.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as err:
-        raise FormatError(f"damaged zip member ({err})", where) from err
-    return copied
+    with open_member(archive, info, where, limit) as member:
+        return copy_stream(member, target, where, limit)
 
 
-def copy_stream(source: BinaryIO, target: IO[bytes], where: str, limit: int) -> int:
+def copy_stream(source: BinaryIO | _Bounded, target: IO[bytes], where: str, limit: int) -> int:
     """The same bound for an input that is the file itself rather than a zip."""
     copied = 0
     while chunk := source.read(_CHUNK):

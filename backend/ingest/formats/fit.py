@@ -46,6 +46,16 @@ _RECORD_FIELDS = (
     ("power", "x-rejuve:power", "W"),
 )
 _HEADER_MESSAGES = frozenset({"file_id", "device_info", "file_creator"})
+_GARBLED = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AssertionError,
+    struct_error,
+    OverflowError,
+    ZeroDivisionError,
+)
 
 
 class _Counting:
@@ -99,9 +109,10 @@ def parse(
         raise
     except fitdecode.FitError as err:
         raise FormatError(_why(err), f"{name} byte {counting.offset}") from err
-    except (ValueError, struct_error, OverflowError) as err:
+    except _GARBLED as err:
         # fitdecode raises these for values its profile cannot decode (a garbled
-        # definition): the file is as damaged as with a FitParseError.
+        # definition, found by flipping bytes): the file is as damaged as with a
+        # FitParseError.
         raise FormatError(
             f"not a readable FIT file ({type(err).__name__})", f"{name} byte {counting.offset}"
         ) from err

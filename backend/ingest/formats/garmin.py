@@ -243,7 +243,8 @@ def _total_stress(entry: Mapping[str, Any]) -> float | None:
     stress = entry.get("allDayStress")
     if not isinstance(stress, dict):
         return None
-    for aggregate in stress.get("aggregatorList") or ():
+    aggregates = stress.get("aggregatorList")
+    for aggregate in aggregates if isinstance(aggregates, list) else ():
         if isinstance(aggregate, dict) and aggregate.get("type") == "TOTAL":
             return _number(aggregate, "averageStressLevel")
     return None
