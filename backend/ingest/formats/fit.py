@@ -171,12 +171,12 @@ def _session(
     qualifier = sport if isinstance(sport, str) else "generic"
     minutes = float(elapsed) / 60
     yield Sample(
-        "x-rejuve:workout", minutes, "min", start, source, locator, end, qualifier=qualifier
+        "x-rejuve:workout", minutes, "min", start, source, locator, end=end, qualifier=qualifier
     )
     distance = _value(frame, "total_distance")
     if _finite(distance) and distance > 0:
         where = f"{locator}.total_distance"
-        yield Sample("x-rejuve:distance", float(distance), "m", start, source, where, end)
+        yield Sample("x-rejuve:distance", float(distance), "m", start, source, where, end=end)
 
 
 def _device(frame: fitdecode.FitDataMessage) -> str | None:

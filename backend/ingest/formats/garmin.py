@@ -387,7 +387,18 @@ def _sample(
     qualifier: str | None = None,
     source: str = SOURCE,
 ) -> Sample:
-    return Sample(code, value, unit, start, source, locator, end, offset, None, qualifier)
+    # Keywords past the first six: the Sample's later fields may grow (H's issue-11 work).
+    return Sample(
+        code,
+        value,
+        unit,
+        start,
+        source,
+        locator,
+        end=end,
+        tz_offset_minutes=offset,
+        qualifier=qualifier,
+    )
 
 
 def _source(kind: object) -> str:

@@ -288,7 +288,10 @@ class _Reader:
                     yield self._rejected(err, m.table, row)
                 continue
             where = self._locator(m.table, row)
-            yield Sample(m.code, value, m.unit, start, self._source(row), where, end, offset)
+            source = self._source(row)
+            yield Sample(
+                m.code, value, m.unit, start, source, where, end=end, tz_offset_minutes=offset
+            )
 
     def _heart_rate(self) -> Iterator[_Outcome]:
         query = (
@@ -308,7 +311,8 @@ class _Reader:
             except _Unreadable as err:
                 yield Rejected(err.reason, err.field, err.detail, locator, _plain(row))
                 continue
-            yield Sample("8867-4", bpm, "/min", at, self._source(row), locator, None, offset)
+            source = self._source(row)
+            yield Sample("8867-4", bpm, "/min", at, source, locator, tz_offset_minutes=offset)
 
     def _sleep(self) -> Iterator[_Outcome]:
         staged = _SLEEP_STAGES in self.tables
@@ -385,7 +389,15 @@ class _Reader:
             return
         minutes = (end - start).total_seconds() / 60
         yield Sample(
-            "x-rejuve:sleep-stage", minutes, "min", start, source, locator, end, offset, None, stage
+            "x-rejuve:sleep-stage",
+            minutes,
+            "min",
+            start,
+            source,
+            locator,
+            end=end,
+            tz_offset_minutes=offset,
+            qualifier=stage,
         )
 
     def _exercise(self) -> Iterator[_Outcome]:
@@ -412,10 +424,9 @@ class _Reader:
                 start,
                 source,
                 where,
-                end,
-                offset,
-                None,
-                qualifier,
+                end=end,
+                tz_offset_minutes=offset,
+                qualifier=qualifier,
             )
 
 
