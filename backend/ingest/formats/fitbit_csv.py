@@ -104,7 +104,8 @@ def _rows(
     *,
     local: bool,
 ) -> Iterator[Sample | Rejected]:
-    text = io.TextIOWrapper(_LineBound(member, where), encoding="utf-8-sig", newline="")
+    bounded = io.BufferedReader(_LineBound(member, where), 64 * 1024)
+    text = io.TextIOWrapper(bounded, encoding="utf-8-sig", newline="")
     rows = csv.reader(text)
     try:
         header = [h.strip().lower() for h in next(rows, [])]
