@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from collections.abc import Callable, Iterator
 
 from backend.ingest.model import ParseReport, Rejected, Sample
@@ -21,3 +22,16 @@ def parse_bytes(
         [o for o in out if isinstance(o, Rejected)],
         report,
     )
+
+
+def streamed(parser: Parser, data: bytes, name: str) -> tuple[int, ParseReport, int]:
+    """`parser` run over `data` keeping nothing it yields: how many outcomes, the report,
+    and the peak of Python allocations meanwhile (tracemalloc)."""
+    report = ParseReport()
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in parser(io.BytesIO(data), report, name=name))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return count, report, peak

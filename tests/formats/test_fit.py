@@ -6,9 +6,7 @@ None of these tests needs the local stack."""
 from __future__ import annotations
 
 import datetime as dt
-import io
 import struct
-import tracemalloc
 
 import pytest
 from fit_tool.fit_file_builder import FitFileBuilder  # type: ignore[import-untyped, unused-ignore]
@@ -27,7 +25,7 @@ from fitdecode.utils import compute_crc  # type: ignore[import-untyped, unused-i
 
 from backend.ingest.formats import fit
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
-from tests.formats.outcomes import parse_bytes
+from tests.formats.outcomes import parse_bytes, streamed
 
 START = dt.datetime(2024, 5, 4, 6, 30, tzinfo=dt.UTC)
 FIT_EPOCH = dt.datetime(1989, 12, 31, tzinfo=dt.UTC)
@@ -184,12 +182,6 @@ def test_memory_stays_flat_on_a_long_file() -> None:
     stream: peak memory is that of a few messages (~6 kB measured, whatever the length),
     not of the file or of its samples."""
     data = raw_fit(21_600)
-    report = ParseReport()
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in fit.parse(io.BytesIO(data), report, name="day.fit"))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, report, peak = streamed(fit.parse, data, "day.fit")
     assert count == report.read == 21_600
     assert peak < 64 * 1024, peak

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from backend.ingest.formats import garmin
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
-from tests.formats.outcomes import parse_bytes
+from tests.formats.outcomes import parse_bytes, streamed
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "garmin"
 UTC = dt.UTC
@@ -303,13 +302,7 @@ def test_memory_stays_flat_on_a_large_file() -> None:
     data = _stored(
         "DI-Connect-Aggregator/UDSFile_2004-01-01_2024-01-01.json", json.dumps([day] * 7300)
     )
-    report = ParseReport()
-    tracemalloc.start()
-    try:
-        count = sum(1 for _ in garmin.parse(io.BytesIO(data), report, name="export.zip"))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    count, report, peak = streamed(garmin.parse, data, "export.zip")
     assert (report.read, count) == (7300, 7300 * 6)
     size = len(json.dumps([day] * 7300))
     assert size > 6_000_000
