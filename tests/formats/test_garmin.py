@@ -16,6 +16,7 @@ import pytest
 
 from backend.ingest.formats import garmin
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from tests.formats import test_fit
 from tests.formats.outcomes import parse_bytes, streamed
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "garmin"
@@ -325,10 +326,50 @@ def test_unmapped_files_are_counted_by_kind_without_the_account_name() -> None:
         "garmin file DI-Connect-Fitness/<account>_#_workout.json": 2,
         "garmin file DI-Connect-Fitness/<account>_#_personalRecord.json": 1,
         "garmin file DI-Connect-Metrics/MetricsMaxMetData_#_#_#.json": 1,
-        "garmin file DI-Connect-Uploaded-Files/UploadedFiles_#-_Part#.zip": 1,
+        "garmin uploads zip skipped: export.zip/DI_CONNECT/DI-Connect-Uploaded-Files/"
+        "UploadedFiles_0-_Part1.zip: not a zip archive (File is not a zip file): expected a"
+        " zip of uploaded activity files": 1,
     }
 
 
 def test_the_di_connect_folder_itself_is_an_export_too() -> None:
     samples, _, _ = parse(export_zip(FIXTURES / "DI_CONNECT"))
     assert len(samples) == len(parse(export_zip())[0]) > 0
+
+
+def _uploads(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_uploaded_fit_files_are_read_and_a_damaged_one_is_skipped_and_counted() -> None:
+    run = test_fit.activity()
+    nested = _uploads(
+        {
+            "jane.doe@example.com_14503214587.fit": run,
+            "jane.doe@example.com_14503214588.fit": run[: len(run) // 2],
+            "jane.doe@example.com_14503214589.gpx": b"<gpx/>",
+        }
+    )
+    data = export_zip(
+        FIXTURES / "none",
+        {"DI_CONNECT/DI-Connect-Uploaded-Files/UploadedFiles_0-_Part1.zip": nested},
+    )
+    samples, rejected, report = parse(data)
+    expected, lost, _ = test_fit.parse(run)
+    assert [(s.code, s.value, s.start, s.source) for s in samples] == [
+        (s.code, s.value, s.start, s.source) for s in expected
+    ]
+    where = "export.zip/DI_CONNECT/DI-Connect-Uploaded-Files/UploadedFiles_0-_Part1.zip"
+    assert samples[0].locator == f"{where}/<account>_14503214587.fit message 2 (record)"
+    assert [r.reason for r in rejected] == [r.reason for r in lost]
+    skipped = [k for k in report.unmapped if k.startswith("garmin uploaded FIT file skipped")]
+    assert skipped == [
+        f"garmin uploaded FIT file skipped: {where}/<account>_14503214588.fit byte"
+        f" {len(run) // 2}: FIT file ends in the middle of a message (truncated)"
+    ]
+    assert report.unmapped["garmin uploaded file .gpx"] == 1
+    assert "jane" not in " ".join([*report.unmapped, *(s.locator for s in samples)])

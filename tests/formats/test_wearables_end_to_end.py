@@ -127,3 +127,27 @@ def test_generated_files(
     for name, data in files:
         (tmp_path / name).write_bytes(data)
         reconciles_then_repeats(migrated_db, keys, tmp_path / name, fmt)
+
+
+def test_a_garmin_exports_fit_uploads_and_the_same_file_alone(
+    migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
+) -> None:
+    """The FIT files nested in a Garmin export go in with it (a damaged one counted and
+    skipped); the same FIT file ingested alone afterwards is all duplicates."""
+    run = test_fit.activity()
+    nested = tmp_path / "nested.zip"
+    with zipfile.ZipFile(nested, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("jane@example.com_1.fit", run)
+        archive.writestr("jane@example.com_2.fit", run[:100])
+    export = tmp_path / "garmin-export.zip"
+    uploads = "DI_CONNECT/DI-Connect-Uploaded-Files/UploadedFiles_0-_Part1.zip"
+    export.write_bytes(test_garmin.export_zip(extra={uploads: nested.read_bytes()}))
+    member = uuid.uuid4()
+    line = ingest(migrated_db, keys, export, "garmin", member).line
+    assert line.ok and line.status == "refined", line.problems
+    assert (line.parsed, line.processed, line.quarantined) == (27 + 11, 26 + 10, 2)
+    assert any(k.startswith("garmin uploaded FIT file skipped: ") for k in line.unmapped)
+    alone = tmp_path / "run.fit"
+    alone.write_bytes(run)
+    again = ingest(migrated_db, keys, alone, "fit", member).line
+    assert (again.parsed, again.processed, again.quarantined, again.duplicate) == (11, 0, 0, 11)

@@ -17,8 +17,12 @@ What is read (real file names; the leading numbers are the account's id and date
   `startTimeLocal`), `duration` in ms, `distance` in centimetres, `avgHr`, `activityType`
   and Garmin's own numeric `timeZoneId` (see `local_offset`).
 
-Other files of the export (settings, goals, gear, FIT uploads...) are counted in
-`report.unmapped` per kind of file. `report.read` counts the entries of the files read:
+- `DI-Connect-Uploaded-Files/UploadedFiles_*.zip`: the activities' FIT files, read as
+  `--format fit` reads them (backend.ingest.formats.garmin_uploads: a damaged one is
+  skipped and counted, the rest go in).
+
+Other files of the export (settings, goals, gear...) are counted in `report.unmapped`
+per kind of file. `report.read` counts the entries of the files read:
 each becomes its samples, `Rejected`s, an unmapped count, or nothing (a day Garmin wrote
 without any of the fields read here).
 
@@ -37,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
+from backend.ingest.formats import garmin_uploads
 from backend.ingest.formats.archive import open_member, open_zip
 from backend.ingest.formats.json_stream import BLOCK, Readable, array_elements
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
@@ -97,12 +102,15 @@ def _member(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, report: ParseReport
 ) -> Iterator[_Outcome]:
     path = PurePosixPath(info.filename)
+    # The account's e-mail or name in a file name stays out of locators and errors.
+    where = f"{name}/{path.parent}/{_account_folded(path.name)}"
+    if garmin_uploads.is_uploads(path):
+        yield from garmin_uploads.fit_files(archive, info, where, report, _account_folded)
+        return
     reader = _reader(path.name)
     if reader is None:
         report.unmapped[f"garmin file {_file_kind(path)}"] += 1
         return
-    # The account's e-mail or name in a file name stays out of locators and errors.
-    where = f"{name}/{path.parent}/{_account_folded(path.name)}"
     with open_member(archive, info, where, MAX_MEMBER_BYTES) as stream:
         source: Readable = _Unwrapped(stream, where) if reader is _activity else stream
         entries = array_elements(source, where, max_element=MAX_ENTRY_CHARS)
