@@ -13,11 +13,13 @@ writes, for each member `<uuid>`:
     DIR/<uuid>/fitbit/fitbit-export.zip     Fitbit account export (fitbit), for the next
                                             `fitbit.FITBIT_EXPORTS` members without an
                                             injected episode
-    DIR/<uuid>/garmin/garmin-export.zip     Garmin Connect export (garmin), FIT files of
-    DIR/<uuid>/fit/<date>-<n>-<sport>.fit   the workouts (fit) and an Android Health Connect
-    DIR/<uuid>/health-connect/Health Connect.zip   export (health-connect), for
-                                            `spec.wearable_exports` members without an
-                                            injected episode and without a Fitbit export
+    DIR/<uuid>/garmin/garmin-export.zip     Garmin Connect export (garmin) with the
+                                            workouts' FIT files nested in it, the same
+    DIR/<uuid>/fit/<date>-<n>-<sport>.fit   FIT files alone (fit: all duplicates) and an
+    DIR/<uuid>/health-connect/Health Connect.zip   Android Health Connect export
+                                            (health-connect), for `spec.wearable_exports`
+                                            members without an injected episode and
+                                            without a Fitbit export
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
 file with its format, member and the counts a parser and the refiner must arrive at, and
@@ -30,6 +32,7 @@ FHIR, Open mHealth, Apple, Fitbit; the lab CSV last. The same spec gives the sam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 import uuid
@@ -119,10 +122,14 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
 
 def _wearable_exports(spec: CohortSpec, member: Member, out: Path) -> list[FileEntry]:
     who = str(member.member_id)
-    data, tally = garmin_export(spec, member)
+    fits = fit_files(spec, member)
+    data, tally = garmin_export(spec, member, [f for f in fits if not f.again])
     written = [(f"{who}/garmin/garmin-export.zip", "garmin", data, tally)]
-    for fit in fit_files(spec, member):
-        written.append((f"{who}/fit/{fit.name}", "fit", fit.data, fit.tally))
+    for fit in fits:
+        # The export already holds each workout: every good sample here is a duplicate.
+        good = fit.tally.samples - (fit.tally.bad - fit.tally.rejected)
+        counts = dataclasses.replace(fit.tally, duplicates=good)
+        written.append((f"{who}/fit/{fit.name}", "fit", fit.data, counts))
     data, tally = health_connect_export(spec, member)
     written.append((f"{who}/health-connect/Health Connect.zip", "health-connect", data, tally))
     for path, _, body, _ in written:

@@ -55,6 +55,7 @@ class FitFile:
     name: str  # e.g. 2026-11-01-1-running.fit
     data: bytes
     tally: Tally
+    again: bool = False  # a second upload of the file before it
 
 
 def fit_files(spec: CohortSpec, member: Member) -> list[FitFile]:
@@ -78,7 +79,7 @@ def fit_files(spec: CohortSpec, member: Member) -> list[FitFile]:
                 again = Tally(
                     **{**vars(tally), "duplicates": tally.samples - tally.bad + tally.rejected}
                 )
-                out.append(FitFile(name.replace(".fit", "-again.fit"), data, again))
+                out.append(FitFile(name.replace(".fit", "-again.fit"), data, again, again=True))
     return out
 
 

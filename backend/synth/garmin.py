@@ -7,7 +7,8 @@ Faults, at the cohort's rates: an implausible resting heart rate or weight (quar
 a daily summary whose GMT start is not a time and an activity whose two clocks disagree
 by 7 minutes (rejected by the parser); a day summary repeated in a second, overlapping
 UDS file (Garmin splits daily summaries into ~100-day files: duplicates); stress of -1
-on some days (Garmin's "no data", counted unmapped)."""
+on some days (Garmin's "no data", counted unmapped). The member's FIT files can be
+nested in the export as Garmin keeps them (`uploads`)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import io
 import json
 import random
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from backend.synth.faults import Faults, implausible
+from backend.synth.fit_files import FitFile
 from backend.synth.manifest import Tally
 from backend.synth.members import CohortSpec, Member, stream_rng
 from backend.synth.timeline import EXERCISE, local_dates, plans
@@ -49,8 +52,11 @@ class _Export:
         self.tally.unmapped += unmapped
 
 
-def garmin_export(spec: CohortSpec, member: Member) -> tuple[bytes, Tally]:
-    """The zip and what parsing and refining it must come to."""
+def garmin_export(
+    spec: CohortSpec, member: Member, uploads: Sequence[FitFile] = ()
+) -> tuple[bytes, Tally]:
+    """The zip and what parsing and refining it must come to. `uploads`: the member's
+    FIT files, nested in `DI-Connect-Uploaded-Files/` as Garmin keeps them."""
     rng = stream_rng(spec.seed, "garmin", member.member_id)
     faults = Faults(stream_rng(spec.seed, "garmin-faults", member.member_id), spec)
     account = 100_000_000 + int(member.member_id.hex[:6], 16)
@@ -108,6 +114,15 @@ def garmin_export(spec: CohortSpec, member: Member) -> tuple[bytes, Tally]:
     out.tally.unmapped += 2  # the two files above that the platform does not read
     if repeated:
         files[f"{ROOT}/DI-Connect-Aggregator/UDSFile_{last}_{last}.json"] = repeated
+    if uploads:
+        # Garmin names them after the account's e-mail and the activity id.
+        nested = {
+            f"{member.short_id}@example.com_{20_000_000_000 + n}.fit": fit.data
+            for n, fit in enumerate(uploads)
+        }
+        files[f"{ROOT}/DI-Connect-Uploaded-Files/UploadedFiles_0-_Part1.zip"] = _zip(nested)
+        for fit in uploads:
+            out.tally.add(fit.tally)
     return _zip(files), out.tally
 
 
@@ -271,5 +286,6 @@ def _zip(files: dict[str, Any]) -> bytes:
         for path in sorted(files):
             info = zipfile.ZipInfo(path, _ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, json.dumps(files[path], indent=1))
+            body = files[path]
+            archive.writestr(info, body if isinstance(body, bytes) else json.dumps(body, indent=1))
     return buffer.getvalue()
