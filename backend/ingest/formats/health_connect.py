@@ -24,6 +24,7 @@ stage); rows of tables not mapped here count in `report.unmapped` by table name.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import sqlite3
 import tempfile
@@ -315,16 +316,20 @@ class _Reader:
             yield Sample("8867-4", bpm, "/min", at, source, locator, tz_offset_minutes=offset)
 
     def _sleep(self) -> Iterator[_Outcome]:
-        staged = _SLEEP_STAGES in self.tables
-        for session in self.db.execute(_select(_SLEEP, tail="order by start_time, row_id")):
-            stages = (
-                self.db.execute(
-                    _select(_SLEEP_STAGES, tail="where parent_key = ? order by stage_start_time"),
-                    (_get(session, "row_id"),),
-                ).fetchall()
-                if staged
-                else []
-            )
+        # One query, sessions with their stages (SQLite indexes the join itself): a
+        # query per session would scan the stages table once per night.
+        query = (
+            "select s.*, t.parent_key as stage_parent, t.stage_start_time, t.stage_end_time,"
+            " t.stage_type from sleep_session_record_table s"
+            " left join sleep_stages_table t on t.parent_key = s.row_id"
+            " order by s.start_time, s.row_id, t.stage_start_time"
+            if _SLEEP_STAGES in self.tables
+            else _select(_SLEEP, tail="order by start_time, row_id")
+        )
+        rows = self.db.execute(query)
+        for _, group in itertools.groupby(rows, key=lambda row: _get(row, "row_id")):
+            session, *rest = group
+            stages = [r for r in (session, *rest) if _get(r, "stage_parent") is not None]
             source = self._source(session)
             try:
                 offset = _offset(session, "start_zone_offset")
