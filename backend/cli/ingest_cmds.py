@@ -19,7 +19,10 @@ def ingest(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", "-f", help="apple-health, fhir, omh, csv-lab, device-batch or fitbit"
+            "--format",
+            "-f",
+            help="apple-health, fhir, omh, csv-lab, device-batch, fitbit, garmin, fit"
+            " or health-connect",
         ),
     ],
     member: Annotated[

@@ -60,6 +60,20 @@ _MEASURES = [
     Measure("2160-0", "creatinine", "mg/dL", 0.1, 20, "labs", molar_mass=113.12),
     Measure("1988-5", "C reactive protein", "mg/L", 0, 500, "labs"),
     Measure("718-7", "hemoglobin", "g/dL", 2, 25, "labs"),
+    # Wearable measures without a LOINC term, from Garmin exports and FIT files (issue 11).
+    Measure(
+        "x-rejuve:stress-level", "stress level (Garmin, 0-100)", "{score}", 0, 100, "wearables"
+    ),
+    Measure(
+        "x-rejuve:cadence",
+        "cadence (strides or pedal turns per minute)",
+        "/min",
+        0,
+        300,
+        "activity",
+    ),
+    Measure("x-rejuve:speed", "speed", "m/s", 0, 100, "activity"),
+    Measure("x-rejuve:power", "power output", "W", 0, 3000, "activity"),
     # Fitbit (issue 11): no LOINC term for either. Fitbit's calories include the basal
     # rate; its HRV is RMSSD, not the SDNN of 80404-7.
     Measure("x-rejuve:total-energy", "total energy expended", "kcal", 0, 15_000, "activity"),

@@ -13,6 +13,13 @@ writes, for each member `<uuid>`:
     DIR/<uuid>/fitbit/fitbit-export.zip     Fitbit account export (fitbit), for the next
                                             `fitbit.FITBIT_EXPORTS` members without an
                                             injected episode
+    DIR/<uuid>/garmin/garmin-export.zip     Garmin Connect export (garmin) with the
+                                            workouts' FIT files nested in it, the same
+    DIR/<uuid>/fit/<date>-<n>-<sport>.fit   FIT files alone (fit: all duplicates) and an
+    DIR/<uuid>/health-connect/Health Connect.zip   Android Health Connect export
+                                            (health-connect), for `spec.wearable_exports`
+                                            members without an injected episode and
+                                            without a Fitbit export
 
 and for the cohort DIR/labs.csv (csv-lab, default mapping) and DIR/manifest.json: each
 file with its format, member and the counts a parser and the refiner must arrive at, and
@@ -25,6 +32,7 @@ FHIR, Open mHealth, Apple, Fitbit; the lab CSV last. The same spec gives the sam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 import uuid
@@ -34,6 +42,9 @@ from backend.synth import csv_lab, fhir, fitbit, omh
 from backend.synth.apple import apple_export, write_export
 from backend.synth.device import device_batches, device_stream
 from backend.synth.episodes import episodes
+from backend.synth.fit_files import fit_files
+from backend.synth.garmin import garmin_export
+from backend.synth.health_connect import health_connect_export
 from backend.synth.manifest import FileEntry, Manifest, Tally
 from backend.synth.members import CohortSpec, Member, members
 
@@ -62,6 +73,10 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     # export does not carry episodes, so it must not dilute the ground truth).
     quiet = [m for m in cohort[spec.apple_exports :] if not episodes(spec, m)]
     wearers = quiet[: fitbit.FITBIT_EXPORTS]
+    # Garmin, FIT and Health Connect carry no episodes either; nor do they share a member
+    # with Fitbit (two watches on one wrist).
+    exporters = [m for m in cohort if m not in wearers and not episodes(spec, m)]
+    exporters = exporters[: spec.wearable_exports]
     for member in cohort:
         who = str(member.member_id)
         first_sent: dict[str, str] = {}
@@ -94,6 +109,8 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
             files.append(FileEntry.of(path, "apple-health", who, tally))
         if member in wearers:
             files.append(fitbit.export_entry(spec, member, out, f"{who}/fitbit/fitbit-export.zip"))
+        if member in exporters:
+            files.extend(_wearable_exports(spec, member, out))
     data, tally = csv_lab.labs(spec, cohort, shared)
     _write(out / "labs.csv", data)
     files.append(FileEntry.of("labs.csv", "csv-lab", None, tally))
@@ -101,6 +118,23 @@ def write_cohort(spec: CohortSpec, out: Path) -> Manifest:
     manifest = Manifest(spec, tuple(cohort), tuple(files), injected)
     _write(out / "manifest.json", manifest.to_json())
     return manifest
+
+
+def _wearable_exports(spec: CohortSpec, member: Member, out: Path) -> list[FileEntry]:
+    who = str(member.member_id)
+    fits = fit_files(spec, member)
+    data, tally = garmin_export(spec, member, [f for f in fits if not f.again])
+    written = [(f"{who}/garmin/garmin-export.zip", "garmin", data, tally)]
+    for fit in fits:
+        # The export already holds each workout: every good sample here is a duplicate.
+        good = fit.tally.samples - (fit.tally.bad - fit.tally.rejected)
+        counts = dataclasses.replace(fit.tally, duplicates=good)
+        written.append((f"{who}/fit/{fit.name}", "fit", fit.data, counts))
+    data, tally = health_connect_export(spec, member)
+    written.append((f"{who}/health-connect/Health Connect.zip", "health-connect", data, tally))
+    for path, _, body, _ in written:
+        _write(out / path, body)
+    return [FileEntry.of(path, fmt, who, counts) for path, fmt, _, counts in written]
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -137,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--five-minute-hr-share", type=float, default=defaults.five_minute_hr_share)
     parser.add_argument("--apple-exports", type=int, default=defaults.apple_exports)
     parser.add_argument(
+        "--wearable-exports",
+        type=int,
+        default=defaults.wearable_exports,
+        help="members (the first ones) who also upload Garmin, FIT and Health Connect files",
+    )
+    parser.add_argument(
         "--episode-share",
         type=float,
         default=defaults.episode_share,
@@ -154,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             gap_rate=args.gap_rate,
             five_minute_hr_share=args.five_minute_hr_share,
             apple_exports=args.apple_exports,
+            wearable_exports=args.wearable_exports,
             episode_share=args.episode_share,
         )
     except ValueError as e:

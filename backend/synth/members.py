@@ -26,6 +26,10 @@ class CohortSpec:
     # instead of every minute; 0 gives per-minute heart rate for everyone.
     five_minute_hr_share: float = 0.2
     apple_exports: int = 3  # how many members (the first ones) also upload an export.xml
+    # How many members also upload a Garmin Connect export, the FIT files of their
+    # workouts and an Android Health Connect export (members without an injected episode
+    # or a Fitbit export: see backend/synth/cohort.py).
+    wearable_exports: int = 0
     # Share of members given one injected episode (backend/synth/episodes.py): ground
     # truth for measuring alert detection, listed in the manifest.
     episode_share: float = 0.0
@@ -49,8 +53,8 @@ class CohortSpec:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {rate}")
-        if self.apple_exports < 0:
-            raise ValueError("apple_exports must be >= 0")
+        if self.apple_exports < 0 or self.wearable_exports < 0:
+            raise ValueError("apple_exports and wearable_exports must be >= 0")
 
     @property
     def end(self) -> dt.datetime:

@@ -80,6 +80,26 @@ FORMATS: dict[str, Format] = {
             "lab results as CSV, with a column mapping",
         ),
         Format(
+            "garmin",
+            "application/zip",
+            "backend.ingest.formats.garmin",
+            "Garmin Connect export (zip with DI_CONNECT/, or its folder)",
+            folders=True,
+        ),
+        Format(
+            "fit",
+            "application/vnd.ant.fit",
+            "backend.ingest.formats.fit",
+            "FIT activity file (.fit)",
+        ),
+        Format(
+            "health-connect",
+            "application/zip",
+            "backend.ingest.formats.health_connect",
+            "Android Health Connect export (zip with health_connect_export.db, or its folder)",
+            folders=True,
+        ),
+        Format(
             "device-batch",
             "application/vnd.rejuve.device-batch+json",
             "backend.ingest.formats.device_batch",
