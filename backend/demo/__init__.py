@@ -43,12 +43,14 @@ SAMPLE_FILES = [
     ("csv-lab", "labs-eu.csv", "mapping-eu.toml"),
 ]
 DEMO_MEMBER = uuid.UUID("d3e0d3e0-0000-4000-8000-000000000001")
-SPEC = CohortSpec(members=20, days=3, seed=42)
+# Two members also bring Garmin, FIT and Health Connect files: the demo shows every format.
+SPEC = CohortSpec(members=20, days=3, seed=42, wearable_exports=2)
 
 
 def _cohort(ctx: StackContext) -> tuple[Path, Manifest]:
-    # v2: device clocks set months (not decades) ahead, which the API accepts.
-    root = ctx.layout.private_dir("demo") / f"cohort-v2-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
+    # v3: Fitbit, Garmin, FIT and Health Connect files too (v2: device clocks set months,
+    # not decades, ahead, which the API accepts).
+    root = ctx.layout.private_dir("demo") / f"cohort-v3-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
     if not (root / "manifest.json").exists():
         write_cohort(SPEC, root)
     return root, Manifest.load(root / "manifest.json")
