@@ -119,7 +119,7 @@ def ingest(
     from backend.refine.files import ingest_file, ingest_multi_member_csv
 
     options = _mapping_options(mapping) if mapping else None
-    if member is None:
+    if member is None and fmt != "fhir":  # a FHIR bundle's Patient may name its member
         if fmt != "csv-lab":
             raise UserError(f"--member is needed for {fmt} files")
         with console.status(f"splitting {path.name} by member, landing and refining"):
@@ -138,7 +138,7 @@ def ingest(
         console.print(_reconcile_table(lines, title=f"{path.name}"))
         _verdict(lines)
         return
-    member_id = _uuid(member, "member")
+    member_id = _uuid(member, "member") if member is not None else None
     size = path.stat().st_size if path.is_file() else 0
     with Progress(
         "[progress.description]{task.description}",

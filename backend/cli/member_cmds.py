@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 import typer
@@ -22,15 +23,9 @@ def members_add(
     hub_user: Annotated[str | None, typer.Option(help="the member's Hub account")] = None,
 ) -> None:
     """Enrol a member in this region, or update the demographics of an enrolled one."""
-    import uuid
-
-    from backend.exceptions import UserError
     from backend.governance.members import Enrolment, enrol
 
-    try:
-        member_id = uuid.UUID(member) if member else uuid.uuid4()
-    except ValueError:
-        raise UserError(f"not a member id (UUID): {member!r}") from None
+    member_id = _member_id(member) if member else uuid.uuid4()
     ctx = runtime()
     with ctx.db.connect("backend") as conn:
         new = enrol(conn, Enrolment(member_id, ctx.settings.region, birth_year, sex, hub_user))
@@ -63,4 +58,92 @@ def members_list(
             m.sex or "",
             m.enrolled_at.isoformat(timespec="seconds"),
         )
+    console.print(table)
+
+
+Identifiers = Annotated[
+    list[str],
+    typer.Option(
+        "--identifier",
+        "-i",
+        help="SYSTEM|VALUE, as in FHIR Patient.identifier (repeatable)",
+    ),
+]
+
+
+def _member_id(member: str) -> uuid.UUID:
+    from backend.exceptions import UserError
+
+    try:
+        return uuid.UUID(member)
+    except ValueError:
+        raise UserError(f"not a member id (UUID): {member!r}") from None
+
+
+@members_app.command("link")
+def members_link(
+    member: Annotated[str, typer.Argument(help="the member's id")],
+    identifier: Identifiers,
+) -> None:
+    """Record the member's identifiers at a source (a hospital's MRN, a lab's patient
+    number): a FHIR bundle whose Patient carries one of them is then the member's."""
+    from backend.identity.identifiers import Identifier, link
+
+    ctx = runtime()
+    wanted = [Identifier.parse(i) for i in identifier]
+    with ctx.db.connect("backend") as conn:
+        new = link(conn, _member_id(member), wanted)
+    console.print(f"{new} new identifier(s) linked to {member} ({len(wanted) - new} already were)")
+
+
+@members_app.command("unlink")
+def members_unlink(
+    member: Annotated[str, typer.Argument(help="the member's id")],
+    identifier: Identifiers,
+) -> None:
+    """Remove identifiers from a member (a wrong link)."""
+    from backend.identity.identifiers import Identifier, unlink
+
+    ctx = runtime()
+    with ctx.db.connect("backend") as conn:
+        removed = unlink(conn, _member_id(member), [Identifier.parse(i) for i in identifier])
+    console.print(f"{removed} identifier(s) unlinked from {member}")
+
+
+@members_app.command("identify")
+def members_identify(
+    member: Annotated[
+        str | None, typer.Argument(help="a member's id: list their identifiers")
+    ] = None,
+    identifier: Annotated[
+        list[str] | None,
+        typer.Option("--identifier", "-i", help="SYSTEM|VALUE: which member holds it"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Who holds an identifier (`--identifier SYSTEM|VALUE`), or a member's identifiers."""
+    from rich.table import Table
+
+    from backend.exceptions import UserError
+    from backend.identity.identifiers import Identifier, of_member, owners
+
+    if (member is None) == (not identifier):
+        raise UserError("give a member id, or --identifier SYSTEM|VALUE (not both)")
+    ctx = runtime()
+    with ctx.db.connect("backend") as conn:
+        if member is not None:
+            links = of_member(conn, _member_id(member))
+            rows = [(str(x.identifier), str(x.member_id), x.how) for x in links]
+        else:
+            wanted = [Identifier.parse(i) for i in identifier or []]
+            held = owners(conn, wanted)
+            rows = [(str(i), str(held[i]) if i in held else "", "") for i in wanted]
+    if as_json:
+        print_json([{"identifier": i, "member": m or None, "how": h or None} for i, m, h in rows])
+        return
+    table = Table(title="Member identifiers", title_justify="left")
+    for col in ("identifier", "member", "linked by"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(c or "-" for c in row))
     console.print(table)
