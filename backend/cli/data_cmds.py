@@ -115,10 +115,21 @@ def ingest(
     mapping: Path | None,
     timeout: float,
     enrol: bool = False,
+    schema: str | None = None,
 ) -> None:
     from backend.refine.files import ingest_file, ingest_multi_member_csv
 
     options = _mapping_options(mapping) if mapping else None
+    if schema is not None:
+        if fmt != "omh":
+            raise UserError("--schema is for --format omh (bare Open mHealth bodies)")
+        from backend.ingest.formats.omh_registry import parse_schema_id
+
+        try:
+            parse_schema_id(schema)
+        except ValueError as e:
+            raise UserError(f"--schema: {e}") from None
+        options = {"schema": schema}
     if member is None and fmt != "fhir":  # a FHIR bundle's Patient may name its member
         if fmt != "csv-lab":
             raise UserError(f"--member is needed for {fmt} files")

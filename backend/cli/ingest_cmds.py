@@ -27,6 +27,10 @@ def ingest(
     source: Annotated[str | None, typer.Option(help="source name (default cli:FORMAT)")] = None,
     batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
     mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(help="omh: the schema of bare bodies (no header), e.g. omh:heart-rate:2.0"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for refinement")] = 600,
     enrol: Annotated[
         bool, typer.Option(help="enrol the file's members first if they are not enrolled yet")
@@ -37,7 +41,7 @@ def ingest(
     or the file could not be read (the summary says why); 2: nothing landed (bad input)."""
     from backend.cli.data_cmds import ingest as run_ingest
 
-    run_ingest(runtime(), path, fmt, member, source, batch_id, mapping, timeout, enrol)
+    run_ingest(runtime(), path, fmt, member, source, batch_id, mapping, timeout, enrol, schema)
 
 
 @app.command()

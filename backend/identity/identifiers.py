@@ -123,20 +123,39 @@ def _identifiers(patient: BundlePatient) -> list[Identifier]:
     return [Identifier(s, v) for s, v in patient.identifiers]
 
 
+def _enrolled_ids(conn: psycopg.Connection, patient: BundlePatient) -> set[uuid.UUID]:
+    """Platform member ids the Patient's own id or fullUrl is (a bundle this platform
+    made, or one a source built with the member id it was given)."""
+    ids = set()
+    for ref in patient.refs:
+        try:
+            ids.add(uuid.UUID(ref.rsplit("/", 1)[-1].removeprefix("urn:uuid:")))
+        except ValueError:
+            continue
+    if not ids:
+        return set()
+    rows = conn.execute(
+        "select member_id from governance.members where member_id = any(%s)", (list(ids),)
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def resolve_bundle(
     conn: psycopg.Connection, patients: Sequence[BundlePatient], member: uuid.UUID | None
 ) -> uuid.UUID:
     """The member a FHIR file belongs to, decided before anything lands:
 
     - no Patient in it (a single Observation, a lab searchset): `member` (required);
-    - one Patient whose identifiers are linked to a member: that member; `--member`
-      naming someone else is refused;
-    - one Patient nobody is linked to: with `member`, its identifiers are linked to that
-      member now (recorded as `how = 'ingest'`), and the file lands for them; without,
+    - one Patient that is a known member (its identifiers are linked to them, or its id
+      is their platform member id): that member; `--member` naming someone else is
+      refused; identifiers of the Patient not linked yet are linked to them;
+    - one Patient nobody is known as: with `member`, its identifiers are linked to that
+      member now (recorded as `how = 'ingest'`) and the file lands for them; without,
       refused;
     - several Patients: refused (one member per batch: ingest one patient at a time).
 
-    Refusals raise UserError with one line naming the file's problem, not the values."""
+    Refusals raise UserError with one line naming the problem, never an identifier's
+    value (the line may end up in a terminal log)."""
     if not patients:
         if member is None:
             raise UserError("--member is needed: the file has no Patient to resolve a member from")
@@ -148,31 +167,28 @@ def resolve_bundle(
         )
     wanted = _identifiers(patients[0])
     held = owners(conn, wanted)
+    known = set(held.values()) | _enrolled_ids(conn, patients[0])
     conn.rollback()
-    linked = set(held.values())
-    if len(linked) > 1:
+    if len(known) > 1:
         raise UserError(
-            "the bundle's Patient has identifiers linked to different members; fix the links"
-            " (`rejuve members identify`) before ingesting"
+            "the bundle's Patient is known as more than one member (its identifiers or id);"
+            " fix the links (`rejuve members identify`) before ingesting"
         )
-    if linked:
-        (known,) = linked
-        if member is not None and member != known:
-            system = next(i.system for i, m in held.items() if m == known)
+    if known:
+        (owner,) = known
+        if member is not None and member != owner:
             raise UserError(
-                f"the bundle's Patient is another member (its {system} identifier is linked"
-                " to them), not --member; check the file or the links (`rejuve members identify`)"
+                "the bundle's Patient is another member (by its identifiers or id), not"
+                " --member; check the file or the links (`rejuve members identify`)"
             )
-        if set(wanted) - set(held):
-            # Identifiers the Patient has that are not yet linked join the known ones.
-            link(conn, known, wanted, how="ingest")
-        return known
-    if member is None:
+    elif member is None:
         systems = ", ".join(sorted({i.system for i in wanted})) or "none"
         raise UserError(
             f"the bundle's Patient is not linked to any member (identifier systems: {systems});"
             " pass --member to link it, or `rejuve members link` first"
         )
-    if wanted:
-        link(conn, member, wanted, how="ingest")
-    return member
+    else:
+        owner = member
+    if set(wanted) - set(held):
+        link(conn, owner, wanted, how="ingest")
+    return owner

@@ -141,7 +141,7 @@ def _as_sample(record: dict[str, Any], locator: str) -> Sample:
 def release(
     conn: psycopg.Connection,
     quarantine_id: uuid.UUID,
-    corrections: dict[str, str],
+    corrections: dict[str, Any],
     note: str | None = None,
 ) -> uuid.UUID:
     """Correct, re-validate and release a record into the processed zone."""

@@ -29,6 +29,11 @@ SPELLINGS: dict[str, str] = {
     "steps": "1",
     "mmHg": "mm[Hg]",
     "kg/m^2": "kg/m2",  # Open mHealth body-mass-index
+    # International units as labs write them (UCUM brackets them: [IU]).
+    "IU/L": "[IU]/L",
+    "mIU/L": "m[IU]/L",
+    "uIU/mL": "u[IU]/mL",
+    "µIU/mL": "u[IU]/mL",
     "lb": "[lb_av]",
     "lbs": "[lb_av]",
     "oz": "[oz_av]",
