@@ -86,13 +86,18 @@ def members_link(
     identifier: Identifiers,
 ) -> None:
     """Record the member's identifiers at a source (a hospital's MRN, a lab's patient
-    number): a FHIR bundle whose Patient carries one of them is then the member's."""
+    number): a FHIR bundle whose Patient carries one of them is then the member's. Audited
+    as the operator (the systems, never the values)."""
+    from backend.cli.operator import operator_audit
     from backend.identity.identifiers import Identifier, link
 
     ctx = runtime()
     wanted = [Identifier.parse(i) for i in identifier]
-    with ctx.db.connect("backend") as conn:
-        new = link(conn, _member_id(member), wanted)
+    params = {"member": member, "systems": sorted({i.system for i in wanted})}
+    with operator_audit(ctx, "members.link", "members", params) as audited:
+        with ctx.db.connect("backend") as conn:
+            new = link(conn, _member_id(member), wanted)
+        audited["changed"] = new
     console.print(f"{new} new identifier(s) linked to {member} ({len(wanted) - new} already were)")
 
 
@@ -101,12 +106,17 @@ def members_unlink(
     member: Annotated[str, typer.Argument(help="the member's id")],
     identifier: Identifiers,
 ) -> None:
-    """Remove identifiers from a member (a wrong link)."""
+    """Remove identifiers from a member (a wrong link). Audited as the operator."""
+    from backend.cli.operator import operator_audit
     from backend.identity.identifiers import Identifier, unlink
 
     ctx = runtime()
-    with ctx.db.connect("backend") as conn:
-        removed = unlink(conn, _member_id(member), [Identifier.parse(i) for i in identifier])
+    gone = [Identifier.parse(i) for i in identifier]
+    params = {"member": member, "systems": sorted({i.system for i in gone})}
+    with operator_audit(ctx, "members.unlink", "members", params) as audited:
+        with ctx.db.connect("backend") as conn:
+            removed = unlink(conn, _member_id(member), gone)
+        audited["changed"] = removed
     console.print(f"{removed} identifier(s) unlinked from {member}")
 
 
@@ -121,16 +131,22 @@ def members_identify(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Who holds an identifier (`--identifier SYSTEM|VALUE`), or a member's identifiers."""
+    """Who holds an identifier (`--identifier SYSTEM|VALUE`), or a member's identifiers.
+    Audited as the operator (a read of personal data)."""
     from rich.table import Table
 
+    from backend.cli.operator import operator_audit
     from backend.exceptions import UserError
     from backend.identity.identifiers import Identifier, of_member, owners
 
     if (member is None) == (not identifier):
         raise UserError("give a member id, or --identifier SYSTEM|VALUE (not both)")
     ctx = runtime()
-    with ctx.db.connect("backend") as conn:
+    params = {"member": member, "identifiers": len(identifier or [])}
+    with (
+        operator_audit(ctx, "members.identify", "members", params),
+        ctx.db.connect("backend") as conn,
+    ):
         if member is not None:
             links = of_member(conn, _member_id(member))
             rows = [(str(x.identifier), str(x.member_id), x.how) for x in links]
