@@ -40,6 +40,21 @@ def ann(migrated_db: DatabaseAccess) -> uuid.UUID:
     return m
 
 
+@pytest.fixture
+def synthea(tmp_path: Path) -> Path:
+    """The Synthea-shaped bundle with a Patient of its own (id and identifiers): the
+    identifiers link to the first member who ingests it, one member per test here."""
+    patient = str(uuid.uuid4())
+    path = tmp_path / "synthea.json"
+    text = (FIXTURES / "fhir/synthea-bundle.json").read_text()
+    path.write_text(
+        text.replace("5cbc121b-cd71-4428-b8b7-31e53eba8184", patient).replace(
+            "999-71-4523", f"999-{patient[:6]}"
+        )
+    )
+    return path
+
+
 def ingest(db: DatabaseAccess, keys: KeyStore, path: Path, who: uuid.UUID, fmt: str) -> FileResult:
     return ingest_file(db, keys, path=path, fmt=fmt, member_id=who, region="local")
 
@@ -55,9 +70,9 @@ def rows(db: DatabaseAccess, member: uuid.UUID) -> dict[str, tuple[object, ...]]
 
 
 def test_synthea_bundle_lands_coded_uncatalogued_folded_and_date_only_rows(
-    migrated_db: DatabaseAccess, keys: KeyStore, ann: uuid.UUID
+    migrated_db: DatabaseAccess, keys: KeyStore, ann: uuid.UUID, synthea: Path
 ) -> None:
-    result = ingest(migrated_db, keys, FIXTURES / "fhir/synthea-bundle.json", ann, "fhir")
+    result = ingest(migrated_db, keys, synthea, ann, "fhir")
     line = result.line
     assert line.ok, line.problems
     assert (line.parsed, line.processed, line.quarantined, line.duplicate) == (7, 7, 0, 0)
@@ -86,7 +101,7 @@ def test_synthea_bundle_lands_coded_uncatalogued_folded_and_date_only_rows(
     assert got["2339-0"][6] == ["date_only"]
     assert got["2339-0"][7] == dt.datetime(2020, 3, 5, tzinfo=dt.UTC)
 
-    again = ingest(migrated_db, keys, FIXTURES / "fhir/synthea-bundle.json", ann, "fhir").line
+    again = ingest(migrated_db, keys, synthea, ann, "fhir").line
     assert again.ok and (again.processed, again.duplicate) == (0, 7)
 
     # Rollups are numeric: the coded rows queued no key, and a rebuild leaves them out.
@@ -179,9 +194,9 @@ def coach_sees(migrated_db: DatabaseAccess, ann: uuid.UUID) -> Iterator[Viewer]:
 
 
 def test_the_coachs_labs_list_a_pcr_detected(
-    migrated_db: DatabaseAccess, keys: KeyStore, ann: uuid.UUID, coach_sees: Viewer
+    migrated_db: DatabaseAccess, keys: KeyStore, ann: uuid.UUID, coach_sees: Viewer, synthea: Path
 ) -> None:
-    ingest(migrated_db, keys, FIXTURES / "fhir/synthea-bundle.json", ann, "fhir")
+    ingest(migrated_db, keys, synthea, ann, "fhir")
     now = dt.datetime(2020, 6, 1, tzinfo=dt.UTC)
     with migrated_db.connect("query") as conn:
         found = [r.to_json() for r in labs.results(conn, coach_sees, ann, now=now)]
