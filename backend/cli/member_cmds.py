@@ -137,7 +137,7 @@ def members_identify(
 
     from backend.cli.operator import operator_audit
     from backend.exceptions import UserError
-    from backend.identity.identifiers import Identifier, of_member, owners
+    from backend.identity.identifiers import Identifier, find, of_member
 
     if (member is None) == (not identifier):
         raise UserError("give a member id, or --identifier SYSTEM|VALUE (not both)")
@@ -152,8 +152,11 @@ def members_identify(
             rows = [(str(x.identifier), str(x.member_id), x.how) for x in links]
         else:
             wanted = [Identifier.parse(i) for i in identifier or []]
-            held = owners(conn, wanted)
-            rows = [(str(i), str(held[i]) if i in held else "", "") for i in wanted]
+            held = find(conn, wanted)
+            rows = [
+                (str(i), str(held[i].member_id), held[i].how) if i in held else (str(i), "", "")
+                for i in wanted
+            ]
     if as_json:
         print_json([{"identifier": i, "member": m or None, "how": h or None} for i, m, h in rows])
         return

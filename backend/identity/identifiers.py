@@ -45,20 +45,25 @@ class Link:
     how: str
 
 
-def owners(
-    conn: psycopg.Connection, identifiers: Iterable[Identifier]
-) -> dict[Identifier, uuid.UUID]:
-    """The member each known identifier belongs to (unknown ones are left out)."""
+def find(conn: psycopg.Connection, identifiers: Iterable[Identifier]) -> dict[Identifier, Link]:
+    """The link of each known identifier (unknown ones are left out)."""
     wanted = list(identifiers)
     if not wanted:
         return {}
     rows = conn.execute(
-        "select i.system, i.value, i.member_id from governance.member_identifiers i"
+        "select i.system, i.value, i.member_id, i.how from governance.member_identifiers i"
         " join unnest(%s::text[], %s::text[]) as w(system, value)"
         "   on w.system = i.system and w.value = i.value",
         ([w.system for w in wanted], [w.value for w in wanted]),
     ).fetchall()
-    return {Identifier(s, v): m for s, v, m in rows}
+    return {Identifier(s, v): Link(Identifier(s, v), m, h) for s, v, m, h in rows}
+
+
+def owners(
+    conn: psycopg.Connection, identifiers: Iterable[Identifier]
+) -> dict[Identifier, uuid.UUID]:
+    """The member each known identifier belongs to (unknown ones are left out)."""
+    return {i: found.member_id for i, found in find(conn, identifiers).items()}
 
 
 def of_member(conn: psycopg.Connection, member: uuid.UUID) -> list[Link]:
