@@ -174,7 +174,7 @@ def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
     }
 
     assert notes["points.json"]["reconciled"] is True
-    assert notes["points.json"]["processed"] == 12
+    assert notes["points.json"]["processed"] == 14  # mixed-points.json: 14 samples, 4 refused
     assert (root / "done" / "omh" / str(member) / "points.json").exists()
     assert "broken.json" in str(notes["broken.json"]["error"])
     assert "line 1" in str(notes["broken.json"]["error"])
@@ -206,7 +206,7 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
     enrol_members(ctx.db, [member], "local")
     path = str(FIXTURES / "omh/mixed-points.json")
     assert _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(member)) == "COMPLETED"
-    assert _flow_batch(ctx, member) == (12, 4)
+    assert _flow_batch(ctx, member) == (14, 4)
 
 
 def test_ingest_file_deployment_enrols_only_when_asked(ctx: StackContext) -> None:
@@ -218,7 +218,7 @@ def test_ingest_file_deployment_enrols_only_when_asked(ctx: StackContext) -> Non
     assert _flow_batch(ctx, stranger) is None
     state = _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(newcomer), enrol=True)
     assert state == "COMPLETED"
-    assert _flow_batch(ctx, newcomer) == (12, 4)
+    assert _flow_batch(ctx, newcomer) == (14, 4)
 
 
 def test_a_lab_file_with_many_members_lands_one_batch_per_member(
