@@ -80,6 +80,23 @@ def _member_id(member: str) -> uuid.UUID:
         raise UserError(f"not a member id (UUID): {member!r}") from None
 
 
+def _change_identifiers(member: str, identifier: list[str], action: str) -> int:
+    """Link or unlink (`action`), audited as the operator with the identifier systems,
+    never the values; returns how many changed."""
+    from backend.cli.operator import operator_audit
+    from backend.identity.identifiers import Identifier, link, unlink
+
+    ctx = runtime()
+    given = [Identifier.parse(i) for i in identifier]
+    params = {"member": member, "systems": sorted({i.system for i in given})}
+    change = link if action == "link" else unlink
+    with operator_audit(ctx, f"members.{action}", "members", params) as audited:
+        with ctx.db.connect("backend") as conn:
+            changed = change(conn, _member_id(member), given)
+        audited["changed"] = changed
+    return changed
+
+
 @members_app.command("link")
 def members_link(
     member: Annotated[str, typer.Argument(help="the member's id")],
@@ -88,17 +105,10 @@ def members_link(
     """Record the member's identifiers at a source (a hospital's MRN, a lab's patient
     number): a FHIR bundle whose Patient carries one of them is then the member's. Audited
     as the operator (the systems, never the values)."""
-    from backend.cli.operator import operator_audit
-    from backend.identity.identifiers import Identifier, link
-
-    ctx = runtime()
-    wanted = [Identifier.parse(i) for i in identifier]
-    params = {"member": member, "systems": sorted({i.system for i in wanted})}
-    with operator_audit(ctx, "members.link", "members", params) as audited:
-        with ctx.db.connect("backend") as conn:
-            new = link(conn, _member_id(member), wanted)
-        audited["changed"] = new
-    console.print(f"{new} new identifier(s) linked to {member} ({len(wanted) - new} already were)")
+    new = _change_identifiers(member, identifier, "link")
+    console.print(
+        f"{new} new identifier(s) linked to {member} ({len(identifier) - new} already were)"
+    )
 
 
 @members_app.command("unlink")
@@ -107,16 +117,7 @@ def members_unlink(
     identifier: Identifiers,
 ) -> None:
     """Remove identifiers from a member (a wrong link). Audited as the operator."""
-    from backend.cli.operator import operator_audit
-    from backend.identity.identifiers import Identifier, unlink
-
-    ctx = runtime()
-    gone = [Identifier.parse(i) for i in identifier]
-    params = {"member": member, "systems": sorted({i.system for i in gone})}
-    with operator_audit(ctx, "members.unlink", "members", params) as audited:
-        with ctx.db.connect("backend") as conn:
-            removed = unlink(conn, _member_id(member), gone)
-        audited["changed"] = removed
+    removed = _change_identifiers(member, identifier, "unlink")
     console.print(f"{removed} identifier(s) unlinked from {member}")
 
 
