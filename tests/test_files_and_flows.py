@@ -3,6 +3,7 @@ the Prefect deployment running on the real Prefect server."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend.db.access import DatabaseAccess
+from backend.exceptions import UserError
 from backend.keys.keystore import KeyStore
 from backend.keys.kms import LocalKms
 from backend.refine import dropbox
@@ -28,6 +30,7 @@ FILES = [
     ("fhir", "fhir/labs-searchset.json"),
     ("fhir", "fhir/mixed-collection.json"),
     ("fhir", "fhir/observation-single.json"),
+    ("fhir", "fhir/synthea-bundle.json"),
     ("omh", "omh/mixed-points.json"),
     ("omh", "omh/points.ndjson"),
     ("omh", "omh/single-point.json"),
@@ -74,14 +77,45 @@ def test_every_format_reconciles(
     assert again.duplicate == line.processed + line.quarantined
 
 
-def test_a_file_naming_another_member_is_quarantined(
+def test_a_bundle_whose_patient_is_another_member_is_refused(
     migrated_db: DatabaseAccess, keys: KeyStore
 ) -> None:
+    """The bundle's Patient id is an enrolled member's id: refused at the door, one line,
+    nothing landed (issue 11: no longer quarantined record by record)."""
+    enrol_members(migrated_db, [VITALS_SUBJECT], "local")
     someone_else = uuid.uuid4()
+    with pytest.raises(UserError, match="another member") as caught:
+        ingest_file(
+            migrated_db,
+            keys,
+            path=FIXTURES / "fhir/vitals-transaction.json",
+            fmt="fhir",
+            member_id=someone_else,
+            region="local",
+            enrol=True,
+        )
+    assert "\n" not in str(caught.value)
+    with migrated_db.connect("refiner") as conn:
+        landed = conn.execute(
+            "select count(*) from raw.batches where member_id = %s", (someone_else,)
+        ).fetchone()
+    assert landed == (0,)
+
+
+def test_an_observation_naming_another_member_is_quarantined(
+    migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
+) -> None:
+    """A record naming another platform member (not the bundle's own Patient) still
+    cannot slip into the uploader's data."""
+    someone_else = uuid.uuid4()
+    single = json.loads((FIXTURES / "fhir/observation-single.json").read_text())
+    single["subject"] = {"reference": f"Patient/{uuid.uuid4()}"}
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(single))
     line = ingest_file(
         migrated_db,
         keys,
-        path=FIXTURES / "fhir/vitals-transaction.json",
+        path=path,
         fmt="fhir",
         member_id=someone_else,
         region="local",
@@ -140,7 +174,7 @@ def test_drop_folder(migrated_db: DatabaseAccess, keys: KeyStore, tmp_path: Path
     }
 
     assert notes["points.json"]["reconciled"] is True
-    assert notes["points.json"]["processed"] == 12
+    assert notes["points.json"]["processed"] == 14  # mixed-points.json: 14 samples, 4 refused
     assert (root / "done" / "omh" / str(member) / "points.json").exists()
     assert "broken.json" in str(notes["broken.json"]["error"])
     assert "line 1" in str(notes["broken.json"]["error"])
@@ -172,7 +206,7 @@ def test_ingest_file_deployment_runs_on_prefect(ctx: StackContext) -> None:
     enrol_members(ctx.db, [member], "local")
     path = str(FIXTURES / "omh/mixed-points.json")
     assert _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(member)) == "COMPLETED"
-    assert _flow_batch(ctx, member) == (12, 4)
+    assert _flow_batch(ctx, member) == (14, 4)
 
 
 def test_ingest_file_deployment_enrols_only_when_asked(ctx: StackContext) -> None:
@@ -184,7 +218,7 @@ def test_ingest_file_deployment_enrols_only_when_asked(ctx: StackContext) -> Non
     assert _flow_batch(ctx, stranger) is None
     state = _run_ingest_file(ctx, path=path, fmt="omh", member_id=str(newcomer), enrol=True)
     assert state == "COMPLETED"
-    assert _flow_batch(ctx, newcomer) == (12, 4)
+    assert _flow_batch(ctx, newcomer) == (14, 4)
 
 
 def test_a_lab_file_with_many_members_lands_one_batch_per_member(

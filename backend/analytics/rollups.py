@@ -29,15 +29,17 @@ from psycopg.pq import TransactionStatus
 
 # The insert of refined rows, with the keys it touched queued in the same statement: only
 # rows that went in (duplicates touch nothing). `{cols}` and the staging table are the
-# caller's. Returns (rows inserted, keys queued).
+# caller's. Returns (rows inserted, keys queued). Rollups are numeric: a coded or text
+# result (value null, migration 0015) queues no key.
 QUEUE_INSERTED = """
 with ins as (
     insert into processed.observations ({cols}) select {cols} from {stage}
     on conflict (dedup_key, observed_at) do nothing
-    returning member_id, code, observed_at
+    returning member_id, code, observed_at, value
 ), queued as (
     insert into analytics.rollup_dirty (member_id, code, hour, cause)
     select distinct member_id, code, time_bucket('1 hour', observed_at), %(cause)s from ins
+     where value is not null
     returning 1
 )
 select (select count(*) from ins), (select count(*) from queued)
@@ -88,7 +90,8 @@ def queue_all(conn: psycopg.Connection, member: uuid.UUID | None = None) -> int:
     return conn.execute(
         "insert into analytics.rollup_dirty (member_id, code, hour, cause)"
         " select distinct member_id, code, time_bucket('1 hour', observed_at), 'rebuild'"
-        " from processed.observations where %(member)s::uuid is null or member_id = %(member)s",
+        " from processed.observations where (%(member)s::uuid is null or member_id = %(member)s)"
+        " and value is not null",
         {"member": member},
     ).rowcount
 
@@ -168,6 +171,7 @@ select k.member_id, k.code, k.hour, count(*), sum(o.value), sum(o.value * o.valu
   join {chunk} o
     on o.member_id = k.member_id and o.code = k.code
    and o.observed_at >= k.hour and o.observed_at < k.hour + interval '1 hour'
+   and o.value is not null
  where k.hour >= %(lo)s and k.hour < %(hi)s
    and o.observed_at >= %(lo)s and o.observed_at < %(hi)s
  group by k.member_id, k.code, k.hour

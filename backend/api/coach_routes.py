@@ -96,13 +96,17 @@ class AlertAction(BaseModel):
 class LabOut(BaseModel):
     code: str
     name: str
-    value: float
+    value: float | None = Field(description="null for a coded or text result")
     unit: str
     at: dt.datetime
     ref_low: float | None
     ref_high: float | None
     flag: Literal["low", "high", "normal"] | None
     latest: bool = Field(description="the newest result of its code")
+    value_code: str | None = Field(None, description="a coded result's concept code")
+    value_system: str | None = Field(None, description="its code system")
+    value_text: str | None = Field(None, description='its display ("Detected"), or a text result')
+    value_boolean: bool | None = None
 
 
 class DailyRow(BaseModel):

@@ -116,6 +116,7 @@ def ingest(
     timeout: float,
     enrol: bool = False,
     tz: str | None = None,
+    schema: str | None = None,
 ) -> None:
     from backend.refine.files import ingest_file, ingest_multi_member_csv
 
@@ -126,7 +127,17 @@ def ingest(
         if not get_format(fmt).local_times:
             raise UserError(f"--tz is for files of local times (fitbit), not {fmt}")
         options = {**(options or {}), "tz": tz}
-    if member is None:
+    if schema is not None:
+        if fmt != "omh":
+            raise UserError("--schema is for --format omh (bare Open mHealth bodies)")
+        from backend.ingest.formats.omh_registry import parse_schema_id
+
+        try:
+            parse_schema_id(schema)
+        except ValueError as e:
+            raise UserError(f"--schema: {e}") from None
+        options = {"schema": schema}
+    if member is None and fmt != "fhir":  # a FHIR bundle's Patient may name its member
         if fmt != "csv-lab":
             raise UserError(f"--member is needed for {fmt} files")
         with console.status(f"splitting {path.name} by member, landing and refining"):
@@ -145,7 +156,7 @@ def ingest(
         console.print(_reconcile_table(lines, title=f"{path.name}"))
         _verdict(lines)
         return
-    member_id = _uuid(member, "member")
+    member_id = _uuid(member, "member") if member is not None else None
     size = path.stat().st_size if path.is_file() else 0
     with Progress(
         "[progress.description]{task.description}",

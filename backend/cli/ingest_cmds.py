@@ -35,6 +35,10 @@ def ingest(
     source: Annotated[str | None, typer.Option(help="source name (default cli:FORMAT)")] = None,
     batch_id: Annotated[str | None, typer.Option(help="idempotency key: resending is safe")] = None,
     mapping: Annotated[Path | None, typer.Option(help="CSV column mapping (TOML)")] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(help="omh: the schema of bare bodies (no header), e.g. omh:heart-rate:2.0"),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for refinement")] = 600,
     enrol: Annotated[
         bool, typer.Option(help="enrol the file's members first if they are not enrolled yet")
@@ -56,7 +60,9 @@ def ingest(
 
     # A folder is landed as one deterministic zip of itself: again, it is all duplicates.
     with as_file(path, fmt) as landed:
-        run_ingest(runtime(), landed, fmt, member, source, batch_id, mapping, timeout, enrol, tz)
+        run_ingest(
+            runtime(), landed, fmt, member, source, batch_id, mapping, timeout, enrol, tz, schema
+        )
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 import typer
@@ -25,15 +26,9 @@ def members_add(
     ] = None,
 ) -> None:
     """Enrol a member in this region, or update the demographics of an enrolled one."""
-    import uuid
-
-    from backend.exceptions import UserError
     from backend.governance.members import Enrolment, enrol
 
-    try:
-        member_id = uuid.UUID(member) if member else uuid.uuid4()
-    except ValueError:
-        raise UserError(f"not a member id (UUID): {member!r}") from None
+    member_id = _member_id(member) if member else uuid.uuid4()
     ctx = runtime()
     with ctx.db.connect("backend") as conn:
         new = enrol(
@@ -92,4 +87,112 @@ def members_list(
             m.time_zone or "",
             m.enrolled_at.isoformat(timespec="seconds"),
         )
+    console.print(table)
+
+
+Identifiers = Annotated[
+    list[str],
+    typer.Option(
+        "--identifier",
+        "-i",
+        help="SYSTEM|VALUE, as in FHIR Patient.identifier (repeatable)",
+    ),
+]
+
+
+def _member_id(member: str) -> uuid.UUID:
+    from backend.exceptions import UserError
+
+    try:
+        return uuid.UUID(member)
+    except ValueError:
+        raise UserError(f"not a member id (UUID): {member!r}") from None
+
+
+def _change_identifiers(member: str, identifier: list[str], action: str) -> int:
+    """Link or unlink (`action`), audited as the operator with the identifier systems,
+    never the values; returns how many changed."""
+    from backend.cli.operator import operator_audit
+    from backend.identity.identifiers import Identifier, link, unlink
+
+    ctx = runtime()
+    given = [Identifier.parse(i) for i in identifier]
+    params = {"member": member, "systems": sorted({i.system for i in given})}
+    change = link if action == "link" else unlink
+    with operator_audit(ctx, f"members.{action}", "members", params) as audited:
+        with ctx.db.connect("backend") as conn:
+            changed = change(conn, _member_id(member), given)
+        audited["changed"] = changed
+    return changed
+
+
+@members_app.command("link")
+def members_link(
+    member: Annotated[str, typer.Argument(help="the member's id")],
+    identifier: Identifiers,
+) -> None:
+    """Record the member's identifiers at a source (a hospital's MRN, a lab's patient
+    number): a FHIR bundle whose Patient carries one of them is then the member's. Audited
+    as the operator (the systems, never the values)."""
+    new = _change_identifiers(member, identifier, "link")
+    console.print(
+        f"{new} new identifier(s) linked to {member} ({len(identifier) - new} already were)"
+    )
+
+
+@members_app.command("unlink")
+def members_unlink(
+    member: Annotated[str, typer.Argument(help="the member's id")],
+    identifier: Identifiers,
+) -> None:
+    """Remove identifiers from a member (a wrong link). Audited as the operator."""
+    removed = _change_identifiers(member, identifier, "unlink")
+    console.print(f"{removed} identifier(s) unlinked from {member}")
+
+
+@members_app.command("identify")
+def members_identify(
+    member: Annotated[
+        str | None, typer.Argument(help="a member's id: list their identifiers")
+    ] = None,
+    identifier: Annotated[
+        list[str] | None,
+        typer.Option("--identifier", "-i", help="SYSTEM|VALUE: which member holds it"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Who holds an identifier (`--identifier SYSTEM|VALUE`), or a member's identifiers.
+    Audited as the operator (a read of personal data)."""
+    from rich.table import Table
+
+    from backend.cli.operator import operator_audit
+    from backend.exceptions import UserError
+    from backend.identity.identifiers import Identifier, find, of_member
+
+    if (member is None) == (not identifier):
+        raise UserError("give a member id, or --identifier SYSTEM|VALUE (not both)")
+    ctx = runtime()
+    params = {"member": member, "identifiers": len(identifier or [])}
+    with (
+        operator_audit(ctx, "members.identify", "members", params),
+        ctx.db.connect("backend") as conn,
+    ):
+        if member is not None:
+            links = of_member(conn, _member_id(member))
+            rows = [(str(x.identifier), str(x.member_id), x.how) for x in links]
+        else:
+            wanted = [Identifier.parse(i) for i in identifier or []]
+            held = find(conn, wanted)
+            rows = [
+                (str(i), str(held[i].member_id), held[i].how) if i in held else (str(i), "", "")
+                for i in wanted
+            ]
+    if as_json:
+        print_json([{"identifier": i, "member": m or None, "how": h or None} for i, m, h in rows])
+        return
+    table = Table(title="Member identifiers", title_justify="left")
+    for col in ("identifier", "member", "linked by"):
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(c or "-" for c in row))
     console.print(table)

@@ -78,6 +78,15 @@ def withheld_categories(consent: dict[str, Any]) -> set[str]:
     return set(CATEGORIES) - granted
 
 
+def _lab_value(lab: dict[str, Any]) -> str:
+    """A number with its unit, or a coded/text result as the lab worded it."""
+    if lab.get("value") is not None:
+        return f"{lab['value']:.4g} {escape(str(lab['unit']))}"
+    if lab.get("value_boolean") is not None:
+        return "yes" if lab["value_boolean"] else "no"
+    return escape(str(lab.get("value_text") or lab.get("value_code") or ""))
+
+
 def labs_html(labs: list[dict[str, Any]]) -> str:
     latest = [lab for lab in labs if lab.get("latest", True)]
     if not latest:
@@ -90,7 +99,7 @@ def labs_html(labs: list[dict[str, Any]]) -> str:
         rows.append(
             f'<tr class="lab lab-{escape(flag or "none")}"><td>{escape(str(lab["name"]))}'
             f" <small>{escape(str(lab['code']))}</small></td>"
-            f"<td>{lab['value']:.4g} {escape(str(lab['unit']))}</td><td>{escape(ref)}</td>"
+            f"<td>{_lab_value(lab)}</td><td>{escape(ref)}</td>"
             f"<td><b>{escape(flag)}</b></td><td>{escape(str(lab['at'])[:10])}</td></tr>"
         )
     return (

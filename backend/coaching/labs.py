@@ -41,7 +41,12 @@ REFERENCE: dict[str, Reference] = {
     "718-7": Reference(12.0, 17.5, "hemoglobin, g/dL (adult, either sex)"),
 }
 
-LAB_CODES: tuple[str, ...] = tuple(sorted(c for c, m in CATALOG.items() if m.category == "labs"))
+# Numeric lab codes (flags, triage, alerts compare numbers) and every lab code the labs
+# page lists (coded results too: a SARS-CoV-2 PCR "Detected").
+LAB_CODES: tuple[str, ...] = tuple(
+    sorted(c for c, m in CATALOG.items() if m.category == "labs" and m.value_type == "quantity")
+)
+RESULT_CODES: tuple[str, ...] = tuple(sorted(c for c, m in CATALOG.items() if m.category == "labs"))
 # How far back the labs page and the lab flags look.
 HISTORY = dt.timedelta(days=730)
 MAX_RESULTS = 500
@@ -49,9 +54,9 @@ MAX_RESULTS = 500
 Status = Literal["low", "high", "normal"]
 
 
-def flag(code: str, value: float) -> Status | None:
+def flag(code: str, value: float | None) -> Status | None:
     ref = REFERENCE.get(code)
-    if ref is None:
+    if ref is None or value is None:
         return None
     if ref.low is not None and value < ref.low:
         return "low"
@@ -63,10 +68,14 @@ def flag(code: str, value: float) -> Status | None:
 @dataclass(frozen=True)
 class LabResult:
     code: str
-    value: float
+    value: float | None  # None for a coded result
     unit: str
     at: dt.datetime
     latest: bool  # the newest result of its code
+    value_code: str | None = None  # a coded result: the concept (e.g. SNOMED 260373001)
+    value_system: str | None = None
+    value_text: str | None = None  # its display ("Detected"), or a text result
+    value_boolean: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         ref = REFERENCE.get(self.code)
@@ -81,11 +90,16 @@ class LabResult:
             "ref_high": ref.high if ref else None,
             "flag": flag(self.code, self.value),
             "latest": self.latest,
+            "value_code": self.value_code,
+            "value_system": self.value_system,
+            "value_text": self.value_text,
+            "value_boolean": self.value_boolean,
         }
 
 
 _RESULTS = sql.SQL(
-    "select o.code, o.value, o.unit, o.observed_at from processed.observations o"
+    "select o.code, o.value, o.unit, o.observed_at, o.value_code, o.value_system,"
+    " o.value_text, o.value_boolean from processed.observations o"
     " where {visible} and o.code = any(%(labs)s) and o.observed_at >= %(since)s"
     " order by o.observed_at desc, o.code limit %(limit)s"
 ).format(visible=row_rules.member_observations("o"))
@@ -101,7 +115,7 @@ def results(
         _RESULTS,
         {
             **row_rules.params(viewer, member=member),
-            "labs": list(LAB_CODES),
+            "labs": list(RESULT_CODES),
             "since": since,
             "limit": MAX_RESULTS,
         },
@@ -109,8 +123,9 @@ def results(
     conn.rollback()
     seen: set[str] = set()
     out = []
-    for code, value, unit, at in rows:
-        out.append(LabResult(code, float(value), unit, at, code not in seen))
+    for code, value, unit, at, *coded in rows:
+        number = None if value is None else float(value)
+        out.append(LabResult(code, number, unit, at, code not in seen, *coded))
         seen.add(code)
     return out
 
@@ -121,5 +136,6 @@ LATEST_MANY = """
 select distinct on (o.member_id, o.code) o.member_id, o.code, o.value, o.unit, o.observed_at
   from processed.observations o
  where o.member_id = any(%(members)s) and o.code = any(%(labs)s) and o.observed_at >= %(since)s
+   and o.value is not null
  order by o.member_id, o.code, o.observed_at desc
 """

@@ -5,7 +5,9 @@ them for LOINC."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class Measure:
     category: str  # consent data category: "wearables", "labs", "vitals", "sleep", "activity"
     # Molar mass (g/mol) for analytes reported both by mass and by amount of substance.
     molar_mass: float | None = None
+    # "coded": the result is a concept or text (a PCR "Detected"), never a number; its unit
+    # is "" and low/high are unused.
+    value_type: Literal["quantity", "coded"] = "quantity"
 
 
 _MEASURES = [
@@ -78,6 +83,16 @@ _MEASURES = [
     # rate; its HRV is RMSSD, not the SDNN of 80404-7.
     Measure("x-rejuve:total-energy", "total energy expended", "kcal", 0, 15_000, "activity"),
     Measure("x-rejuve:hrv-rmssd", "heart rate variability (RMSSD)", "ms", 1, 500, "wearables"),
+    # Coded lab results (a concept such as SNOMED 260373001 "Detected", or text).
+    *(
+        Measure(code, name, "", 0, 0, "labs", value_type="coded")
+        for code, name in (
+            ("94500-6", "SARS-CoV-2 RNA (NAA, presence)"),
+            ("94309-2", "SARS-CoV-2 RNA (NAA+probe, presence)"),
+            ("94558-4", "SARS-CoV-2 antigen (immunoassay, presence)"),
+            ("94531-1", "SARS-CoV-2 RNA panel (NAA+probe)"),  # Synthea's COVID-19 test
+        )
+    ),
 ]
 
 CATALOG: dict[str, Measure] = {m.code: m for m in _MEASURES}
@@ -96,3 +111,27 @@ ALIASES: dict[str, str] = {
 
 def lookup(code: str) -> Measure | None:
     return CATALOG.get(ALIASES.get(code, code))
+
+
+# A LOINC code: up to 7 digits, a hyphen, the mod-10 check digit.
+_LOINC = re.compile(r"^\d{1,7}-\d$")
+
+UNCATALOGUED = "uncatalogued"
+"""The flag of a row whose LOINC code is not in the catalog: stored as the source sent it
+(a numeric one needs a valid UCUM unit), with no plausible range and no consent category,
+so only the member sees it until the catalog learns the code."""
+
+
+def is_loinc(code: str) -> bool:
+    """A well-formed LOINC code with a correct check digit (mod 10, as LOINC defines it)."""
+    if not _LOINC.match(code):
+        return False
+    digits, check = code.split("-")
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d // 10 + d % 10
+        total += d
+    return (10 - total % 10) % 10 == int(check)

@@ -72,6 +72,7 @@ By = Literal["sex", "age_band"]
 
 _ROWS = sql.SQL(
     "select o.member_id, o.observed_at, o.code, o.value {} and o.code = any(%(want)s)"
+    " and o.value is not null"  # statistics are numeric: coded results (0015) are left out
 ).format(row_rules.study_observations("o"))
 _ROLLUPS = sql.SQL(
     "select r.member_id, r.bucket, r.code, r.n, r.sum, r.sumsq, r.min, r.max {}"

@@ -145,6 +145,7 @@ def timeline_sql(bucket: Bucket | None, rollups: bool = False) -> sql.Composed:
     where = sql.SQL(
         "{} and o.observed_at >= %(start)s and o.observed_at < %(end)s"
         " and (%(want)s::text[] is null or o.code = any(%(want)s))"
+        " and o.value is not null"  # a timeline plots numbers; coded results: the labs page
         " and (%(after)s::timestamptz is null"
         " or (o.observed_at, o.code) > (%(after)s::timestamptz, %(after_code)s::text))"
     ).format(row_rules.member_observations("o"))

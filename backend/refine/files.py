@@ -18,7 +18,7 @@ import psycopg
 from backend.db.access import DatabaseAccess
 from backend.exceptions import UserError
 from backend.ingest.formats.registry import get as get_format
-from backend.ingest.landing import NotEnrolled, Receipt, is_enrolled, land
+from backend.ingest.landing import NotEnrolled, Receipt, check_enrolled, is_enrolled, land
 from backend.keys.keystore import KeyStore
 from backend.refine.reconcile import BatchLine, reconcile
 from backend.refine.refiner import refine_batch
@@ -36,7 +36,7 @@ def ingest_file(
     *,
     path: Path,
     fmt: str,
-    member_id: uuid.UUID,
+    member_id: uuid.UUID | None,
     region: str,
     source: str | None = None,
     client_batch_id: str | None = None,
@@ -47,12 +47,17 @@ def ingest_file(
 ) -> FileResult:
     """`enrol`: enrol the member first if it is not enrolled (an explicit first ingest);
     otherwise a member id that is not enrolled is refused (NotEnrolled) before anything
-    lands."""
+    lands. A FHIR file's Patient is resolved to its member first (`member_id` may then be
+    None; see `identifiers.resolve_bundle`)."""
     get_format(fmt)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    if enrol:
+    if enrol and member_id is not None:
         enrol_members(db, [member_id], region)
+    if fmt == "fhir":
+        member_id = _fhir_member(db, path, member_id)
+    if member_id is None:
+        raise UserError(f"--member is needed for {fmt} files")
     with path.open("rb") as fh, db.connect("ingest") as conn:
         receipt = land(
             conn,
@@ -68,6 +73,25 @@ def ingest_file(
             progress=progress,
         )
     return _refine_and_report(db, keys, receipt, timeout)
+
+
+def _fhir_member(db: DatabaseAccess, path: Path, member: uuid.UUID | None) -> uuid.UUID:
+    """The door rule for a FHIR file (`identifiers.resolve_bundle`); a file that is not
+    FHIR JSON lands anyway and its batch says why it could not be read."""
+    from backend.identity.identifiers import resolve_bundle
+    from backend.ingest.formats.fhir import bundle_patients
+    from backend.ingest.model import FormatError
+
+    try:
+        with path.open("rb") as fh:
+            patients = bundle_patients(fh, path.name)
+    except FormatError:
+        patients = []
+    if member is not None:
+        with db.connect("ingest") as conn:
+            check_enrolled(conn, member)
+    with db.connect("backend") as conn:
+        return resolve_bundle(conn, patients, member)
 
 
 def ingest_multi_member_csv(

@@ -15,7 +15,7 @@ from psycopg import sql
 from backend.analytics import rollups
 from backend.db.prefix import resolve_id
 from backend.exceptions import Conflict, NotFound, UserError
-from backend.ingest.model import Sample
+from backend.ingest.model import Coded, Sample
 from backend.refine.normalise import Quarantined, normalise
 
 
@@ -103,11 +103,26 @@ def _open(conn: psycopg.Connection, quarantine_id: uuid.UUID) -> Entry:
     return entry
 
 
+def _coded(record: dict[str, Any]) -> Coded | None:
+    parts = [record.get(k) for k in ("value_code", "value_system", "value_text")]
+    boolean = record.get("value_boolean")
+    if all(p is None for p in parts) and boolean is None:
+        return None
+    if boolean is not None and not isinstance(boolean, bool):
+        raise ValueError("value_boolean must be true or false")
+    code, system, text = (None if p is None else str(p) for p in parts)
+    return Coded(code, system, text, boolean)
+
+
 def _as_sample(record: dict[str, Any], locator: str) -> Sample:
     try:
+        coded = _coded(record)
+        value = record.get("value")
+        if value is None and coded is None:
+            raise ValueError("no value")
         return Sample(
             code=str(record["code"]),
-            value=float(record["value"]),
+            value=None if value is None else float(value),
             unit=str(record["unit"]),
             start=dt.datetime.fromisoformat(str(record["start"])),
             end=dt.datetime.fromisoformat(str(record["end"])) if record.get("end") else None,
@@ -116,6 +131,8 @@ def _as_sample(record: dict[str, Any], locator: str) -> Sample:
             qualifier=record.get("qualifier"),
             tz_offset_minutes=record.get("tz_offset_minutes"),
             member_ref=record.get("member_ref"),
+            coded=coded,
+            flags=tuple(str(f) for f in record.get("flags") or ()),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"the corrected record is incomplete or malformed: {e}") from None
@@ -124,7 +141,7 @@ def _as_sample(record: dict[str, Any], locator: str) -> Sample:
 def release(
     conn: psycopg.Connection,
     quarantine_id: uuid.UUID,
-    corrections: dict[str, str],
+    corrections: dict[str, Any],
     note: str | None = None,
 ) -> uuid.UUID:
     """Correct, re-validate and release a record into the processed zone."""
@@ -146,8 +163,9 @@ def release(
         inserted = conn.execute(
             "insert into processed.observations (member_id, observed_at, ended_at, code, value,"
             " unit, source, qualifier, tz_offset_minutes, quality_flags, dedup_key,"
-            " raw_record_id, raw_received_at, batch_id)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " raw_record_id, raw_received_at, batch_id,"
+            " value_code, value_system, value_text, value_boolean)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " on conflict (dedup_key, observed_at) do nothing",
             (
                 entry.member_id,
@@ -164,12 +182,15 @@ def release(
                 raw[0],
                 raw[1],
                 entry.batch_id,
+                *(result.coded or (None, None, None, None)),
             ),
         ).rowcount
         if inserted == 0:
             raise UserError("the corrected record duplicates an existing observation: reject it")
-        # The rollups of that hour change with it (same transaction: exactly once).
-        rollups.queue_keys(conn, entry.member_id, result.code, result.observed_at, "release")
+        if result.value is not None:
+            # The rollups of that hour change with it (same transaction: exactly once);
+            # rollups are numeric only, so a coded result queues nothing.
+            rollups.queue_keys(conn, entry.member_id, result.code, result.observed_at, "release")
         conn.execute(
             "update processed.quarantine set status = 'released', resolved_at = now(),"
             " resolution_note = %s where quarantine_id = %s",

@@ -59,6 +59,10 @@ _OBS_COLUMNS = sql.SQL(", ").join(
             "raw_record_id",
             "raw_received_at",
             "batch_id",
+            "value_code",
+            "value_system",
+            "value_text",
+            "value_boolean",
         ),
     )
 )
@@ -77,7 +81,12 @@ _OBS_TYPES = [
     "uuid",
     "timestamptz",
     "uuid",
+    "text",
+    "text",
+    "text",
+    "bool",
 ]
+_NOT_CODED = (None, None, None, None)
 _LATENESS_SAMPLE = 10_000
 MAX_ATTEMPTS = 3
 _RETRY_PAUSE_MAX = dt.timedelta(minutes=5)
@@ -335,6 +344,7 @@ def _refine(
                         m.first_record,
                         m.first_received,
                         m.batch_id,
+                        *(o.coded or _NOT_CODED),
                     )
                 )
         staged += len(batch)

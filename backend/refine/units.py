@@ -28,6 +28,12 @@ SPELLINGS: dict[str, str] = {
     "count": "1",
     "steps": "1",
     "mmHg": "mm[Hg]",
+    "kg/m^2": "kg/m2",  # Open mHealth body-mass-index
+    # International units as labs write them (UCUM brackets them: [IU]).
+    "IU/L": "[IU]/L",
+    "mIU/L": "m[IU]/L",
+    "uIU/mL": "u[IU]/mL",
+    "µIU/mL": "u[IU]/mL",
     "lb": "[lb_av]",
     "lbs": "[lb_av]",
     "oz": "[oz_av]",
@@ -115,6 +121,29 @@ def readable(unit: str) -> UnitError | None:
     except UnitError as e:
         return e
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _ucum_or_error(unit: str) -> str | UnitError:
+    ucum = to_ucum(unit)
+    if unit.strip() == "":
+        return UnitError("no unit: a number outside the catalog needs a UCUM unit")
+    try:
+        with _LOCK:
+            _quantity(ucum)
+    except UnitError as e:
+        return e
+    # As written (translated from a known non-UCUM spelling), annotations kept: "{cells}/uL".
+    return SPELLINGS.get(unit.strip(), unit.strip())
+
+
+def ucum_unit(unit: str) -> str:
+    """`unit` as a valid UCUM code (common spellings translated), for a code outside the
+    catalog that has no canonical unit to convert to; UnitError if it is no unit."""
+    result = _ucum_or_error(unit)
+    if isinstance(result, UnitError):
+        raise result
+    return result
 
 
 def conversion_for(unit: str, code: str) -> Conversion:

@@ -16,7 +16,8 @@ from backend.synth.members import CohortSpec, Member, stream_rng
 from backend.synth.timeline import iso, local_dates, spot
 
 HEADER = "member_id,loinc,value,unit,effective_at\n"
-_NOT_IN_CATALOG = "3016-3"  # TSH: a valid LOINC the platform does not keep (unmapped)
+# TSH: a valid LOINC code outside the catalog, stored as sent and flagged uncatalogued.
+_NOT_IN_CATALOG = "3016-3"
 _GLUCOSE_MG_PER_MMOL = 18.0156
 
 
@@ -34,7 +35,7 @@ def labs(
         for code, value, unit in _panel(member, rng):
             tally.records += 1
             if code == _NOT_IN_CATALOG:
-                tally.unmapped += 1
+                tally.samples += 1
                 rows.append(_row(member, code, _text(value), unit, drawn))
                 continue
             text, when = _text(value), drawn

@@ -1,7 +1,9 @@
 """A member's clinic record as one FHIR R4 transaction Bundle: the Patient, vitals at each
 visit (blood-pressure panel with components, weight in kg or [lb_av], point-of-care glucose
 in mg/dL) and a lab panel at the first visit (HbA1c, cholesterol, HDL, glucose in mmol/L
-under its own LOINC code)."""
+under its own LOINC code, and a SARS-CoV-2 PCR whose result is a SNOMED concept). The
+Patient carries a medical record number, as a clinic's bundle does: ingesting the bundle
+for the member links it (`backend.identity.identifiers`)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ from backend.synth.timeline import iso, local_dates, spot
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
 _CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+_SNOMED = "http://snomed.info/sct"
+_V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+_MRN_SYSTEM = "https://clinic.synthetic.rejuve.example/mrn"
+_PCR = ("94500-6", "SARS-CoV-2 RNA [Presence] in Respiratory system specimen by NAA")
+_PCR_RESULTS = (("260415000", "Not detected"), ("260373001", "Detected"))
 _LB_PER_KG = 1 / 0.45359237
 _GLUCOSE_MG_PER_MMOL = 18.0156
 
@@ -42,10 +49,11 @@ class _Part:
     unit: str
     comparator: str | None = None
     spoilt: bool = False  # parseable, but the normaliser must refuse it
+    concept: tuple[str, str] | None = None  # a coded result (SNOMED code, display)
 
     @property
     def rejected(self) -> bool:
-        return self.value is None or self.comparator is not None
+        return (self.value is None and self.concept is None) or self.comparator is not None
 
 
 @dataclass
@@ -76,7 +84,8 @@ def bundle(spec: CohortSpec, member: Member) -> tuple[bytes, Tally, list[Shared]
     shared: list[Shared] = []
     entries: list[dict[str, Any]] = [_patient(member)]
     for obs in observations:
-        if faults.bad():
+        coded = obs.parts[0].concept is not None
+        if not coded and faults.bad():
             obs = _spoil(obs, faults)
         resource = _resource(obs, member, len(entries))
         entries.append(_entry(resource))
@@ -92,7 +101,7 @@ def bundle(spec: CohortSpec, member: Member) -> tuple[bytes, Tally, list[Shared]
                 if part.spoilt or obs.future:
                     tally.bad += 1
                     good = False
-        if good and not obs.panel:
+        if good and not obs.panel and not coded:
             part = obs.parts[0]
             shared.append(Shared(part.code, float(part.value or 0), part.unit, obs.when))
         if good and faults.duplicate():
@@ -151,6 +160,9 @@ def _visit(rng: random.Random, member: Member, when: dt.datetime, *, first: bool
             _Obs(drawn, "laboratory", code, name, [_Part(code, name, value, unit)], source="#lab")
             for code, name, value, unit in labs
         )
+        result = _PCR_RESULTS[rng.random() < 0.1]
+        pcr = _Part(_PCR[0], _PCR[1], None, "", concept=result)
+        out.append(_Obs(drawn, "laboratory", _PCR[0], _PCR[1], [pcr], source="#lab"))
     return out
 
 
@@ -179,6 +191,13 @@ def _patient(member: Member) -> dict[str, Any]:
         "resource": {
             "resourceType": "Patient",
             "id": str(member.member_id),
+            "identifier": [
+                {
+                    "type": {"coding": [{"system": _V2_0203, "code": "MR"}], "text": "MRN"},
+                    "system": _MRN_SYSTEM,
+                    "value": f"MRN-{member.member_id.int % 10**8:08d}",
+                }
+            ],
             "gender": member.sex,
             "birthDate": str(member.birth_year),
         },
@@ -225,6 +244,12 @@ def _resource(obs: _Obs, member: Member, number: int) -> dict[str, Any]:
         resource["component"] = [
             {"code": _concept(p.code, p.display), "valueQuantity": _quantity(p)} for p in obs.parts
         ]
+    elif (concept := obs.parts[0].concept) is not None:
+        code, display = concept
+        resource["valueCodeableConcept"] = {
+            "coding": [{"system": _SNOMED, "code": code, "display": display}],
+            "text": display,
+        }
     else:
         resource["valueQuantity"] = _quantity(obs.parts[0])
     return resource

@@ -24,6 +24,7 @@ from tests.hub_people import Backend, add_member, hub_people
 TODAY = dt.datetime.now(dt.UTC).date()
 DAYS = 35
 EVERYTHING = ("wearables", "sleep", "labs", "vitals", "activity")
+PCR_AT = dt.datetime.combine(TODAY - dt.timedelta(days=5), dt.time(9), dt.UTC)
 
 
 @dataclass
@@ -90,6 +91,14 @@ def w(ctx: Runtime) -> Iterator[World]:
                     (names[coach], member),
                 )
             seed.observations(conn, _history(ann, rng) + _history(bob, rng))
+            # A coded lab result (migration 0015): a SARS-CoV-2 PCR "Detected".
+            conn.execute(
+                "insert into processed.observations (member_id, observed_at, code, value,"
+                " unit, source, raw_record_id, raw_received_at, value_code, value_system,"
+                " value_text) values (%s, %s, '94500-6', null, '', 't', gen_random_uuid(),"
+                " now(), '260373001', 'http://snomed.info/sct', 'Detected')",
+                (ann, PCR_AT),
+            )
         for m in (ann, bob):
             for cat in EVERYTHING:
                 _grant(m, cat, True, ctx)
@@ -198,6 +207,21 @@ def test_labs_come_with_reference_ranges(w: World) -> None:
     found = w.get("carol", f"/v1/members/{w.ann}/labs")
     assert found == [
         {
+            "code": "94500-6",
+            "name": "SARS-CoV-2 RNA (NAA, presence)",
+            "value": None,
+            "unit": "",
+            "at": PCR_AT.isoformat().replace("+00:00", "Z"),
+            "ref_low": None,
+            "ref_high": None,
+            "flag": None,
+            "latest": True,
+            "value_code": "260373001",
+            "value_system": "http://snomed.info/sct",
+            "value_text": "Detected",
+            "value_boolean": None,
+        },
+        {
             "code": "4548-4",
             "name": "hemoglobin A1c",
             "value": 6.3,
@@ -209,7 +233,11 @@ def test_labs_come_with_reference_ranges(w: World) -> None:
             "ref_high": 5.6,
             "flag": "high",
             "latest": True,
-        }
+            "value_code": None,
+            "value_system": None,
+            "value_text": None,
+            "value_boolean": None,
+        },
     ]
 
 

@@ -84,7 +84,7 @@ def parse_bytes(
     return run(parse(io.BytesIO(data), report or ParseReport()))
 
 
-def table(samples: list[Sample]) -> list[tuple[str, float, str, str | None, int | None]]:
+def table(samples: list[Sample]) -> list[tuple[str, float | None, str, str | None, int | None]]:
     return [(s.code, s.value, s.unit, s.qualifier, s.tz_offset_minutes) for s in samples]
 
 

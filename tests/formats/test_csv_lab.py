@@ -11,7 +11,7 @@ import pytest
 
 from backend.ingest.formats import csv_lab
 from backend.ingest.formats.csv_lab import CsvMapping, MappingError
-from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.model import DATE_ONLY, Coded, FormatError, ParseReport, Rejected, Sample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "csv_lab"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -61,15 +61,26 @@ def test_plain_layout_with_bom_crlf_blank_lines_and_quotes() -> None:
             60,
             "labs.csv line 3",
         ),
-        # 15074-8 folds onto the catalog code; the unit stays as the lab wrote it.
+        # 15074-8 is kept as the lab wrote it (normalisation folds it onto 2339-0 and
+        # records the fold on the row), and so is its unit.
         (
             "M-0002",
-            "2339-0",
+            "15074-8",
             5.4,
             "mmol/L",
             dt.datetime(2024, 3, 2, 7, 5, tzinfo=dt.UTC),
             0,
             "labs.csv line 5",
+        ),
+        # TSH is a valid LOINC code outside the catalog: kept (stored uncatalogued).
+        (
+            "M-0002",
+            "3016-3",
+            2.1,
+            "mIU/L",
+            dt.datetime(2024, 3, 2, 7, 5, tzinfo=dt.UTC),
+            0,
+            "labs.csv line 6",
         ),
         (
             "M-0004",
@@ -102,7 +113,7 @@ def test_plain_layout_with_bom_crlf_blank_lines_and_quotes() -> None:
     }
     assert rejected[5].record["_extra"] == ["2024-03-02T09:00:00+00:00"]
     assert report.read == 14
-    assert report.unmapped == {"loinc:3016-3": 1}
+    assert report.unmapped == {}
 
 
 def test_european_export_with_toml_mapping() -> None:
@@ -160,18 +171,32 @@ def test_european_export_with_toml_mapping() -> None:
             "csv:Labor Nord",
             "labs-eu.csv line 9",
         ),
-        # Date only, lower-case test name, no lab in the row: the mapping's source.
+        # Date only, lower-case test name, no lab in the row: the mapping's source. A
+        # date-only time follows the platform's one rule (model.DATE_ONLY): the start of
+        # that day in UTC, no offset, flagged date_only, whatever the mapping's zone.
         (
             "M-0004",
             "4548-4",
             5.9,
             "%",
-            dt.datetime(2024, 3, 2, 0, 0, tzinfo=BERLIN),
-            60,
+            dt.datetime(2024, 3, 2, 0, 0, tzinfo=dt.UTC),
+            None,
             "csv:Laborverbund Nord",
             "labs-eu.csv line 11",
         ),
+        # TSH: mapped name, LOINC code outside the catalog: stored uncatalogued.
+        (
+            "M-0004",
+            "3016-3",
+            2.1,
+            "mU/l",
+            dt.datetime(2024, 3, 2, 9, 0, tzinfo=BERLIN),
+            60,
+            "csv:Labor Nord",
+            "labs-eu.csv line 12",
+        ),
     ]
+    assert [s.flags for s in samples] == [(), (), (), (), (DATE_ONLY,), ()]
     assert [(r.reason, r.field, r.locator) for r in rejected] == [
         ("unknown_code", "Analyt", "labs-eu.csv line 6"),  # Kalium is not mapped
         ("bad_value", "Ergebnis", "labs-eu.csv line 7"),  # "1.234" with a decimal comma
@@ -179,7 +204,7 @@ def test_european_export_with_toml_mapping() -> None:
     ]
     assert rejected[0].record["Bemerkung"] == ""
     assert report.read == 9
-    assert report.unmapped == {"loinc:3016-3": 1}  # TSH: mapped name, LOINC not in catalog
+    assert report.unmapped == {}
 
 
 def test_time_zone_column() -> None:
@@ -282,3 +307,41 @@ def test_bad_mappings(tmp_path: Path, toml: str, message: str) -> None:
         CsvMapping.from_toml(path)
 
     assert message in str(caught.value)
+
+
+def test_text_results_and_date_only_times() -> None:
+    payload = (
+        b"member_id,loinc,value,unit,effective_at\n"
+        b"M-1,94500-6,Detected,,2024-03-02\n"
+        b"M-1,94500-6,not detected,,2024-03-03T08:00:00+01:00\n"
+        b"M-1,718-7,inf,g/dL,2024-03-02\n"
+        b"M-1,718-7,13.9,,2024-03-02\n"
+        b"M-1,1963-9,25,mmol/L,2024-03-02\n"
+    )
+    samples, rejected, _ = run(payload)
+
+    assert [(s.code, s.value, s.unit, s.coded, s.start, s.flags) for s in samples] == [
+        (
+            "94500-6",
+            None,
+            "",
+            Coded(text="Detected"),
+            dt.datetime(2024, 3, 2, tzinfo=dt.UTC),
+            (DATE_ONLY,),
+        ),
+        (
+            "94500-6",
+            None,
+            "",
+            Coded(text="not detected"),
+            dt.datetime(2024, 3, 3, 8, tzinfo=tz(1)),
+            (),
+        ),
+    ]
+    # "inf" is a number (refused as one); a number needs its unit; 1963-9 fails the
+    # LOINC check digit (1963-8 is bicarbonate).
+    assert [(r.reason, r.field) for r in rejected] == [
+        ("bad_value", "value"),
+        ("missing_value", "unit"),
+        ("unknown_code", "loinc"),
+    ]

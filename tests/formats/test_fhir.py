@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backend.ingest.formats import fhir
-from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.model import DATE_ONLY, Coded, FormatError, ParseReport, Rejected, Sample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "fhir"
 PATIENT = "urn:uuid:6f1c2e4a-58e0-4b7e-9c1d-2a5b8f0e7d31"
@@ -116,9 +116,10 @@ def test_transaction_bundle_of_vitals() -> None:
             "fhir:#clinic-scale-3",
             "vitals-transaction.json entry[3].resource",
         ),
-        # 15074-8 (mmol/L) folds onto the catalog's glucose code; the unit stays as stated.
+        # 15074-8 (mmol/L) is kept as sent: normalisation folds it onto the catalog's
+        # glucose code and records the fold on the row (code_from:15074-8).
         (
-            "2339-0",
+            "15074-8",
             5.4,
             "mmol/L",
             dt.datetime(2024, 3, 2, 7, 5, tzinfo=tz(1)),
@@ -135,12 +136,25 @@ def test_transaction_bundle_of_vitals() -> None:
             "fhir:unknown",
             "vitals-transaction.json entry[5].resource",
         ),
+        # 72514-3 (pain severity) is a valid LOINC code outside the catalog: kept, and
+        # stored flagged uncatalogued ({score} is a valid UCUM unit).
+        (
+            "72514-3",
+            2.0,
+            "{score}",
+            dt.datetime(2024, 3, 2, 8, 30, tzinfo=tz(1)),
+            60,
+            "fhir:unknown",
+            "vitals-transaction.json entry[6].resource",
+        ),
     ]
-    assert {s.member_ref for s in samples} == {PATIENT}
+    # Every Observation names the bundle's own Patient (its urn:uuid fullUrl): the member
+    # the batch is landed for, resolved at the door, not a platform member id.
+    assert {s.member_ref for s in samples} == {None}
     assert all(s.end is None and s.qualifier is None for s in samples)
     assert rejected == []
     assert report.read == 7
-    assert report.unmapped == {"Patient": 1, "loinc:72514-3": 1}
+    assert report.unmapped == {"Patient": 1}
 
 
 def test_searchset_of_labs() -> None:
@@ -154,6 +168,8 @@ def test_searchset_of_labs() -> None:
     assert (hba1c.value, hba1c.unit) == (6.1, "%")
     assert hba1c.start == dt.datetime(2024, 3, 2, tzinfo=dt.UTC)
     assert hba1c.tz_offset_minutes is None
+    assert hba1c.flags == (DATE_ONLY,)  # the one rule for date-only times (model.DATE_ONLY)
+    assert all(s.flags == () for s in samples if s is not hba1c)
     assert hba1c.source == "fhir:https://lab.example.org/lis"
     assert hba1c.member_ref == "Patient/123"
 
@@ -177,13 +193,32 @@ def test_searchset_of_labs() -> None:
     assert rejected[0].detail == "censored value <0.3"
     assert rejected[0].record["id"] == "crp-1"
     assert report.read == 8
-    assert report.unmapped == {"no-numeric-value:57698-3": 1, "OperationOutcome": 1}
+    assert report.unmapped == {"no-value:57698-3": 1, "OperationOutcome": 1}
 
 
 def test_collection_with_values_that_are_not_numbers() -> None:
     samples, rejected, report = run_file("mixed-collection.json")
 
-    assert samples == []
+    # A text result and a coded one are kept as results (value None, `coded` set); a
+    # text under a numeric catalog code (8310-5) is refused later, by normalisation.
+    assert [(s.code, s.value, s.unit, s.coded, s.flags, s.locator) for s in samples] == [
+        (
+            "8310-5",
+            None,
+            "",
+            Coded(text="felt warm, not measured"),
+            (),
+            "mixed-collection.json entry[1].resource",
+        ),
+        (
+            "72166-2",
+            None,
+            "",
+            Coded("266919005", "http://snomed.info/sct", "Never smoked tobacco"),
+            (DATE_ONLY,),
+            "mixed-collection.json entry[6].resource",
+        ),
+    ]
     assert [(r.reason, r.field, r.locator) for r in rejected] == [
         ("schema_invalid", "valueQuantity.value", "mixed-collection.json entry[3].resource"),
         ("schema_invalid", "status", "mixed-collection.json entry[4].resource"),
@@ -195,9 +230,7 @@ def test_collection_with_values_that_are_not_numbers() -> None:
     assert report.read == 12
     assert report.unmapped == {
         "Practitioner": 1,
-        "no-numeric-value:8310-5": 1,  # valueString
-        "no-numeric-value:8867-4": 1,  # dataAbsentReason
-        "no-numeric-value:72166-2": 1,  # valueCodeableConcept
+        "no-value:8867-4": 1,  # dataAbsentReason
         "status:entered-in-error": 1,
         "imprecise-time": 1,  # effectiveDateTime "2024-03"
         "no-loinc": 1,  # SNOMED coding only
@@ -288,12 +321,14 @@ def test_components_known_unknown_and_absent() -> None:
     )
     samples, rejected, report = run_json(panel, name="bp.json")
 
+    # 8478-0 (mean blood pressure) is outside the catalog: kept, stored uncatalogued.
     assert [(s.code, s.value, s.unit, s.locator) for s in samples] == [
-        ("8480-6", 141.0, "mm[Hg]", "bp.json.component[0]")
+        ("8480-6", 141.0, "mm[Hg]", "bp.json.component[0]"),
+        ("8478-0", 101.0, "mm[Hg]", "bp.json.component[2]"),
     ]
     assert samples[0].member_ref == "Patient/9"
     assert rejected == []
-    assert report.unmapped == {"no-numeric-value:8462-4": 1, "loinc:8478-0": 1}
+    assert report.unmapped == {"no-value:8462-4": 1}
 
 
 def test_first_known_loinc_code_wins() -> None:
@@ -314,8 +349,9 @@ def test_first_known_loinc_code_wins() -> None:
     )
     samples, _, report = run_json(coded)
 
-    # 2708-6 is an alias of 59408-5 and comes first among the known codes.
-    assert [(s.code, s.value, s.unit) for s in samples] == [("59408-5", 98.0, "%")]
+    # 2708-6 is an alias of 59408-5 and comes first among the known codes: kept as sent,
+    # so normalisation can record the fold (code_from:2708-6) on the row.
+    assert [(s.code, s.value, s.unit) for s in samples] == [("2708-6", 98.0, "%")]
     assert report.unmapped == {}
 
 
@@ -410,3 +446,71 @@ def test_not_fhir_raises_format_error(payload: bytes, message: str, where: str) 
 
     assert caught.value.where == where
     assert message in str(caught.value)
+
+
+# --- a Synthea patient bundle ------------------------------------------------------------
+
+SYNTHEA_PATIENT = "5cbc121b-cd71-4428-b8b7-31e53eba8184"
+
+
+def test_synthea_bundle_keeps_coded_and_uncatalogued_results() -> None:
+    """The shape of a Synthea transaction bundle (Patient with synthea / MR / SSN
+    identifiers, urn:uuid references, an Encounter, vitals, labs, a COVID-19 PCR)."""
+    samples, rejected, report = run_file("synthea-bundle.json")
+
+    got = [(s.code, s.value, s.unit, s.coded, s.flags) for s in samples]
+    assert got == [
+        ("8867-4", 88.0, "/min", None, ()),
+        ("9279-1", 14.0, "/min", None, ()),
+        ("2708-6", 93.0, "%", None, ()),  # folded (and recorded) in normalisation
+        (
+            "94531-1",
+            None,
+            "",
+            Coded("260373001", "http://snomed.info/sct", "Detected (qualifier value)"),
+            (),
+        ),
+        ("1963-8", 25.1, "mmol/L", None, ()),  # outside the catalog: stored uncatalogued
+        ("2339-0", 96.2, "mg/dL", None, (DATE_ONLY,)),
+        (
+            "72166-2",
+            None,
+            "",
+            Coded("266919005", "http://snomed.info/sct", "Never smoked tobacco (finding)"),
+            (),
+        ),
+    ]
+    # Every subject is the bundle's own Patient (urn:uuid:...): no platform member id.
+    assert {s.member_ref for s in samples} == {None}
+    assert rejected == []
+    assert report.unmapped == {"Patient": 1, "Encounter": 1}
+
+
+def test_bundle_patients_reads_refs_and_identifiers() -> None:
+    with (FIXTURES / "synthea-bundle.json").open("rb") as fh:
+        (patient,) = fhir.bundle_patients(fh, "synthea-bundle.json")
+    assert patient.refs == {
+        f"urn:uuid:{SYNTHEA_PATIENT}",
+        f"Patient/{SYNTHEA_PATIENT}",
+    }
+    assert patient.identifiers == (
+        ("https://github.com/synthetichealth/synthea", SYNTHEA_PATIENT),
+        ("http://hospital.smarthealthit.org", SYNTHEA_PATIENT),
+        ("http://hl7.org/fhir/sid/us-ssn", "999-71-4523"),
+    )
+    with (FIXTURES / "observation-single.json").open("rb") as fh:
+        assert fhir.bundle_patients(fh, "observation-single.json") == []
+
+
+def test_a_subject_that_is_not_the_bundles_patient_keeps_its_reference() -> None:
+    patient = {"resourceType": "Patient", "id": "p1"}
+    mine = observation(subject={"reference": "Patient/p1"})
+    other = observation(subject={"reference": "urn:uuid:0b8a6f2e-0000-4000-8000-000000000001"})
+    samples, _, _ = run_json(bundle(patient, mine, other))
+    assert [s.member_ref for s in samples] == [
+        None,
+        "urn:uuid:0b8a6f2e-0000-4000-8000-000000000001",
+    ]
+    # Two Patients: nobody can say which one the member is; references stay as stated.
+    samples, _, _ = run_json(bundle(patient, {"resourceType": "Patient", "id": "p2"}, mine))
+    assert [s.member_ref for s in samples] == ["Patient/p1"]

@@ -15,11 +15,14 @@ from typing import Any
 
 import pytest
 
-from backend.ingest.formats import omh
+from backend.ingest.formats import omh, omh_registry
+from backend.ingest.formats.omh_mappers import MAPPERS
+from backend.ingest.formats.omh_registry import SchemaId
 from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "omh"
-UPSTREAM = FIXTURES / "test-data" / "omh"
+# The official test data of every schema version, vendored beside the schemas.
+UPSTREAM = omh_registry.TEST_DATA_DIR
 
 
 def tz(hours: float) -> dt.timezone:
@@ -30,9 +33,12 @@ def split(out: list[Sample | Rejected]) -> tuple[list[Sample], list[Rejected]]:
     return [o for o in out if isinstance(o, Sample)], [o for o in out if isinstance(o, Rejected)]
 
 
-def run_bytes(payload: bytes, name: str) -> tuple[list[Sample], list[Rejected], ParseReport]:
+def run_bytes(
+    payload: bytes, name: str, schema: str | None = None
+) -> tuple[list[Sample], list[Rejected], ParseReport]:
     report = ParseReport()
-    out = list(omh.parse(io.BytesIO(payload), report, name=name))
+    options = {"schema": schema} if schema else None
+    out = list(omh.parse(io.BytesIO(payload), report, name=name, options=options))
     return (*split(out), report)
 
 
@@ -76,19 +82,19 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("no_network")
 def test_registry_resolves_every_ref_offline() -> None:
-    omh.schema_registry.cache_clear()
-    omh._validator.cache_clear()
-    registry = omh.schema_registry()
+    omh_registry.schema_registry.cache_clear()
+    omh_registry.validator.cache_clear()
+    registry = omh_registry.schema_registry()
 
     resolved = 0
-    for namespace, base in omh.NAMESPACE_BASES.items():
-        for path in sorted((omh.SCHEMA_DIR / namespace).glob("*.json")):
+    for namespace, base in omh_registry.NAMESPACE_BASES.items():
+        for path in sorted((omh_registry.SCHEMA_DIR / namespace).glob("*.json")):
             uri = base + path.name
             resolver = registry.resolver().lookup(uri).resolver
             for ref in _refs(json.loads(path.read_text(encoding="utf-8"))):
                 resolver.lookup(ref)
                 resolved += 1
-    assert resolved > 60
+    assert resolved > 400
 
     # And a whole point validates end to end with sockets refused.
     point = {
@@ -105,27 +111,45 @@ def test_registry_resolves_every_ref_offline() -> None:
 
 def test_vendored_files_are_unchanged() -> None:
     listed = {}
-    for line in (omh.SCHEMA_DIR / "SHA256SUMS").read_text().splitlines():
+    for line in (omh_registry.SCHEMA_DIR / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split(maxsplit=1)
         listed[name] = digest
     present = {
-        str(p.relative_to(omh.SCHEMA_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in omh.SCHEMA_DIR.rglob("*.json")
+        str(p.relative_to(omh_registry.SCHEMA_DIR)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in omh_registry.SCHEMA_DIR.rglob("*.json")
     }
     assert present == listed
-    assert (omh.SCHEMA_DIR / "LICENSE").read_text().lstrip().startswith("Apache License")
+    licence = (omh_registry.SCHEMA_DIR / "LICENSE").read_text()
+    assert licence.lstrip().startswith("Apache License")
+
+
+def uri(namespace: str, name: str, version: str) -> str | None:
+    return omh_registry.body_schema_uri(SchemaId(namespace, name, version))
 
 
 def test_version_selection() -> None:
-    base = omh.NAMESPACE_BASES["omh"]
-    assert omh.body_schema_uri("omh", "blood-pressure", "3.1") == base + "blood-pressure-3.1.json"
-    # 3.0 data is valid 3.1 data (minor versions only add).
-    assert omh.body_schema_uri("omh", "blood-pressure", "3.0") == base + "blood-pressure-3.1.json"
-    assert omh.body_schema_uri("omh", "blood-pressure", "3.2") is None
-    assert omh.body_schema_uri("omh", "blood-pressure", "4.0") is None
-    assert omh.body_schema_uri("omh", "heart-rate", "3.0") == base + "heart-rate-3.0.json"
-    assert omh.body_schema_uri("omh", "heart-rate", "1.1.RC1") is None
-    assert omh.body_schema_uri("granola", "heart-rate", "2.0") is None
+    base = omh_registry.NAMESPACE_BASES["omh"]
+    # Every version is held: each is validated against its own schema.
+    assert uri("omh", "blood-pressure", "3.0") == base + "blood-pressure-3.0.json"
+    assert uri("omh", "blood-pressure", "3.1") == base + "blood-pressure-3.1.json"
+    assert uri("omh", "blood-pressure", "4.0") == base + "blood-pressure-4.0.json"
+    assert uri("omh", "heart-rate", "1.0") == base + "heart-rate-1.0.json"
+    # A minor we do not hold gets the newest one above it (minor versions only add).
+    assert uri("omh", "descriptive-statistic", "1.0") == base + "descriptive-statistic-1.0.json"
+    assert uri("omh", "blood-pressure", "3.2") is None
+    assert uri("omh", "blood-pressure", "9.0") is None
+    assert uri("omh", "heart-rate", "1.1.RC1") is None
+    assert uri("granola", "heart-rate", "2.0") is None
+    ieee = omh_registry.NAMESPACE_BASES["ieee"]
+    assert uri("ieee", "physical-activity", "1.0") == ieee + "physical-activity-1.0.json"
+
+
+def test_every_version_of_every_vendored_schema_has_its_file() -> None:
+    """The whole official set: every version upstream's test data exercise is held."""
+    versions = {p.relative_to(UPSTREAM).parts[:3] for p in UPSTREAM.rglob("*.json")}
+    assert len(versions) > 120
+    missing = [v for v in versions if uri(*v) is None]
+    assert missing == []
 
 
 # --- upstream sample data --------------------------------------------------------------
@@ -134,37 +158,146 @@ def test_version_selection() -> None:
 def _upstream_cases() -> list[Any]:
     cases = []
     for path in sorted(UPSTREAM.rglob("*.json")):
-        name, version, expectation = path.relative_to(UPSTREAM).parts[:3]
+        namespace, name, version, expectation = path.relative_to(UPSTREAM).parts[:4]
         case_id = str(path.relative_to(UPSTREAM))
-        cases.append(pytest.param(path, name, version, expectation, id=case_id))
+        cases.append(pytest.param(path, namespace, name, version, expectation, id=case_id))
     return cases
 
 
-@pytest.mark.parametrize(("path", "name", "version", "expectation"), _upstream_cases())
-def test_upstream_sample_data(path: Path, name: str, version: str, expectation: str) -> None:
+UPSTREAM_CASES = _upstream_cases()
+
+
+def _as_bare_file(document: object) -> bytes:
+    # A top-level array holds several bodies; a body that is itself an array (granola
+    # hk-metadata) is sent as the one item of one.
+    return json.dumps([document] if isinstance(document, list) else document).encode()
+
+
+@pytest.mark.parametrize(("path", "namespace", "name", "version", "expectation"), UPSTREAM_CASES)
+def test_official_test_data_as_bare_bodies(
+    path: Path, namespace: str, name: str, version: str, expectation: str
+) -> None:
+    """EVERY official shouldPass of every version is stored or counted unmapped with a
+    reason, never refused; EVERY shouldFail is refused (schema_invalid), never stored."""
     document = json.loads(path.read_text(encoding="utf-8"))
-    if name == "data-point":
-        point = document
-    elif name == "header":
-        point = {"header": document, "body": {}}
-    else:
-        point = {"header": header(name, version), "body": document}
-    samples, rejected, report = run_bytes(json.dumps(point).encode(), "sample.json")
+    schema = f"{namespace}:{name}:{version}"
+    samples, rejected, report = run_bytes(_as_bare_file(document), path.name, schema)
 
     assert report.read == 1
     if expectation == "shouldPass":
         assert rejected == []
-        # Every valid point is either a sample or counted: never silently dropped.
         assert len(samples) + sum(report.unmapped.values()) >= 1
+        # An unmapped point says why: a schema we do not keep, a statistic, no time ...
+        assert all(":" in reason for reason in report.unmapped)
+        assert not any("unresolvable" in r or "not-vendored" in r for r in report.unmapped)
     else:
         assert [r.reason for r in rejected] == ["schema_invalid"]
         assert rejected[0].field
         assert samples == []
 
 
-def test_upstream_data_covers_every_mapped_schema() -> None:
-    names = {p.relative_to(UPSTREAM).parts[0] for p in UPSTREAM.rglob("*.json")}
-    assert set(omh.MAPPERS) <= names
+def test_official_test_data_totals() -> None:
+    """The counts the issue was about: all 634 official files, every version."""
+    passing = sum(1 for c in UPSTREAM_CASES if c.values[4] == "shouldPass")
+    failing = sum(1 for c in UPSTREAM_CASES if c.values[4] == "shouldFail")
+    assert (passing, failing) == (315, 319)
+    stored = 0
+    for case in UPSTREAM_CASES:
+        path, namespace, name, version, expectation = case.values
+        if expectation != "shouldPass":
+            continue
+        document = json.loads(path.read_text(encoding="utf-8"))
+        samples, _, _ = run_bytes(
+            _as_bare_file(document), "x.json", f"{namespace}:{name}:{version}"
+        )
+        stored += bool(samples)
+    assert stored >= 60
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("heart-rate", "1.0"),
+        ("heart-rate", "1.1"),
+        ("blood-pressure", "4.0"),
+        ("body-temperature", "4.0"),
+        ("physical-activity", "1.2"),
+    ],
+)
+def test_versions_the_issue_named_are_stored(name: str, version: str) -> None:
+    passing = sorted((UPSTREAM / "omh" / name / version / "shouldPass").glob("*.json"))
+    stored = 0
+    for path in passing:
+        samples, rejected, _ = run_bytes(path.read_bytes(), path.name, f"omh:{name}:{version}")
+        assert rejected == []
+        stored += len(samples)
+    assert stored >= 1
+
+
+def test_header_points_use_the_same_schemas() -> None:
+    """A data point with a header is validated against the version its header names."""
+    body = {
+        "heart_rate": {"value": 60, "unit": "beats/min"},
+        "effective_time_frame": {"date_time": "2013-02-05T07:25:00Z"},
+    }
+    point = {"header": header("heart-rate", "1.1"), "body": body}
+    samples, rejected, _ = run_bytes(json.dumps(point).encode(), "p.json")
+    assert rejected == [] and [s.code for s in samples] == ["8867-4"]
+
+    bad = {"header": header("heart-rate", "1.0"), "body": {"heart_rate": {"value": 60}}}
+    samples, rejected, _ = run_bytes(json.dumps(bad).encode(), "p.json")
+    assert samples == [] and [r.reason for r in rejected] == ["schema_invalid"]
+
+
+def test_physical_activity_stores_the_workout_and_what_it_measured() -> None:
+    body = {
+        "activity_name": "Walking",
+        "distance": {"value": 3.1, "unit": "mi"},
+        "kcal_burned": {"value": 160, "unit": "kcal"},
+        "effective_time_frame": {
+            "time_interval": {
+                "start_date_time": "2015-02-06T06:25:00Z",
+                "end_date_time": "2015-02-06T07:25:00Z",
+            }
+        },
+    }
+    for schema in ("omh:physical-activity:1.2", "ieee:physical-activity:1.0"):
+        samples, rejected, _ = run_bytes(json.dumps(body).encode(), "a.json", schema)
+        assert rejected == []
+        assert [(s.code, s.value, s.unit, s.qualifier) for s in samples] == [
+            ("x-rejuve:workout", 60.0, "min", "walking"),
+            ("x-rejuve:distance", 3.1, "mi", None),
+            ("41981-2", 160.0, "kcal", None),
+        ]
+
+
+def test_bare_bodies_need_the_schema_named() -> None:
+    body = b'{"heart_rate": {"value": 60, "unit": "beats/min"}}'
+    with pytest.raises(FormatError) as caught:
+        run_bytes(body, "b.json")
+    assert "--schema" in str(caught.value)
+    with pytest.raises(FormatError) as caught:
+        run_bytes(body, "b.json", "heart-rate")
+    assert caught.value.where == "--schema"
+    # NDJSON of bare bodies, with the schema named: each line one body.
+    lines = b"\n".join(
+        json.dumps(
+            {
+                "heart_rate": {"value": v, "unit": "beats/min"},
+                "effective_time_frame": {"date_time": f"2024-01-01T08:0{i}:00Z"},
+            }
+        ).encode()
+        for i, v in enumerate((60, 61))
+    )
+    samples, rejected, report = run_bytes(lines, "b.ndjson", "omh:heart-rate:2.0")
+    assert [s.value for s in samples] == [60.0, 61.0]
+    assert all(s.member_ref is None and s.source == "omh:unknown" for s in samples)
+    assert (rejected, report.read) == ([], 2)
+
+
+def test_mappers_cover_schemas_with_official_data() -> None:
+    names = {p.relative_to(UPSTREAM).parts[1] for p in UPSTREAM.rglob("*.json")}
+    assert set(MAPPERS) <= names
 
 
 # --- our own files ---------------------------------------------------------------------
@@ -226,6 +359,16 @@ def test_mixed_points() -> None:
             dt.datetime(2024, 3, 2, 6, 42, 30, tzinfo=dt.UTC),
             0,
             "running",
+            "mixed-points.json [3]",
+        ),
+        (
+            "x-rejuve:distance",
+            7.2,
+            "km",
+            dt.datetime(2024, 3, 2, 6, 0, tzinfo=dt.UTC),
+            dt.datetime(2024, 3, 2, 6, 42, 30, tzinfo=dt.UTC),
+            0,
+            None,
             "mixed-points.json [3]",
         ),
         (
@@ -291,6 +434,16 @@ def test_mixed_points() -> None:
             "mixed-points.json [9]",
         ),
         (
+            "41981-2",
+            320.0,
+            "kcal",
+            dt.datetime(2024, 3, 2, 6, 0, tzinfo=dt.UTC),
+            dt.datetime(2024, 3, 2, 7, 0, tzinfo=dt.UTC),
+            0,
+            None,
+            "mixed-points.json [11]",
+        ),
+        (
             "8867-4",
             72.5,
             "beats/min",
@@ -305,17 +458,14 @@ def test_mixed_points() -> None:
         "omh:Fitbit",
         "omh:Omron Connect",
         "omh:Omron Connect",
-        "omh:Fitbit",
-        "omh:Fitbit",
-        "omh:Fitbit",
+        *["omh:Fitbit"] * 4,  # sleep, workout + its distance, temperature
         "omh:FreeStyle Libre",
         "omh:Fitbit",
         "omh:Withings",
-        "omh:Fitbit",
-        "omh:Fitbit",
+        *["omh:Fitbit"] * 3,  # steps, sleep duration, calories burned
         "omh:Garmin",
     ]
-    assert [s.member_ref for s in samples] == ["user-17"] * 11 + [None]
+    assert [s.member_ref for s in samples] == ["user-17"] * 13 + [None]
 
     assert [(r.reason, r.field, r.locator) for r in rejected] == [
         ("schema_invalid", "body.heart_rate.unit", "mixed-points.json [10]"),
@@ -334,8 +484,8 @@ def test_mixed_points() -> None:
     assert rejected[0].record["header"]["id"] == "dp-10"  # type: ignore[index]
     assert report.read == 18
     assert report.unmapped == {
-        "schema:omh:calories-burned:2.0": 1,
-        "schema:omh:heart-rate:1.0": 1,
+        # heart-rate 1.0 is held and validated now; that point has no time frame
+        "no-time-frame:heart-rate": 1,
         "imprecise-time:heart-rate": 1,
     }
 

@@ -138,6 +138,7 @@ def test_good_samples_normalise_bad_ones_do_not_and_duplicates_share_a_key(
                 result.ended_at,
                 result.qualifier,
                 result.value,
+                result.coded,
             )
             assert key == result.dedup_key
             duplicates += key in seen

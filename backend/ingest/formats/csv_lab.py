@@ -43,12 +43,21 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backend.ingest.catalog import lookup
-from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.catalog import is_loinc, lookup
+from backend.ingest.model import (
+    DATE_ONLY,
+    Coded,
+    FormatError,
+    ParseReport,
+    Rejected,
+    Sample,
+    date_only,
+)
 
 _LOINC: Final = re.compile(r"^\d{1,7}-\d$")
 _OFFSET: Final = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})$")
 _CENSORED: Final = re.compile(r"^\s*[<>≤≥]=?")
+_ISO_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class MappingError(ValueError):
@@ -189,8 +198,10 @@ def _number(text: str, mapping: CsvMapping, column: str) -> float:
     return number
 
 
-def _code(row: Mapping[str, str], mapping: CsvMapping, report: ParseReport) -> str | None:
-    """The catalog code, or None once counted as unmapped (a valid LOINC we do not keep)."""
+def _code(row: Mapping[str, str], mapping: CsvMapping) -> str:
+    """The LOINC code as the lab wrote it: a catalog code (folding, 15074-8 -> 2339-0,
+    happens in normalisation and is recorded on the row) or another valid LOINC code
+    (stored flagged uncatalogued)."""
     column = mapping.code_column
     text = _cell(row, column)
     if mapping.test_name is not None:
@@ -202,17 +213,40 @@ def _code(row: Mapping[str, str], mapping: CsvMapping, report: ParseReport) -> s
         loinc = text
     if not _LOINC.match(loinc):
         raise _BadCell("unknown_code", column, f"{loinc!r} is not a LOINC code")
-    measure = lookup(loinc)
-    if measure is None:
-        report.unmapped[f"loinc:{loinc}"] += 1
-        return None
-    return measure.code
+    if lookup(loinc) is None and not is_loinc(loinc):
+        raise _BadCell("unknown_code", column, f"{loinc!r} fails the LOINC check digit")
+    return loinc
 
 
-def _time(row: Mapping[str, str], mapping: CsvMapping) -> tuple[dt.datetime, int | None]:
+def _value(row: Mapping[str, str], mapping: CsvMapping) -> tuple[float | None, str, Coded | None]:
+    """(number, unit, None) or, for a result with no digit in it ("Detected",
+    "negative"), (None, "", the text as a coded result): a text result needs no unit."""
+    text = _cell(row, mapping.value)
+    if not _CENSORED.match(text) and not any(ch.isdigit() for ch in text) and not _float(text):
+        return None, "", Coded(text=text)
+    return _number(text, mapping, mapping.value), _cell(row, mapping.unit), None
+
+
+def _float(text: str) -> bool:
+    """Whether Python reads `text` as a float ("NaN", "inf": numbers, refused as such)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+_TIME_DIRECTIVES: Final = ("%H", "%I", "%M", "%S", "%p", "%X", "%c", "%f")
+
+
+def _time(row: Mapping[str, str], mapping: CsvMapping) -> tuple[dt.datetime, int | None, bool]:
+    """(start, stated offset, date only): a date without a time follows the platform's
+    one rule (model.DATE_ONLY) and needs no time zone."""
     column = mapping.effective_at
     text = _cell(row, column)
-    moment = _parse_time(text, mapping.date_formats, column)
+    moment, day_only = _parse_time(text, mapping.date_formats, column)
+    if day_only:
+        return date_only(moment.date()), None, True
     if moment.tzinfo is None:
         zone_name = row.get(mapping.timezone_column or "", "").strip()
         zone_name = zone_name or (mapping.default_timezone or "")
@@ -230,20 +264,21 @@ def _time(row: Mapping[str, str], mapping: CsvMapping) -> tuple[dt.datetime, int
         # mapping; either way it is the source's statement, so its offset is recorded.
         moment = moment.replace(tzinfo=zone)
     offset = moment.utcoffset() or dt.timedelta(0)  # aware by now: never None
-    return moment, int(offset.total_seconds() // 60)
+    return moment, int(offset.total_seconds() // 60), False
 
 
-def _parse_time(text: str, formats: tuple[str, ...], column: str) -> dt.datetime:
+def _parse_time(text: str, formats: tuple[str, ...], column: str) -> tuple[dt.datetime, bool]:
     if not formats:
         try:
-            return dt.datetime.fromisoformat(text)
+            return dt.datetime.fromisoformat(text), _ISO_DATE.match(text) is not None
         except ValueError as exc:
             raise _BadCell("bad_timestamp", column, f"{text!r} is not ISO 8601") from exc
     for fmt in formats:
         try:
-            return dt.datetime.strptime(text, fmt)
+            moment = dt.datetime.strptime(text, fmt)
         except ValueError:
             continue
+        return moment, not any(d in fmt for d in _TIME_DIRECTIVES)
     raise _BadCell("bad_timestamp", column, f"{text!r} matches none of {list(formats)}")
 
 
@@ -257,12 +292,9 @@ def _row(
 ) -> Sample | Rejected | None:
     try:
         member = _cell(row, mapping.member_id)
-        code = _code(row, mapping, report)
-        if code is None:
-            return None
-        value = _number(_cell(row, mapping.value), mapping, mapping.value)
-        unit = _cell(row, mapping.unit)
-        start, offset = _time(row, mapping)
+        code = _code(row, mapping)
+        value, unit, coded = _value(row, mapping)
+        start, offset, day_only = _time(row, mapping)
     except _BadCell as exc:
         return Rejected(exc.reason, exc.column, str(exc), locator, dict(row))
     return Sample(
@@ -274,6 +306,8 @@ def _row(
         locator=locator,
         tz_offset_minutes=offset,
         member_ref=member,
+        coded=coded,
+        flags=(DATE_ONLY,) if day_only else (),
     )
 
 

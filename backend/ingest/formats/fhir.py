@@ -22,8 +22,16 @@ from typing import Any, BinaryIO, Final
 from fhir.resources.R4B.observation import Observation, ObservationComponent
 from pydantic import ValidationError
 
-from backend.ingest.catalog import lookup
-from backend.ingest.model import FormatError, ParseReport, Rejected, Sample
+from backend.ingest.catalog import is_loinc, lookup
+from backend.ingest.model import (
+    DATE_ONLY,
+    Coded,
+    FormatError,
+    ParseReport,
+    Rejected,
+    Sample,
+    date_only,
+)
 
 LOINC: Final = "http://loinc.org"
 UCUM: Final = "http://unitsofmeasure.org"
@@ -46,17 +54,19 @@ OBSERVATION_STATUS: Final = frozenset(
 # Valid, but they retract or never produced a result: not measurements to keep.
 NOT_A_RESULT: Final = frozenset({"cancelled", "entered-in-error"})
 
-# value[x] types that carry no number, and numeric ones we cannot take as a measurement
-# with a unit (an integer has no unit; a range, ratio or waveform is not one value).
-TEXTUAL_VALUES: Final = (
-    "valueCodeableConcept",
-    "valueString",
-    "valueBoolean",
+# value[x] types kept as a coded result (a concept, a text, a yes/no), and the ones we
+# cannot take as one result: an integer has no unit; a time, date, period, range, ratio or
+# waveform is not a result we store.
+CODED_VALUES: Final = ("valueCodeableConcept", "valueString", "valueBoolean")
+UNSUPPORTED_VALUES: Final = (
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
     "valueTime",
     "valueDateTime",
     "valuePeriod",
 )
-UNSUPPORTED_VALUES: Final = ("valueInteger", "valueRange", "valueRatio", "valueSampledData")
 
 Json = dict[str, Any]
 
@@ -159,10 +169,9 @@ def _moment(value: object, field: str) -> dt.datetime:
             raise _BadTime("bad_timestamp", field, f"{value.isoformat()} has no offset")
         return value.replace(tzinfo=dt.timezone(offset))
     if isinstance(value, dt.date):
-        # A date-only dateTime ("2024-03-02") is valid FHIR and common for lab results;
-        # it has no time or offset, so it is placed at midnight UTC and no offset is
-        # recorded (tz_offset_minutes stays None).
-        return dt.datetime.combine(value, dt.time(), tzinfo=dt.UTC)
+        # A date-only dateTime ("2024-03-02") is valid FHIR and common for lab results:
+        # the platform's one rule for date-only times (model.DATE_ONLY).
+        return date_only(value)
     if isinstance(value, str):
         raise _ImpreciseTime
     raise _BadTime("bad_timestamp", field, f"unreadable time {value!r}")
@@ -174,17 +183,23 @@ def _stated_offset(value: object) -> int | None:
     return None
 
 
+def _is_date(value: object) -> bool:
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
+
+
 @dataclass(frozen=True, slots=True)
 class _When:
     start: dt.datetime
     end: dt.datetime | None
     tz_offset_minutes: int | None
+    date_only: bool = False
 
 
 def _effective(obs: Observation) -> _When:
     if obs.effectiveDateTime is not None:
         raw: object = obs.effectiveDateTime
-        return _When(_moment(raw, "effectiveDateTime"), None, _stated_offset(raw))
+        start = _moment(raw, "effectiveDateTime")
+        return _When(start, None, _stated_offset(raw), _is_date(raw))
     if obs.effectiveInstant is not None:
         raw = obs.effectiveInstant
         return _When(_moment(raw, "effectiveInstant"), None, _stated_offset(raw))
@@ -198,7 +213,7 @@ def _effective(obs: Observation) -> _When:
             raise _BadTime(
                 "bad_timestamp", "effectivePeriod.end", "the period ends before it starts"
             )
-        return _When(start, end, _stated_offset(period.start))
+        return _When(start, end, _stated_offset(period.start), _is_date(period.start))
     if obs.effectiveTiming is not None:
         raise _BadTime("bad_timestamp", "effectiveTiming", "a Timing schedule is not one time")
     raise _BadTime("missing_value", "effective[x]", "no effective time")
@@ -212,31 +227,52 @@ def _loinc_codes(concept: Any) -> list[str]:
     return [str(c.code) for c in codings if c.system == LOINC and c.code]
 
 
-def _catalog_code(codes: list[str]) -> str | None:
+def _code(codes: list[str]) -> str | None:
+    """The code a result is stored under, as the source wrote it: the first one the
+    catalog knows (folding, 2708-6 -> 59408-5, happens in normalisation and is recorded
+    on the row), else the first valid LOINC code (stored flagged uncatalogued)."""
     for code in codes:
-        measure = lookup(code)
-        if measure is not None:
-            return measure.code  # aliases fold here: 15074-8 (mmol/L) -> 2339-0
-    return None
+        if lookup(code) is not None:
+            return code
+    return next((c for c in codes if is_loinc(c)), None)
 
 
 def _code_label(codes: list[str]) -> str:
-    return _catalog_code(codes) or (codes[0] if codes else "no-loinc")
+    return _code(codes) or (codes[0] if codes else "no-loinc")
 
 
 @dataclass(frozen=True, slots=True)
 class _Reading:
     code: str
-    value: float
+    value: float | None
     unit: str
     locator: str
+    coded: Coded | None = None
 
 
 def _value_kind(element: Observation | ObservationComponent) -> str | None:
-    for kind in ("valueQuantity", *TEXTUAL_VALUES, *UNSUPPORTED_VALUES):
+    for kind in ("valueQuantity", *CODED_VALUES, *UNSUPPORTED_VALUES):
         if getattr(element, kind, None) is not None:
             return kind
     return None
+
+
+def _coded_value(element: Observation | ObservationComponent, kind: str) -> Coded | None:
+    if kind == "valueBoolean":
+        return Coded(boolean=bool(element.valueBoolean))
+    if kind == "valueString":
+        text = str(element.valueString).strip()
+        return Coded(text=text) if text else None
+    concept = element.valueCodeableConcept
+    assert concept is not None  # `kind` says so
+    codings = [c for c in (concept.coding or []) if c.code]
+    if codings:
+        # The first coding is the source's own choice (FHIR: the order is not meaningful,
+        # but senders put their primary code first); its display, else the concept's text.
+        first = codings[0]
+        display = first.display or concept.text
+        return Coded(str(first.code), first.system and str(first.system), display and str(display))
+    return Coded(text=str(concept.text)) if concept.text else None
 
 
 def _reading(
@@ -249,19 +285,24 @@ def _reading(
     """One coded value: a reading, a rejection, or None once counted as unmapped."""
     codes = _loinc_codes(element.code)
     kind = _value_kind(element)
-    if kind is None or kind in TEXTUAL_VALUES:
-        # A text or coded result, or an explicit dataAbsentReason, is a complete and
-        # valid observation that simply has no number: counted, not quarantined, since
-        # there is nothing for a steward to fix (the raw record keeps it in full).
-        report.unmapped[f"no-numeric-value:{_code_label(codes)}"] += 1
+    if kind is None:
+        # An explicit dataAbsentReason (or nothing): a complete, valid observation with no
+        # result; counted, not quarantined, since there is nothing for a steward to fix.
+        report.unmapped[f"no-value:{_code_label(codes)}"] += 1
         return None
     if kind in UNSUPPORTED_VALUES:
         report.unmapped[f"unsupported-value:{kind}:{_code_label(codes)}"] += 1
         return None
-    code = _catalog_code(codes)
+    code = _code(codes)
     if code is None:
         report.unmapped[f"loinc:{codes[0]}" if codes else "no-loinc"] += 1
         return None
+    if kind in CODED_VALUES:
+        coded = _coded_value(element, kind)
+        if coded is None:
+            report.unmapped[f"no-value:{code}"] += 1
+            return None
+        return _Reading(code, None, "", locator, coded)
     quantity = element.valueQuantity
     field = f"{prefix}valueQuantity"
     if quantity is None or quantity.value is None:
@@ -314,7 +355,9 @@ def _source(obs: Observation) -> str:
     return f"fhir:{origin or 'unknown'}"
 
 
-def _observation(resource: Json, locator: str, report: ParseReport) -> Iterator[Sample | Rejected]:
+def _observation(
+    resource: Json, locator: str, report: ParseReport, own_patient: frozenset[str]
+) -> Iterator[Sample | Rejected]:
     try:
         obs = Observation.model_validate(resource)
     except ValidationError as exc:
@@ -343,6 +386,12 @@ def _observation(resource: Json, locator: str, report: ParseReport) -> Iterator[
         yield Rejected(exc.reason, exc.field, str(exc), locator, resource)
         return
     member = obs.subject.reference if obs.subject is not None else None
+    if member is not None and str(member) in own_patient:
+        # The bundle's own Patient (its urn:uuid fullUrl or id): the member this batch was
+        # landed for, once `backend.identity.identifiers.resolve_bundle` has checked it at
+        # the door. Not a platform member id, so no member_ref.
+        member = None
+    flags = (DATE_ONLY,) if when.date_only else ()
     for reading in good:
         yield Sample(
             code=reading.code,
@@ -354,10 +403,14 @@ def _observation(resource: Json, locator: str, report: ParseReport) -> Iterator[
             locator=reading.locator,
             tz_offset_minutes=when.tz_offset_minutes,
             member_ref=str(member) if member else None,
+            coded=reading.coded,
+            flags=flags,
         )
 
 
-def _resource(resource: object, locator: str, report: ParseReport) -> Iterator[Sample | Rejected]:
+def _resource(
+    resource: object, locator: str, report: ParseReport, own_patient: frozenset[str]
+) -> Iterator[Sample | Rejected]:
     if resource is None:
         # A batch or transaction entry may be a bare request (a DELETE, a conditional read).
         report.unmapped["entry-without-resource"] += 1
@@ -375,11 +428,63 @@ def _resource(resource: object, locator: str, report: ParseReport) -> Iterator[S
     if kind != "Observation":
         report.unmapped[str(kind) if kind else "no-resourceType"] += 1
         return
-    yield from _observation(resource, locator, report)
+    yield from _observation(resource, locator, report, own_patient)
+
+
+# --- the bundle's patient --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundlePatient:
+    """A Patient resource of a bundle: how the bundle's entries refer to it, and its
+    identifiers (system, value) as the source stated them."""
+
+    refs: frozenset[str]  # "urn:uuid:...", "Patient/<id>", the fullUrl
+    identifiers: tuple[tuple[str, str], ...]
+
+
+def _patient(entry: object) -> BundlePatient | None:
+    if not isinstance(entry, dict):
+        return None
+    resource = entry.get("resource")
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Patient":
+        return None
+    refs = set()
+    if isinstance(full := entry.get("fullUrl"), str) and full:
+        refs.add(full)
+    if isinstance(pid := resource.get("id"), str) and pid:
+        refs.update({f"Patient/{pid}", f"urn:uuid:{pid}"})
+    found = []
+    for ident in resource.get("identifier") or []:
+        if not isinstance(ident, dict):
+            continue
+        system, value = ident.get("system"), ident.get("value")
+        if isinstance(system, str) and isinstance(value, str) and system and value:
+            found.append((system, value))
+    return BundlePatient(frozenset(refs), tuple(found))
+
+
+def _bundle_patients(document: object) -> list[BundlePatient]:
+    if not isinstance(document, dict) or document.get("resourceType") != "Bundle":
+        return []
+    entries = document.get("entry")
+    found = [_patient(e) for e in entries] if isinstance(entries, list) else []
+    return [p for p in found if p is not None]
+
+
+def bundle_patients(data: BinaryIO, name: str) -> list[BundlePatient]:
+    """The Patient resources of a FHIR file (none for a single Observation): what the door
+    resolves to a member before the file lands."""
+    return _bundle_patients(_load(data, name))
 
 
 def parse(data: BinaryIO, report: ParseReport, *, name: str) -> Iterator[Sample | Rejected]:
     """Samples from a FHIR R4 Observation or Bundle; see the module docstring."""
-    for locator, resource in _resources(_load(data, name), name):
+    document = _load(data, name)
+    patients = _bundle_patients(document)
+    # Entries that refer to the bundle's one Patient belong to the batch's member; with
+    # several Patients nobody can say which is the member (the door refuses such a file).
+    own = patients[0].refs if len(patients) == 1 else frozenset()
+    for locator, resource in _resources(document, name):
         report.read += 1
-        yield from _resource(resource, locator, report)
+        yield from _resource(resource, locator, report, own)

@@ -36,6 +36,8 @@ class Format:
         mod = importlib.import_module(self.module)
         if self.name == "apple-health" and _is_zip(data):
             return cast(Parsed, mod.parse_zip(data, report, name=name))
+        if self.name == "omh":
+            return cast(Parsed, mod.parse(data, report, name=name, options=options))
         if self.name == "csv-lab":
             mapping_cls = mod.CsvMapping
             mapping = mapping_cls.from_dict(dict(options)) if options else mapping_cls.default()
