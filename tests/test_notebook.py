@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 from backend.identity import hub_auth
+from backend.query import dataset
 from backend.runtime import Runtime
 from tests.hub_people import hub_token
 from tests.workbench import notebooks, studies
@@ -41,7 +42,7 @@ def test_first_notebook_runs_as_a_hub_user(ctx: Runtime, tmp_path: Path) -> None
     assert summary["raised_suppressed"] == 4  # 6 members: all withheld
     assert summary["extract_rows"] == 12 * 3 * 2
     assert summary["pseudonyms"] == 12
-    assert summary["columns"] == ["pseudonym", "time", "code", "value", "unit"]
+    assert summary["columns"] == dataset.COLUMNS
     (plot,) = notebooks.tagged(nb, "plot")
     assert PLOT in notebooks.mimetypes(plot)
     # The sub-cohort's plot: every day withheld, each gap listed with its reason.

@@ -19,9 +19,26 @@ from backend.query import row_rules
 from backend.query.viewer import Viewer
 
 Shape = Literal["long", "wide"]
+# The long shape's columns: a number (value, unit) or a coded / yes-no result.
+COLUMNS = [
+    "pseudonym",
+    "time",
+    "code",
+    "value",
+    "unit",
+    "value_code",
+    "value_system",
+    "value_display",
+    "value_boolean",
+]
 
+# Results that are not numbers go out as their concept (system, code and its display) or
+# yes/no. Free text does not: a text result is whatever a lab typed, possibly a name, and
+# the extract must never carry a direct identifier.
 _QUERY = sql.SQL(
-    "select o.member_id, o.observed_at, o.code, o.value, o.unit {}"
+    "select o.member_id, o.observed_at, o.code, o.value, o.unit, o.value_code,"
+    " o.value_system, case when o.value_code is not null then o.value_text end,"
+    " o.value_boolean {}"
     "   and (%(want)s::text[] is null or o.code = any(%(want)s))"
     " order by o.member_id, o.observed_at, o.code limit %(limit)s"
 ).format(row_rules.study_observations("o"))
@@ -49,8 +66,8 @@ def extract(
     bucket: str = "1D",
     limit: int = 5_000_000,
 ) -> pd.DataFrame:
-    """Long: one row per observation (pseudonym, time, code, value, unit). Wide: one row
-    per pseudonym and day (`bucket`), one column per code (the mean in that bucket)."""
+    """Long: one row per observation (`COLUMNS`). Wide: one row per pseudonym and day
+    (`bucket`), one column per code (the mean of its numbers in that bucket)."""
     rows = conn.execute(
         _QUERY,
         {
@@ -66,10 +83,7 @@ def extract(
     for member, *_ in rows:
         if member not in names:
             names[member] = pseudonym(study_key, member)
-    frame = pd.DataFrame(
-        [(names[m], t, c, v, u) for m, t, c, v, u in rows],
-        columns=["pseudonym", "time", "code", "value", "unit"],
-    )
+    frame = pd.DataFrame([(names[m], *rest) for m, *rest in rows], columns=COLUMNS)
     if shape == "long" or frame.empty:
         return frame
     frame["time"] = pd.to_datetime(frame["time"], utc=True).dt.floor(bucket)

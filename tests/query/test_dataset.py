@@ -109,7 +109,8 @@ def test_only_consenting_members_by_pseudonym(
 ) -> None:
     db, members = world
     frame = _extract(db, RITA, "sleep-1", key)
-    assert list(frame.columns) == ["pseudonym", "time", "code", "value", "unit"]  # no source
+    assert list(frame.columns) == dataset.COLUMNS
+    assert "source" not in frame.columns
     expected = {pseudonym(key, members[0]), pseudonym(key, members[1])}
     assert set(frame["pseudonym"]) == expected
     labs = frame[frame["code"] == "4548-4"]
@@ -136,3 +137,32 @@ def test_not_on_the_study_or_closed_study_gets_nothing(
         assert dataset.on_study(conn, RITA, "sleep-1")
         assert not dataset.on_study(conn, OSCAR, "sleep-1")
         assert not dataset.on_study(conn, RITA, "old-1")
+
+
+def test_coded_results_go_out_as_concepts_and_free_text_never(
+    world: tuple[DatabaseAccess, list[uuid.UUID]], key: bytes
+) -> None:
+    db, members = world
+    day = T0 - dt.timedelta(days=1)  # outside the other tests' window
+    with db.connect("owner") as conn:
+        for at, code, system, text in (
+            (day, "260373001", "http://snomed.info/sct", "Detected"),
+            (day + dt.timedelta(hours=1), None, None, "sample of J. Smith, see note"),
+        ):
+            conn.execute(
+                "insert into processed.observations (member_id, observed_at, code, value,"
+                " unit, value_code, value_system, value_text, source, raw_record_id,"
+                " raw_received_at) values (%s, %s, '94500-6', null, '', %s, %s, %s, 'lab',"
+                " gen_random_uuid(), now())",
+                (members[0], at, code, system, text),
+            )
+    with db.connect("query") as conn:
+        frame = dataset.extract(conn, RITA, "sleep-1", key, start=day, end=T0, codes=["94500-6"])
+    assert len(frame) == 2
+    coded, text = frame.to_dict("records")
+    assert (coded["value_system"], coded["value_code"], coded["value_display"]) == (
+        "http://snomed.info/sct",
+        "260373001",
+        "Detected",
+    )
+    assert text["value_display"] is None and "Smith" not in frame.to_csv()
