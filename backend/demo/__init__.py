@@ -45,12 +45,17 @@ SAMPLE_FILES = [
 DEMO_MEMBER = uuid.UUID("d3e0d3e0-0000-4000-8000-000000000001")
 # Two members also bring Garmin, FIT and Health Connect files: the demo shows every format.
 SPEC = CohortSpec(members=20, days=3, seed=42, wearable_exports=2)
+# The cohort's version names its folder and its device source. A device batch id is unique
+# per source, so a new version's batches (other content under the same ids) go in under a
+# source of their own instead of being refused as reused ids on a stack that ran an older
+# demo. v3: Fitbit, Garmin, FIT and Health Connect files too; v2: device clocks set months
+# (not decades) ahead, which the API accepts.
+COHORT = "cohort-v3"
+DEVICES = f"demo-devices-{COHORT}"
 
 
 def _cohort(ctx: StackContext) -> tuple[Path, Manifest]:
-    # v3: Fitbit, Garmin, FIT and Health Connect files too (v2: device clocks set months,
-    # not decades, ahead, which the API accepts).
-    root = ctx.layout.private_dir("demo") / f"cohort-v3-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
+    root = ctx.layout.private_dir("demo") / f"{COHORT}-{SPEC.members}x{SPEC.days}-{SPEC.seed}"
     if not (root / "manifest.json").exists():
         write_cohort(SPEC, root)
     return root, Manifest.load(root / "manifest.json")
@@ -60,9 +65,9 @@ def _post_batches(
     ctx: StackContext, root: Path, manifest: Manifest, progress: Progress
 ) -> list[str]:
     with ctx.db.connect("owner") as conn:
-        key = register(conn, "demo-devices", rotate=True)
+        key = register(conn, DEVICES, rotate=True)
         # The demo's devices write for the cohort's members and no one else.
-        enrol_source(conn, "demo-devices", [m.member_id for m in manifest.members])
+        enrol_source(conn, DEVICES, [m.member_id for m in manifest.members])
     tls = ssl.create_default_context(cafile=str(ctx.layout.ca_cert))
     files = [f for f in manifest.files if f.format == "device-batch"]
     task = progress.add_task("device batches -> HTTPS API", total=len(files))
