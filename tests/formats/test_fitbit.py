@@ -422,12 +422,21 @@ def land_and_refine(
     return outcome
 
 
-def test_the_export_goes_in_reconciled_and_again_is_all_duplicates(
-    migrated_db: DatabaseAccess, tmp_path: Path, fixture_zip: Path
-) -> None:
-    keys = KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyStore:
+    return KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
+
+
+def enrolled(db: DatabaseAccess) -> uuid.UUID:
     who = uuid.uuid4()
-    enrol_members(migrated_db, [who], "local")
+    enrol_members(db, [who], "local")
+    return who
+
+
+def test_the_export_goes_in_reconciled_and_again_is_all_duplicates(
+    migrated_db: DatabaseAccess, keys: KeyStore, fixture_zip: Path
+) -> None:
+    who = enrolled(migrated_db)
     first = land_and_refine(migrated_db, keys, who, fixture_zip, BERLIN)
     # 25 samples + 3 rejections; the heart-rate reading given twice is stored once.
     assert (first.parsed, first.processed, first.quarantined, first.duplicate) == (28, 24, 3, 1)
@@ -452,11 +461,9 @@ def test_the_export_goes_in_reconciled_and_again_is_all_duplicates(
 
 
 def test_landing_refuses_an_export_without_a_zone_then_takes_the_members(
-    migrated_db: DatabaseAccess, tmp_path: Path, fixture_zip: Path
+    migrated_db: DatabaseAccess, keys: KeyStore, fixture_zip: Path
 ) -> None:
-    keys = KeyStore(tmp_path / "keys", LocalKms.from_file(tmp_path / "kms" / "master.key"))
-    who = uuid.uuid4()
-    enrol_members(migrated_db, [who], "local")
+    who = enrolled(migrated_db)
     with pytest.raises(NoTimeZone, match="pass --tz"):
         land_and_refine(migrated_db, keys, who, fixture_zip, None)
     with migrated_db.connect("owner") as conn:
