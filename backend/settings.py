@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # its own); one that takes longer than the time limit is dead-lettered at once.
     refine_max_attempts: int = 3
     refine_time_limit_seconds: float = 300.0
+    # ... plus this much per MiB the batch landed as: a member-year of one-second heart
+    # rate (a 143 MB Fitbit zip) takes ~20 min, and must not be dead-lettered for its size.
+    # The cost of one input stays bounded, by its size, which the door bounds.
+    refine_seconds_per_mib: float = 20.0
     # Days each zone keeps (0: for ever), never below the minimum (backend/analytics/retention.py).
     retention_raw_days: int = 0
     retention_processed_days: int = 0

@@ -143,7 +143,12 @@ def test_a_batch_over_the_time_limit_is_refined_once_the_limit_is_raised(
             region="local",
             file_name="export.zip",
         ).batch_id
-    env = {**os.environ, "REJUVE_REFINE_TIME_LIMIT_SECONDS": "0.5", "REJUVE_REFINER_WORKERS": "1"}
+    env = {
+        **os.environ,
+        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "0.5",
+        "REJUVE_REFINE_SECONDS_PER_MIB": "0",
+        "REJUVE_REFINER_WORKERS": "1",
+    }
     strict = subprocess.Popen(
         [*REJUVE, "refiner-run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

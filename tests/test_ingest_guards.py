@@ -20,6 +20,7 @@ import pytest
 
 from backend.api.api_keys import enrol
 from backend.ingest.landing import NotEnrolled, land_bytes
+from backend.refine import runner
 from backend.refine.quality import latest
 from backend.refine.reconcile import reconcile
 from backend.stack import supervisor
@@ -298,7 +299,12 @@ def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
             region="local",
             file_name="export.zip",
         ).batch_id
-    env = {**os.environ, "REJUVE_REFINE_TIME_LIMIT_SECONDS": "1", "REJUVE_REFINER_WORKERS": "1"}
+    env = {
+        **os.environ,
+        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "1",
+        "REJUVE_REFINE_SECONDS_PER_MIB": "0",
+        "REJUVE_REFINER_WORKERS": "1",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "backend.cli.main", "refiner-run"],
         env=env,
@@ -323,3 +329,45 @@ def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_large_batch_earns_time_for_its_size(ctx: StackContext, refiner_stopped: None) -> None:
+    """The same export that the test above stops at 1 s is refined when each MiB it landed
+    as earns time (REJUVE_REFINE_SECONDS_PER_MIB): a member-year of wearable data must not
+    be dead-lettered for being large, while its cost stays bounded by its size."""
+    body = _export_zip(150_000)
+    with ctx.db.connect("ingest") as conn:
+        batch = land_bytes(
+            conn,
+            ctx.keystore(),
+            body=body,
+            source="file:apple-health",
+            fmt="apple-health",
+            member_id=enrolled_member(ctx),
+            region="local",
+            file_name="export.zip",
+        ).batch_id
+    env = {
+        **os.environ,
+        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "1",
+        "REJUVE_REFINE_SECONDS_PER_MIB": "100",  # ~1.2 MiB: about 125 s in all
+        "REJUVE_REFINER_WORKERS": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli.main", "refiner-run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        parsed, processed, status, error = ledger(ctx, str(batch), timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert (status, error) == ("refined", None)
+    assert parsed == 150_000  # all of it read (the generated records repeat: duplicates)
+
+
+def test_a_batch_time_limit_grows_with_its_size() -> None:
+    assert runner.batch_time_limit(300, 20, 0) == 300
+    assert runner.batch_time_limit(300, 20, 143 * runner.MIB) == 300 + 20 * 143

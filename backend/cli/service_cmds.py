@@ -199,6 +199,7 @@ def refiner_run() -> None:
         ctx.settings.refiner_workers,
         heartbeat=ctx.layout.run / "refiner.heartbeat",
         time_limit=ctx.settings.refine_time_limit_seconds,
+        seconds_per_mib=ctx.settings.refine_seconds_per_mib,
         max_attempts=ctx.settings.refine_max_attempts,
     )
 

@@ -94,6 +94,23 @@ class _Slot:
         return uuid.UUID(bytes=bytes(self.batch[:])), started
 
 
+MIB = 1024 * 1024
+
+
+def batch_time_limit(base: float, seconds_per_mib: float, byte_count: int) -> float:
+    """How long one batch may take: `base`, plus an allowance for its size (refining time
+    grows with the records, and the records with the bytes that landed)."""
+    return base + seconds_per_mib * byte_count / MIB
+
+
+def _landed_bytes(access: DatabaseAccess, batch_id: uuid.UUID) -> int:
+    with access.connect("refiner") as conn:
+        row = conn.execute(
+            "select byte_count from raw.batches where batch_id = %s", (batch_id,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def run_workers(
     access: DatabaseAccess,
     keystore: Callable[[], KeyStore],
@@ -102,11 +119,13 @@ def run_workers(
     heartbeat: Path | None = None,
     time_limit: float = 300.0,
     max_attempts: int = MAX_ATTEMPTS,
+    seconds_per_mib: float = 0.0,
 ) -> None:
     """Run `workers` refiner processes (at least one: a batch is refined in a worker so
     that it can be stopped). Batches are shared out by the advisory lock in
     `refine_batch`. The parent keeps the heartbeat and enforces the time limit: a worker
-    that has spent `time_limit` seconds on one batch is killed (its transaction is rolled
+    that has spent its batch's limit (`batch_time_limit`: `time_limit` plus
+    `seconds_per_mib` per MiB landed) on one batch is killed (its transaction is rolled
     back), the batch dead-lettered with the reason, and a new worker started. Expat, for
     one, cannot be interrupted inside a parse, so a process boundary is the only sure
     stop. A worker that dies on its own is replaced too, and its batch counted as a
@@ -144,21 +163,44 @@ def run_workers(
     for n in range(len(slots)):
         start(n)
     restarts: list[float] = []
+    # Each running batch's own limit, looked up once it has run past the base limit (most
+    # batches finish well before: no query for them).
+    limits: dict[uuid.UUID, tuple[float, int]] = {}
+
+    def over_limit(batch_id: uuid.UUID, running: float) -> tuple[float, int] | None:
+        if running <= time_limit:
+            return None
+        if batch_id not in limits:
+            size = _landed_bytes(access, batch_id) if seconds_per_mib > 0 else 0
+            limits[batch_id] = (batch_time_limit(time_limit, seconds_per_mib, size), size)
+        limit = limits[batch_id]
+        return limit if running > limit[0] else None
+
     try:
         while not stop.is_set():
             now = time.monotonic()
+            running = {b[0] for slot in slots if (b := slot.current()) is not None}
+            for done in limits.keys() - running:
+                del limits[done]
             for n, slot in enumerate(slots):
                 busy = slot.current()
-                if busy is not None and now - busy[1] > time_limit and slot.proc.is_alive():
+                over = over_limit(busy[0], now - busy[1]) if busy is not None else None
+                if busy is not None and over is not None and slot.proc.is_alive():
                     os.kill(slot.proc.pid, signal.SIGKILL)
                     slot.proc.join(timeout=10)
+                    limit, size = over
                     log.error(
                         "refiner worker stopped: time limit exceeded",
                         worker=slot.proc.name,
                         batch_id=str(busy[0]),
-                        limit_s=time_limit,
+                        limit_s=limit,
                     )
-                    fail(busy[0], f"time limit of {time_limit:g} s exceeded", final=True)
+                    fail(
+                        busy[0],
+                        f"time limit of {limit:g} s exceeded ({time_limit:g} s + "
+                        f"{seconds_per_mib:g} s per MiB of its {size / MIB:.1f} MiB)",
+                        final=True,
+                    )
                     start(n)
                 elif not slot.proc.is_alive():
                     log.error(
