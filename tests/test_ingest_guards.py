@@ -360,7 +360,7 @@ def test_a_large_batch_earns_time_for_its_size(ctx: StackContext, refiner_stoppe
         stderr=subprocess.DEVNULL,
     )
     try:
-        parsed, processed, status, error = ledger(ctx, str(batch), timeout=120)
+        parsed, _, status, error = ledger(ctx, str(batch), timeout=120)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
