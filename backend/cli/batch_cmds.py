@@ -43,6 +43,8 @@ def batches_retry(
         ids = None if all_dead else [resolve_batch(conn, b) for b in batch_ids or []]
         put_back = dead_letter.retry(conn, ids)
         # Ids and counts only: the reasons stay in the ledger, the audit log outlives erasure.
+        # The audit keeps the first 50 ids of a list; the count says how many there were.
+        params["put_back"] = len(put_back)
         params["batches"] = [str(p.batch_id) for p in put_back]
         params["attempts_before"] = [p.attempts for p in put_back]
     if not put_back:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from backend.cli.app import runtime
-from backend.cli.output import console, print_json
+from backend.cli.output import console, err, print_json
 
 members_app = typer.Typer(no_args_is_help=True, help="The member registry.")
 
@@ -63,15 +63,23 @@ def members_zone(
 @members_app.command("list")
 def members_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many, oldest first")] = 10_000,
 ) -> None:
     """The members enrolled in this region: id, Hub account, year of birth, sex, enrolment."""
     from rich.table import Table
 
-    from backend.governance.members import listing
+    from backend.governance.members import count, listing
 
     ctx = runtime()
     with ctx.db.connect("backend") as conn:
-        found = listing(conn, ctx.settings.region)
+        found = listing(conn, ctx.settings.region, limit)
+        total = count(conn, ctx.settings.region) if len(found) == limit else len(found)
+    if total > len(found):
+        # On stderr: the JSON on stdout stays the list itself.
+        err.print(
+            f"showing the first {len(found):,} of {total:,} members (oldest enrolment first);"
+            " --limit shows more"
+        )
     if as_json:
         print_json([m.__dict__ for m in found])
         return

@@ -97,3 +97,12 @@ def listing(conn: psycopg.Connection, region: str, limit: int = 10_000) -> list[
     ).fetchall()
     conn.rollback()
     return [Member(*r) for r in rows]
+
+
+def count(conn: psycopg.Connection, region: str) -> int:
+    """How many members are enrolled in `region`."""
+    row = conn.execute(
+        "select count(*) from governance.members where home_region = %s", (region,)
+    ).fetchone()
+    conn.rollback()
+    return int(row[0]) if row else 0

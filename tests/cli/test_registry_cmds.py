@@ -43,12 +43,22 @@ def test_members_list_shows_the_registry(ctx: Runtime) -> None:
     hub_user = f"m{secrets.token_hex(4)}"
     _ok("members", "add", str(member), "--birth-year", "1980", "--sex", "female",
         "--hub-user", hub_user)  # fmt: skip
-    listed = {m["member_id"]: m for m in json.loads(_ok("members", "list", "--json"))}
+    every = _ok("members", "list", "--json", "--limit", "10000000")
+    listed = {m["member_id"]: m for m in json.loads(every)}
     row = listed[str(member)]
     assert (row["hub_user"], row["birth_year"], row["sex"]) == (hub_user, 1980, "female")
     assert row["enrolled_at"]
-    table = _ok("members", "list")
+    table = _ok("members", "list", "--limit", "10000000")
     assert str(member) in table and hub_user in table
+
+
+def test_members_list_says_when_it_shows_only_some(ctx: Runtime) -> None:
+    for _ in range(2):
+        _ok("members", "add", str(uuid.uuid4()))
+    res = _rejuve("members", "list", "--json", "--limit", "1")
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(res.stdout)) == 1  # stdout stays the JSON list
+    assert "showing the first 1 of" in res.stderr and "--limit" in res.stderr
 
 
 def test_assign_list_and_revoke_a_member_for_a_coach(ctx: Runtime) -> None:
