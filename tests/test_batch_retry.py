@@ -5,7 +5,6 @@ again. Against the running stack, through the CLI as an operator runs it."""
 from __future__ import annotations
 
 import getpass
-import os
 import subprocess
 import sys
 import uuid
@@ -21,7 +20,7 @@ from backend.runtime import Runtime
 from backend.stack import supervisor
 from backend.stack.context import StackContext
 from tests.devices import enrolled_member
-from tests.test_ingest_guards import _export_zip, _poison, ledger
+from tests.test_ingest_guards import _poison, land_export, ledger, refiner_with
 
 REJUVE = [sys.executable, "-m", "backend.cli.main"]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -143,31 +142,9 @@ def test_a_batch_over_the_time_limit_is_refined_once_the_limit_is_raised(
     refiner with its default limit again) and puts it back; it is refined, and its
     quality row is the new one."""
     records = 100_000
-    with ctx.db.connect("ingest") as conn:
-        batch = land_bytes(
-            conn,
-            ctx.keystore(),
-            body=_export_zip(records),
-            source="file:apple-health",
-            fmt="apple-health",
-            member_id=enrolled_member(ctx),
-            region="local",
-            file_name="export.zip",
-        ).batch_id
-    env = {
-        **os.environ,
-        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "0.5",
-        "REJUVE_REFINE_SECONDS_PER_MIB": "0",
-        "REJUVE_REFINER_WORKERS": "1",
-    }
-    strict = subprocess.Popen(
-        [*REJUVE, "refiner-run"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+    batch = land_export(ctx, enrolled_member(ctx), records)
+    with refiner_with(time_limit="0.5", seconds_per_mib="0"):
         status, _, _, error = _ledger(ctx, batch, timeout=60)
-    finally:
-        strict.terminate()
-        strict.wait(timeout=30)
     assert status == "dead_letter" and "time limit of 0.5 s exceeded" in str(error)
 
     supervisor.up(refiner_stopped, ["refiner"])  # the default limit, 300 s

@@ -14,6 +14,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from backend.ingest.landing import NotEnrolled, land_bytes
 from backend.refine import runner
 from backend.refine.quality import latest
 from backend.refine.reconcile import reconcile
+from backend.runtime import Runtime
 from backend.stack import supervisor
 from backend.stack.context import StackContext
 from tests.devices import enrolled_member, source_client
@@ -283,26 +285,13 @@ def refiner_stopped(stack: StackContext) -> Iterator[None]:
         supervisor.up(stack, ["refiner"])
 
 
-def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
-    ctx: StackContext, refiner_stopped: None
-) -> None:
-    member = enrolled_member(ctx)
-    keys = ctx.keystore()
-    with ctx.db.connect("ingest") as conn:
-        slow = land_bytes(
-            conn,
-            keys,
-            body=_export_zip(150_000),
-            source="file:apple-health",
-            fmt="apple-health",
-            member_id=member,
-            region="local",
-            file_name="export.zip",
-        ).batch_id
+@contextmanager
+def refiner_with(time_limit: str, seconds_per_mib: str) -> Iterator[None]:
+    """A refiner of one worker with these time limits, beside the stack's (stopped)."""
     env = {
         **os.environ,
-        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "1",
-        "REJUVE_REFINE_SECONDS_PER_MIB": "0",
+        "REJUVE_REFINE_TIME_LIMIT_SECONDS": time_limit,
+        "REJUVE_REFINE_SECONDS_PER_MIB": seconds_per_mib,
         "REJUVE_REFINER_WORKERS": "1",
     }
     proc = subprocess.Popen(
@@ -312,13 +301,40 @@ def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
         stderr=subprocess.DEVNULL,
     )
     try:
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def land_export(ctx: Runtime, member: uuid.UUID, records: int) -> uuid.UUID:
+    """An Apple Health export.zip of `records` records, landed for `member`."""
+    with ctx.db.connect("ingest") as conn:
+        return land_bytes(
+            conn,
+            ctx.keystore(),
+            body=_export_zip(records),
+            source="file:apple-health",
+            fmt="apple-health",
+            member_id=member,
+            region="local",
+            file_name="export.zip",
+        ).batch_id
+
+
+def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
+    ctx: StackContext, refiner_stopped: None
+) -> None:
+    member = enrolled_member(ctx)
+    slow = land_export(ctx, member, 150_000)
+    with refiner_with(time_limit="1", seconds_per_mib="0"):
         _, _, status, error = ledger(ctx, str(slow), timeout=30)
         assert status == "dead_letter" and "time limit of 1 s exceeded" in str(error)
         # The one worker was replaced: the next batch is refined at once.
         with ctx.db.connect("ingest") as conn:
             good = land_bytes(
                 conn,
-                keys,
+                ctx.keystore(),
                 body=json.dumps(body(member)).encode(),
                 source="time-limit-test",
                 fmt="device-batch",
@@ -326,44 +342,15 @@ def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
                 region="local",
             ).batch_id
         assert ledger(ctx, str(good), timeout=15)[:3] == (2, 2, "refined")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_large_batch_earns_time_for_its_size(ctx: StackContext, refiner_stopped: None) -> None:
     """The same export that the test above stops at 1 s is refined when each MiB it landed
     as earns time (REJUVE_REFINE_SECONDS_PER_MIB): a member-year of wearable data must not
     be dead-lettered for being large, while its cost stays bounded by its size."""
-    body = _export_zip(150_000)
-    with ctx.db.connect("ingest") as conn:
-        batch = land_bytes(
-            conn,
-            ctx.keystore(),
-            body=body,
-            source="file:apple-health",
-            fmt="apple-health",
-            member_id=enrolled_member(ctx),
-            region="local",
-            file_name="export.zip",
-        ).batch_id
-    env = {
-        **os.environ,
-        "REJUVE_REFINE_TIME_LIMIT_SECONDS": "1",
-        "REJUVE_REFINE_SECONDS_PER_MIB": "100",  # ~1.2 MiB: about 125 s in all
-        "REJUVE_REFINER_WORKERS": "1",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend.cli.main", "refiner-run"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    batch = land_export(ctx, enrolled_member(ctx), 150_000)
+    with refiner_with(time_limit="1", seconds_per_mib="100"):  # ~1.2 MiB: ~125 s in all
         parsed, _, status, error = ledger(ctx, str(batch), timeout=120)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert (status, error) == ("refined", None)
     assert parsed == 150_000  # all of it read (the generated records repeat: duplicates)
 

@@ -114,7 +114,8 @@ def lookup(code: str) -> Measure | None:
 
 
 # A LOINC code: up to 7 digits, a hyphen, the mod-10 check digit.
-_LOINC = re.compile(r"^\d{1,7}-\d$")
+# The shape of a LOINC code (digits, a dash, the check digit); `is_loinc` checks the digit.
+LOINC_SHAPE = re.compile(r"^\d{1,7}-\d$")
 
 UNCATALOGUED = "uncatalogued"
 """The flag of a row whose LOINC code is not in the catalog: stored as the source sent it
@@ -124,7 +125,7 @@ so only the member sees it until the catalog learns the code."""
 
 def is_loinc(code: str) -> bool:
     """A well-formed LOINC code with a correct check digit (mod 10, as LOINC defines it)."""
-    if not _LOINC.match(code):
+    if not LOINC_SHAPE.match(code):
         return False
     digits, check = code.split("-")
     total = 0

@@ -4,37 +4,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from backend.runtime import Runtime
+from tests.cli_run import rejuve, rejuve_ok
 
-REJUVE = str(Path(sys.executable).parent / "rejuve")
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 OMH_DATA = Path(__file__).parent.parent.parent / "backend/ingest/formats/omh_schemas/test-data/omh"
 
 
-def _rejuve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([REJUVE, *args], capture_output=True, text=True, timeout=300)
-
-
-def _ok(*args: str) -> str:
-    res = _rejuve(*args)
-    assert res.returncode == 0, res.stderr + res.stdout
-    return res.stdout
-
-
 def test_link_identify_and_ingest_without_member(ctx: Runtime, tmp_path: Path) -> None:
     member = str(uuid.uuid4())
-    _ok("members", "add", member)
+    rejuve_ok("members", "add", member)
     mrn = f"https://clinic.example/mrn|MRN-{uuid.uuid4().hex[:10]}"
-    assert "1 new identifier(s)" in _ok("members", "link", member, "--identifier", mrn)
+    assert "1 new identifier(s)" in rejuve_ok("members", "link", member, "--identifier", mrn)
 
-    found = json.loads(_ok("members", "identify", "--identifier", mrn, "--json"))
+    found = json.loads(rejuve_ok("members", "identify", "--identifier", mrn, "--json"))
     assert found == [{"identifier": mrn, "member": member, "how": "cli"}]
-    refused = _rejuve("members", "link", str(uuid.uuid4()), "-i", mrn)
+    refused = rejuve("members", "link", str(uuid.uuid4()), "-i", mrn)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
 
     # A bundle whose Patient carries that MRN goes to the member without --member.
@@ -48,7 +36,7 @@ def test_link_identify_and_ingest_without_member(ctx: Runtime, tmp_path: Path) -
     document["entry"][0]["resource"]["identifier"] = [{"system": system, "value": value}]
     bundle = tmp_path / "bundle.json"
     bundle.write_text(json.dumps(document))
-    res = _rejuve("ingest", str(bundle), "--format", "fhir")
+    res = rejuve("ingest", str(bundle), "--format", "fhir")
     assert res.returncode == 0, res.stderr + res.stdout
     batch = res.stdout.split("landed as batch ")[1].split()[0]
     with ctx.db.connect("refiner") as conn:
@@ -60,12 +48,12 @@ def test_link_identify_and_ingest_without_member(ctx: Runtime, tmp_path: Path) -
     # Unknown Patient, no --member: refused in one line, nothing landed.
     document["entry"][0]["resource"]["identifier"] = [{"system": system, "value": "nobody"}]
     bundle.write_text(json.dumps(document).replace(patient, str(uuid.uuid4())))
-    res = _rejuve("ingest", str(bundle), "--format", "fhir")
+    res = rejuve("ingest", str(bundle), "--format", "fhir")
     assert res.returncode == 2 and "not linked to any member" in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "nobody" not in res.stderr
     assert "landed" not in res.stdout
 
-    assert "1 identifier(s) unlinked" in _ok("members", "unlink", member, "-i", mrn)
+    assert "1 identifier(s) unlinked" in rejuve_ok("members", "unlink", member, "-i", mrn)
     with ctx.db.connect("backend") as conn:
         actions = conn.execute(
             "select action, outcome from governance.audit_log"
@@ -85,11 +73,11 @@ def test_bare_omh_bodies_with_schema(tmp_path: Path) -> None:
     path = tmp_path / "hr.json"
     path.write_text(json.dumps(timed))
     args = ("ingest", str(path), "-f", "omh", "--member", member, "--enrol")
-    res = _rejuve(*args, "--schema", "omh:heart-rate:1.1")
+    res = rejuve(*args, "--schema", "omh:heart-rate:1.1")
     assert res.returncode == 0, res.stderr + res.stdout
     assert "processed" in res.stdout
-    refused = _rejuve(*args)
+    refused = rejuve(*args)
     assert refused.returncode in (1, 2)
     assert "--schema" in refused.stderr + refused.stdout
-    bad = _rejuve(*args, "--schema", "heart-rate")
+    bad = rejuve(*args, "--schema", "heart-rate")
     assert bad.returncode == 2 and "omh:heart-rate:2.0" in bad.stderr

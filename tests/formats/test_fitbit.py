@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-import subprocess
-import sys
 import tracemalloc
 import uuid
 import zipfile
@@ -36,6 +34,7 @@ from backend.refine.refiner import Outcome, refine_batch
 from backend.runtime import Runtime
 from backend.synth import fitbit as synth
 from backend.synth.members import CohortSpec, member
+from tests.cli_run import rejuve
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 BERLIN = {"tz": "Europe/Berlin"}
@@ -480,16 +479,6 @@ def test_landing_refuses_an_export_without_a_zone_then_takes_the_members(
             "select parse_options from raw.batches where batch_id = %s", (outcome.batch_id,)
         ).fetchone()
     assert kept == ({"tz": "Europe/Berlin"},)  # the zone used stays with the batch
-
-
-def rejuve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "backend.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_the_cli_takes_the_unpacked_folder_and_asks_for_a_zone(ctx: Runtime) -> None:

@@ -43,7 +43,7 @@ from types import MappingProxyType
 from typing import Any, BinaryIO, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backend.ingest.catalog import is_loinc, lookup
+from backend.ingest.catalog import LOINC_SHAPE, is_loinc, lookup
 from backend.ingest.model import (
     DATE_ONLY,
     Coded,
@@ -54,7 +54,6 @@ from backend.ingest.model import (
     date_only,
 )
 
-_LOINC: Final = re.compile(r"^\d{1,7}-\d$")
 _OFFSET: Final = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})$")
 _CENSORED: Final = re.compile(r"^\s*[<>≤≥]=?")
 _ISO_DATE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -211,7 +210,7 @@ def _code(row: Mapping[str, str], mapping: CsvMapping) -> str:
             raise _BadCell("unknown_code", column, f"test name {text!r} is not in the mapping")
     else:
         loinc = text
-    if not _LOINC.match(loinc):
+    if not LOINC_SHAPE.match(loinc):
         raise _BadCell("unknown_code", column, f"{loinc!r} is not a LOINC code")
     if lookup(loinc) is None and not is_loinc(loinc):
         raise _BadCell("unknown_code", column, f"{loinc!r} fails the LOINC check digit")
