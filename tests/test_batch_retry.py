@@ -20,7 +20,7 @@ from backend.runtime import Runtime
 from backend.stack import supervisor
 from backend.stack.context import StackContext
 from tests.devices import enrolled_member
-from tests.test_ingest_guards import _poison, land_export, ledger, refiner_with
+from tests.test_ingest_guards import _export_zip, _poison, land_export, ledger, refiner_with
 
 REJUVE = [sys.executable, "-m", "backend.cli.main"]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -142,7 +142,7 @@ def test_a_batch_over_the_time_limit_is_refined_once_the_limit_is_raised(
     refiner with its default limit again) and puts it back; it is refined, and its
     quality row is the new one."""
     records = 100_000
-    batch = land_export(ctx, enrolled_member(ctx), records)
+    batch = land_export(ctx, enrolled_member(ctx), _export_zip(records))
     with refiner_with(time_limit="0.5", seconds_per_mib="0"):
         status, _, _, error = _ledger(ctx, batch, timeout=60)
     assert status == "dead_letter" and "time limit of 0.5 s exceeded" in str(error)

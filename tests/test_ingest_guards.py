@@ -260,17 +260,7 @@ def test_a_huge_attribute_is_refused_at_once(ctx: StackContext) -> None:
     member = enrolled_member(ctx)
     data = _export_zip(1, attribute=256)
     assert len(data) < 400_000
-    with ctx.db.connect("ingest") as conn:
-        batch = land_bytes(
-            conn,
-            ctx.keystore(),
-            body=data,
-            source="file:apple-health",
-            fmt="apple-health",
-            member_id=member,
-            region="local",
-            file_name="export.zip",
-        ).batch_id
+    batch = land_export(ctx, member, data)
     parsed, _, status, error = ledger(ctx, str(batch), timeout=20)
     assert (parsed, status) == (0, "unreadable")
     assert "longer than 1,048,576 bytes" in str(error)
@@ -307,13 +297,13 @@ def refiner_with(time_limit: str, seconds_per_mib: str) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
-def land_export(ctx: Runtime, member: uuid.UUID, records: int) -> uuid.UUID:
-    """An Apple Health export.zip of `records` records, landed for `member`."""
+def land_export(ctx: Runtime, member: uuid.UUID, body: bytes) -> uuid.UUID:
+    """An Apple Health export.zip (`_export_zip`), landed for `member`."""
     with ctx.db.connect("ingest") as conn:
         return land_bytes(
             conn,
             ctx.keystore(),
-            body=_export_zip(records),
+            body=body,
             source="file:apple-health",
             fmt="apple-health",
             member_id=member,
@@ -326,7 +316,7 @@ def test_a_batch_over_the_time_limit_is_stopped_and_dead_lettered(
     ctx: StackContext, refiner_stopped: None
 ) -> None:
     member = enrolled_member(ctx)
-    slow = land_export(ctx, member, 150_000)
+    slow = land_export(ctx, member, _export_zip(150_000))
     with refiner_with(time_limit="1", seconds_per_mib="0"):
         _, _, status, error = ledger(ctx, str(slow), timeout=30)
         assert status == "dead_letter" and "time limit of 1 s exceeded" in str(error)
@@ -348,7 +338,7 @@ def test_a_large_batch_earns_time_for_its_size(ctx: StackContext, refiner_stoppe
     """The same export that the test above stops at 1 s is refined when each MiB it landed
     as earns time (REJUVE_REFINE_SECONDS_PER_MIB): a member-year of wearable data must not
     be dead-lettered for being large, while its cost stays bounded by its size."""
-    batch = land_export(ctx, enrolled_member(ctx), 150_000)
+    batch = land_export(ctx, enrolled_member(ctx), _export_zip(150_000))
     with refiner_with(time_limit="1", seconds_per_mib="100"):  # ~1.2 MiB: ~125 s in all
         parsed, _, status, error = ledger(ctx, str(batch), timeout=120)
     assert (status, error) == ("refined", None)
