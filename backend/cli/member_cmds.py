@@ -44,15 +44,10 @@ def members_zone(
     zone: Annotated[str, typer.Argument(help="IANA time zone, e.g. Europe/Berlin")],
 ) -> None:
     """Set the time zone a member's local-time files (Fitbit) are read in."""
-    import uuid
-
     from backend.exceptions import UserError
     from backend.governance.members import set_time_zone
 
-    try:
-        member_id = uuid.UUID(member)
-    except ValueError:
-        raise UserError(f"not a member id (UUID): {member!r}") from None
+    member_id = _member_id(member)
     ctx = runtime()
     with ctx.db.connect("backend") as conn:
         if not set_time_zone(conn, member_id, zone):
