@@ -103,11 +103,18 @@ def batch_time_limit(base: float, seconds_per_mib: float, byte_count: int) -> fl
     return base + seconds_per_mib * byte_count / MIB
 
 
-def _landed_bytes(access: DatabaseAccess, batch_id: uuid.UUID) -> int:
-    with access.connect("refiner") as conn:
-        row = conn.execute(
-            "select byte_count from raw.batches where batch_id = %s", (batch_id,)
-        ).fetchone()
+def _landed_bytes(access: DatabaseAccess, batch_id: uuid.UUID) -> int | None:
+    """The batch's size as landed; None when the database does not answer (the caller asks
+    again on its next round rather than stopping a batch whose limit it cannot know, or
+    letting the error end the loop that supervises every worker)."""
+    try:
+        with access.connect("refiner") as conn:
+            row = conn.execute(
+                "select byte_count from raw.batches where batch_id = %s", (batch_id,)
+            ).fetchone()
+    except psycopg.Error as e:
+        log.warning("could not read a batch's size", batch_id=str(batch_id), error=type(e).__name__)
+        return None
     return int(row[0]) if row else 0
 
 
@@ -172,6 +179,8 @@ def run_workers(
             return None
         if batch_id not in limits:
             size = _landed_bytes(access, batch_id) if seconds_per_mib > 0 else 0
+            if size is None:
+                return None
             limits[batch_id] = (batch_time_limit(time_limit, seconds_per_mib, size), size)
         limit = limits[batch_id]
         return limit if running > limit[0] else None
